@@ -1,0 +1,17 @@
+//! Provisioner's domain: tenants, scope profiles, end users with one app and one scoped key
+//! each, the crash-safe provisioning state machine, and the ports it drives.
+//!
+//! This crate knows no HTTP and no SQL: `crates/api` calls it, `crates/storage` and
+//! `crates/clarifai` implement its ports.
+#![forbid(unsafe_code)]
+
+pub mod app_id;
+pub mod error;
+pub mod ids;
+pub mod marker;
+pub mod model;
+pub mod ports;
+pub mod scope;
+pub mod secret;
+
+pub use error::{DomainError, ParseError, StoreError, UpstreamError};

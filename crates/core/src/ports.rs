@@ -1,0 +1,195 @@
+//! The ports core needs from the outside world. Implementations live in other crates
+//! (storage, clarifai) or in tests (in-memory fakes); core only sees these traits.
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::error::{StoreError, UpstreamError};
+use crate::ids::{AppId, ExternalId, ProfileName, TenantId};
+use crate::model::{AuditEvent, Lease, ScopeProfile, Tenant, Timestamp, User, UserStatus};
+use crate::scope::ScopeSet;
+use crate::secret::KeySecret;
+use crate::model::UpstreamAccount;
+
+/// Result of deleting a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantDeletion {
+    /// Deleted with its profiles and (deleted) user rows.
+    Deleted,
+    /// No such tenant.
+    NotFound,
+    /// It still has users whose status is not `deleted`.
+    HasLiveUsers,
+}
+
+/// Tenants and their scope profiles.
+#[async_trait]
+pub trait TenantStore: Send + Sync {
+    /// Inserts a tenant, its profiles and the audit event in one transaction;
+    /// [`StoreError::AlreadyExists`] if the id is taken.
+    async fn insert_tenant(&self, tenant: &Tenant, profiles: &[ScopeProfile], audit: &AuditEvent) -> Result<(), StoreError>;
+    /// One tenant.
+    async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError>;
+    /// Tenants ordered by id, after `after`.
+    async fn list_tenants(&self, after: Option<&TenantId>, limit: u32) -> Result<Vec<Tenant>, StoreError>;
+    /// Replaces a tenant's mutable fields (all but id and created_at) with the audit event;
+    /// [`StoreError::NotFound`] if it is gone.
+    async fn update_tenant(&self, tenant: &Tenant, audit: &AuditEvent) -> Result<(), StoreError>;
+    /// Deletes a tenant that has no live users, with the audit event.
+    async fn delete_tenant(&self, id: &TenantId, audit: &AuditEvent) -> Result<TenantDeletion, StoreError>;
+    /// Inserts or replaces a profile; returns true when it was created.
+    async fn put_profile(&self, profile: &ScopeProfile, audit: &AuditEvent) -> Result<bool, StoreError>;
+    /// One profile.
+    async fn get_profile(&self, tenant: &TenantId, name: &ProfileName) -> Result<Option<ScopeProfile>, StoreError>;
+    /// All of a tenant's profiles, by name.
+    async fn list_profiles(&self, tenant: &TenantId) -> Result<Vec<ScopeProfile>, StoreError>;
+    /// Deletes a profile; false if it did not exist.
+    async fn delete_profile(&self, tenant: &TenantId, name: &ProfileName, audit: &AuditEvent) -> Result<bool, StoreError>;
+}
+
+/// End users' provisioning records.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// One user.
+    async fn get_user(&self, tenant: &TenantId, external_id: &ExternalId) -> Result<Option<User>, StoreError>;
+    /// Users ordered by external id (byte order), after `after`, optionally of one status.
+    async fn list_users(
+        &self,
+        tenant: &TenantId,
+        status: Option<UserStatus>,
+        after: Option<&ExternalId>,
+        limit: u32,
+    ) -> Result<Vec<User>, StoreError>;
+    /// Inserts a new user row (normally holding a lease), with an optional audit event;
+    /// [`StoreError::AlreadyExists`] if (tenant, external id) exists — the database enforces it.
+    async fn insert_user(&self, user: &User, audit: Option<&AuditEvent>) -> Result<(), StoreError>;
+    /// Takes the row's lease if it is free or expired at `now`; returns the row as leased, or
+    /// `None` if someone else holds a live lease or the row does not exist.
+    async fn acquire_lease(
+        &self,
+        tenant: &TenantId,
+        external_id: &ExternalId,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError>;
+    /// Writes the whole row (all mutable fields, the lease included) if `owner` still holds the
+    /// lease, with an optional audit event in the same transaction; [`StoreError::Stale`] if the
+    /// lease was lost.
+    async fn update_user(&self, user: &User, owner: &str, audit: Option<&AuditEvent>) -> Result<(), StoreError>;
+    /// Which user a key belongs to, by the SHA-256 fingerprint of its secret (current or retired key).
+    async fn find_by_fingerprint(&self, fingerprint: &str) -> Result<Option<(TenantId, ExternalId)>, StoreError>;
+    /// Users with work due at `now`: a pending step whose lease is free or expired and whose
+    /// `next_attempt_at` has passed, or a retired key whose grace period ended. Oldest first.
+    async fn due_users(&self, now: Timestamp, limit: u32) -> Result<Vec<(TenantId, ExternalId)>, StoreError>;
+    /// Number of users of a tenant per status.
+    async fn count_users_by_status(&self, tenant: &TenantId) -> Result<Vec<(UserStatus, u64)>, StoreError>;
+}
+
+/// The append-only audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends one event on its own (reveals, failures).
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    /// Events in id order (time order), optionally of one tenant, with id greater than `after_id`
+    /// and time not before `since`.
+    async fn list_audit(
+        &self,
+        tenant: Option<&TenantId>,
+        after_id: Option<&str>,
+        since: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
+}
+
+/// Everything the service stores; implemented for SQLite and PostgreSQL by crates/storage.
+#[async_trait]
+pub trait Store: TenantStore + UserStore + AuditStore {
+    /// Whether the database is reachable and migrated.
+    async fn ready(&self) -> Result<(), StoreError>;
+}
+
+/// An app to create upstream.
+#[derive(Clone, Debug)]
+pub struct NewApp {
+    /// The deterministic id.
+    pub id: AppId,
+    /// For humans.
+    pub description: String,
+    /// The base workflow id in `clarifai/main`.
+    pub default_workflow: String,
+    /// The marker naming tenant and subject (see [`crate::marker`]).
+    pub metadata: Value,
+}
+
+/// An app as the upstream reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpstreamApp {
+    /// The app id (not validated: the account may hold apps of any shape).
+    pub id: String,
+    /// Description.
+    pub description: String,
+    /// Metadata, `Value::Null` when absent.
+    pub metadata: Value,
+}
+
+/// A key to create upstream: restricted to one app, with exactly these scopes.
+#[derive(Clone, Debug)]
+pub struct NewKey {
+    /// The one app it may reach.
+    pub app_id: AppId,
+    /// Carries the generation marker.
+    pub description: String,
+    /// Exactly the resolved scopes.
+    pub scopes: ScopeSet,
+}
+
+/// A key as the upstream reports it. Its id is the secret.
+#[derive(Clone, Debug)]
+pub struct UpstreamKey {
+    /// The key id, i.e. the secret.
+    pub secret: KeySecret,
+    /// Description (carries our marker when we made it).
+    pub description: String,
+    /// Scope names as reported (not validated: drift may hold anything).
+    pub scopes: Vec<String>,
+    /// Ids of the apps it is restricted to.
+    pub app_ids: Vec<String>,
+}
+
+/// The Clarifai REST API, as core needs it. Each call acts for one tenant's account.
+#[async_trait]
+pub trait Upstream: Send + Sync {
+    /// Verifies a PAT (its own-scopes route) and returns the scopes it holds.
+    async fn verify_credential(&self, account: &UpstreamAccount) -> Result<Vec<String>, UpstreamError>;
+    /// Creates one app. Safe to repeat: a repeat answers [`UpstreamError::AlreadyExists`].
+    async fn create_app(&self, account: &UpstreamAccount, app: &NewApp) -> Result<UpstreamApp, UpstreamError>;
+    /// One app.
+    async fn get_app(&self, account: &UpstreamAccount, app_id: &AppId) -> Result<UpstreamApp, UpstreamError>;
+    /// Every app of the account (all pages).
+    async fn list_apps(&self, account: &UpstreamAccount) -> Result<Vec<UpstreamApp>, UpstreamError>;
+    /// Deletes an app (and, upstream, its keys). [`UpstreamError::NotFound`] if absent.
+    async fn delete_app(&self, account: &UpstreamAccount, app_id: &AppId) -> Result<(), UpstreamError>;
+    /// Creates one key. Not safe to repeat: never retried after it may have been sent; an
+    /// ambiguous failure is reported as such.
+    async fn create_key(&self, account: &UpstreamAccount, key: &NewKey) -> Result<UpstreamKey, UpstreamError>;
+    /// The keys of one app (all pages).
+    async fn list_app_keys(&self, account: &UpstreamAccount, app_id: &AppId) -> Result<Vec<UpstreamKey>, UpstreamError>;
+    /// Deletes a key. [`UpstreamError::NotFound`] if absent.
+    async fn delete_key(&self, account: &UpstreamAccount, key: &KeySecret) -> Result<(), UpstreamError>;
+}
+
+/// The time source (a fake in tests).
+pub trait Clock: Send + Sync {
+    /// Now, UTC.
+    fn now(&self) -> Timestamp;
+}
+
+/// The real clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        chrono::Utc::now()
+    }
+}
