@@ -13,5 +13,6 @@ pub mod model;
 pub mod ports;
 pub mod scope;
 pub mod secret;
+pub mod service;
 
 pub use error::{DomainError, ParseError, StoreError, UpstreamError};

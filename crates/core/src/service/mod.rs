@@ -1,0 +1,174 @@
+//! The use cases: what the API (and the background workers) ask of the domain.
+//!
+//! [`Provisioner`] owns the ports. Each public method is one use case; the provisioning state
+//! machine (intent first, each upstream step safe to repeat, leases) lives in [`steps`].
+
+mod recovery;
+mod steps;
+mod tenants;
+mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+
+use crate::error::DomainError;
+use crate::ids::{ExternalId, TenantId};
+use crate::model::{Actor, AuditEvent, Tenant, UpstreamAccount};
+use crate::ports::{Clock, Store, Upstream};
+use crate::secret::{Pat, Sealer};
+
+pub use recovery::RecoveryReport;
+pub use tenants::{NewTenant, TenantPatch, TenantView};
+pub use users::{ProvisionRequest, Provisioned, ScopeRequest};
+
+/// Timing policy of the state machine.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// How long an operation holds a user's row before others may take over and resume it.
+    /// Longer than the upstream client's whole retry budget for one step.
+    pub lease_ttl: Duration,
+    /// How long a request waits for another request's lease on the same user.
+    pub lease_wait: Duration,
+    /// How often a waiting request looks again.
+    pub poll_interval: Duration,
+    /// First delay before recovery retries a failed step; doubles per attempt.
+    pub retry_base: Duration,
+    /// Longest delay between recovery attempts (retries never stop).
+    pub retry_max: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            lease_ttl: Duration::from_secs(120),
+            lease_wait: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(25),
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The service: tenants, profiles, users, audit, recovery.
+#[derive(Clone)]
+pub struct Provisioner {
+    store: Arc<dyn Store>,
+    upstream: Arc<dyn Upstream>,
+    clock: Arc<dyn Clock>,
+    sealer: Arc<dyn Sealer>,
+    config: ServiceConfig,
+}
+
+impl std::fmt::Debug for Provisioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provisioner").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Provisioner {
+    /// Wires the service to its ports.
+    pub fn new(
+        store: Arc<dyn Store>,
+        upstream: Arc<dyn Upstream>,
+        clock: Arc<dyn Clock>,
+        sealer: Arc<dyn Sealer>,
+        config: ServiceConfig,
+    ) -> Self {
+        Self { store, upstream, clock, sealer, config }
+    }
+
+    /// Whether the store is reachable and migrated.
+    pub async fn ready(&self) -> Result<(), DomainError> {
+        self.store.ready().await.map_err(DomainError::from)
+    }
+
+    fn audit(&self, actor: &Actor, tenant: Option<&TenantId>, action: &str, target: String, outcome: &str) -> AuditEvent {
+        AuditEvent {
+            id: uuid::Uuid::now_v7().to_string(),
+            at: self.clock.now(),
+            actor: actor.subject.clone(),
+            tenant_id: tenant.cloned(),
+            action: action.to_owned(),
+            target,
+            outcome: outcome.to_owned(),
+            request_id: actor.request_id.clone(),
+        }
+    }
+
+    async fn tenant(&self, id: &TenantId) -> Result<Tenant, DomainError> {
+        self.store
+            .get_tenant(id)
+            .await?
+            .ok_or_else(|| DomainError::NotFound(format!("tenant {id} not found")))
+    }
+
+    fn account(&self, tenant: &Tenant) -> Result<UpstreamAccount, DomainError> {
+        let pat = self
+            .sealer
+            .open(&tenant.pat_sealed, &pat_aad(&tenant.id))
+            .map_err(|e| DomainError::Internal(format!("tenant {}: {e}", tenant.id)))?;
+        let pat = Pat::parse(secrecy::ExposeSecret::expose_secret(&pat).to_owned())
+            .map_err(|_| DomainError::Internal(format!("tenant {}: stored PAT is malformed", tenant.id)))?;
+        Ok(UpstreamAccount {
+            base_url: tenant.base_url.clone(),
+            user_id: tenant.upstream_user_id.clone(),
+            pat,
+            tenant_id: tenant.id.clone(),
+            rate_limit: tenant.rate_limit,
+        })
+    }
+}
+
+/// Associated data binding a sealed PAT to its tenant.
+pub(crate) fn pat_aad(tenant: &TenantId) -> String {
+    format!("pat:{tenant}")
+}
+
+/// Associated data binding a sealed key to its user's app.
+pub(crate) fn key_aad(tenant: &TenantId, app_id: &crate::ids::AppId) -> String {
+    format!("key:{tenant}:{app_id}")
+}
+
+/// Encodes a keyset cursor (opaque to clients).
+pub(crate) fn encode_cursor(last: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.as_bytes())
+}
+
+/// Decodes a keyset cursor; a malformed one is the caller's error.
+pub(crate) fn decode_cursor(cursor: &str) -> Result<String, DomainError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| DomainError::Invalid("invalid cursor".into()))
+}
+
+/// Decodes a user-list cursor.
+pub(crate) fn decode_user_cursor(cursor: &str) -> Result<ExternalId, DomainError> {
+    ExternalId::parse(&decode_cursor(cursor)?).map_err(|_| DomainError::Invalid("invalid cursor".into()))
+}
+
+/// Checks a page size.
+pub(crate) fn check_limit(limit: u32) -> Result<u32, DomainError> {
+    if (1..=1000).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(DomainError::Invalid("limit must be between 1 and 1000".into()))
+    }
+}
+
+/// Checks free text (names): 1..=max characters, no control characters.
+pub(crate) fn check_text(field: &str, s: &str, max: usize) -> Result<(), DomainError> {
+    let n = s.chars().count();
+    if n == 0 || n > max || s.chars().any(char::is_control) {
+        return Err(DomainError::Invalid(format!(
+            "{field} must be 1-{max} characters without control characters"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

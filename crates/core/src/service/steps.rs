@@ -1,0 +1,337 @@
+//! The provisioning state machine (DESIGN.md, "Provisioning, step by step").
+//!
+//! A user's row holds the intent: `status` says which operation runs, `step` which upstream call
+//! comes next, `generation` which key marker to use. Every upstream call is preceded by a write of
+//! the step it belongs to, under a lease. Each step is safe to repeat: app ids are deterministic
+//! and apps carry a marker in their metadata; keys carry `prov:<app>:g<generation>` in their
+//! description and are looked for before a create whenever an earlier attempt may have reached
+//! the upstream. "Not found" on delete is done.
+
+use crate::error::{DomainError, StoreError, UpstreamError};
+use crate::marker::{app_has_marker, app_marker, key_description};
+use crate::model::{Actor, Lease, RetiredKey, Step, StoredKey, Tenant, UpstreamAccount, User, UserStatus};
+use crate::ports::{NewApp, NewKey, UpstreamKey};
+use crate::secret::KeySecret;
+
+use super::{Provisioner, key_aad};
+
+/// Upper bound on steps per run: a full provisioning is two, a deprovisioning two, with room
+/// for a re-create after an app vanished and a look-up after an ambiguous create.
+const MAX_STEPS: usize = 8;
+
+/// One operation in progress on one user, holding its lease.
+pub(super) struct Run<'a> {
+    pub tenant: &'a Tenant,
+    pub account: UpstreamAccount,
+    pub owner: String,
+    pub actor: &'a Actor,
+    /// Whether an earlier attempt at the current key generation may have reached the upstream.
+    pub look_first: bool,
+    /// Grace period for the key replaced by a rotation.
+    pub grace: chrono::Duration,
+    /// The audit action recorded when the run succeeds.
+    pub action: &'static str,
+}
+
+/// The end of a run: the row as saved, and the new key's secret if one was created.
+pub(super) struct Outcome {
+    pub user: User,
+    pub secret: Option<KeySecret>,
+}
+
+/// How a step failed.
+enum Fail {
+    /// Worth retrying later (unavailable, throttled, a race).
+    Transient(String),
+    /// Will not succeed by repeating (rejected, unauthorized, a foreign app holding the id).
+    Permanent(DomainError),
+}
+
+impl From<UpstreamError> for Fail {
+    fn from(e: UpstreamError) -> Self {
+        match e {
+            UpstreamError::Unavailable { message, .. } => Fail::Transient(message),
+            UpstreamError::NotFound => Fail::Transient("resource vanished upstream during the operation".into()),
+            UpstreamError::AlreadyExists => Fail::Transient("upstream reported a conflict; will look again".into()),
+            UpstreamError::Unauthorized(m) => {
+                Fail::Permanent(DomainError::UpstreamRejected(format!("upstream refused the tenant's credential: {m}")))
+            }
+            UpstreamError::Rejected(m) => Fail::Permanent(DomainError::UpstreamRejected(m)),
+        }
+    }
+}
+
+impl Provisioner {
+    /// Runs the user's pending steps until it is idle or a step fails. The run holds the lease;
+    /// the final write releases it.
+    pub(super) async fn drive(&self, run: &mut Run<'_>, mut user: User) -> Result<Outcome, DomainError> {
+        let mut secret = None;
+        for _ in 0..MAX_STEPS {
+            let result = match user.step {
+                Step::Idle => break,
+                Step::CreateApp => self.step_create_app(run, &user).await.map(|()| {
+                    user.step = Step::CreateKey;
+                }),
+                Step::CreateKey => match self.step_create_key(run, &user).await {
+                    Ok(Some(key)) => {
+                        self.finish_key(run, &mut user, &key);
+                        secret = Some(key.secret);
+                        Ok(())
+                    }
+                    // An ambiguous create: look for its marker on the next pass.
+                    Ok(None) => Ok(()),
+                    Err(Fail::Transient(m)) if m == VANISHED => {
+                        user.step = Step::CreateApp;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
+                Step::DeleteKey => self.step_delete_keys(run, &user).await.map(|()| {
+                    user.step = Step::DeleteApp;
+                }),
+                Step::DeleteApp | Step::UndoApp => self.step_delete_app(run, &user).await.map(|()| {
+                    if user.step == Step::DeleteApp {
+                        user.status = UserStatus::Deleted;
+                    }
+                    user.step = Step::Idle;
+                    user.key = None;
+                    user.retired_key = None;
+                }),
+            };
+            match result {
+                Ok(()) => {
+                    user.last_error = None;
+                    user.attempts = 0;
+                    user.next_attempt_at = None;
+                    if user.step == Step::Idle {
+                        break;
+                    }
+                    // Record the step reached (the intent of the next one) and renew the lease.
+                    self.save(run, &mut user, true, None).await?;
+                }
+                Err(fail) => return self.on_failure(run, user, fail).await,
+            }
+        }
+        if user.step != Step::Idle {
+            return self.on_failure(run, user, Fail::Transient("too many steps in one run".into())).await;
+        }
+        // Rotation with no grace period: delete the replaced key now. If that fails, the key
+        // stays recorded as retired and recovery deletes it later.
+        if user.status == UserStatus::Active
+            && let Some(old) = user.retired_key.clone()
+            && old.delete_after <= self.clock.now()
+        {
+            match self.delete_retired(run, &user, &old).await {
+                Ok(()) => user.retired_key = None,
+                Err(m) => user.last_error = Some(format!("deleting the replaced key: {m}")),
+            }
+        }
+        let audit = self.audit(run.actor, Some(&run.tenant.id), run.action, user_target(&user), "success");
+        self.save(run, &mut user, false, Some(&audit)).await?;
+        Ok(Outcome { user, secret })
+    }
+
+    async fn step_create_app(&self, run: &Run<'_>, user: &User) -> Result<(), Fail> {
+        let app = NewApp {
+            id: user.app_id.clone(),
+            description: describe(&run.tenant.app_defaults.description, user.external_id.as_str()),
+            default_workflow: run.tenant.app_defaults.default_workflow.clone(),
+            metadata: app_marker(&user.tenant_id, &user.external_id),
+        };
+        match self.upstream.create_app(&run.account, &app).await {
+            Ok(_) => Ok(()),
+            Err(UpstreamError::AlreadyExists) => {
+                // Ours from an earlier attempt (adopt it), or someone else's (never adopt).
+                let existing = self.upstream.get_app(&run.account, &user.app_id).await?;
+                if app_has_marker(&existing.metadata, &user.tenant_id, &user.external_id) {
+                    Ok(())
+                } else {
+                    Err(Fail::Permanent(DomainError::Conflict(format!(
+                        "upstream app id {} is taken by an app this service did not create for this user",
+                        user.app_id
+                    ))))
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `Ok(None)`: the create was ambiguous; the next pass looks for the key's marker.
+    async fn step_create_key(&self, run: &mut Run<'_>, user: &User) -> Result<Option<UpstreamKey>, Fail> {
+        let marker = key_description(&user.app_id, user.generation);
+        if run.look_first {
+            let keys = match self.upstream.list_app_keys(&run.account, &user.app_id).await {
+                Err(UpstreamError::NotFound) => return Err(Fail::Transient(VANISHED.into())),
+                other => other?,
+            };
+            let mut ours = keys.into_iter().filter(|k| k.description == marker);
+            if let Some(found) = ours.next() {
+                // More than one with this generation's marker: keep the first, delete the rest.
+                for extra in ours {
+                    let _ = self.upstream.delete_key(&run.account, &extra.secret).await;
+                }
+                return Ok(Some(found));
+            }
+        }
+        let new = NewKey { app_id: user.app_id.clone(), description: marker, scopes: user.scopes.clone() };
+        match self.upstream.create_key(&run.account, &new).await {
+            Ok(k) => Ok(Some(k)),
+            Err(e) if e.is_ambiguous() && !run.look_first => {
+                run.look_first = true;
+                Ok(None)
+            }
+            Err(UpstreamError::NotFound) => Err(Fail::Transient(VANISHED.into())),
+            Err(e) => {
+                if e.is_ambiguous() {
+                    run.look_first = true;
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    fn finish_key(&self, run: &Run<'_>, user: &mut User, key: &UpstreamKey) {
+        let now = self.clock.now();
+        let stored = StoredKey {
+            sealed: self.sealer.seal(key.secret.expose(), &key_aad(&user.tenant_id, &user.app_id)),
+            fingerprint: key.secret.fingerprint(),
+            scopes: user.scopes.clone(),
+            generation: user.generation,
+            created_at: now,
+        };
+        if user.status == UserStatus::Rotating
+            && let Some(old) = user.key.take()
+        {
+            user.retired_key = Some(RetiredKey { sealed: old.sealed, fingerprint: old.fingerprint, delete_after: now + run.grace });
+        }
+        user.key = Some(stored);
+        user.status = UserStatus::Active;
+        user.step = Step::Idle;
+    }
+
+    async fn step_delete_keys(&self, run: &Run<'_>, user: &User) -> Result<(), Fail> {
+        if let Some(old) = &user.retired_key {
+            self.delete_retired(run, user, old).await.map_err(Fail::Transient)?;
+        }
+        if let Some(key) = &user.key {
+            let secret = self.open_key(user, &key.sealed).map_err(Fail::Permanent)?;
+            match self.upstream.delete_key(&run.account, &secret).await {
+                Ok(()) | Err(UpstreamError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn step_delete_app(&self, run: &Run<'_>, user: &User) -> Result<(), Fail> {
+        match self.upstream.delete_app(&run.account, &user.app_id).await {
+            Ok(()) | Err(UpstreamError::NotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(super) async fn delete_retired(&self, run: &Run<'_>, user: &User, old: &RetiredKey) -> Result<(), String> {
+        let secret = self.open_key(user, &old.sealed).map_err(|e| e.to_string())?;
+        match self.upstream.delete_key(&run.account, &secret).await {
+            Ok(()) | Err(UpstreamError::NotFound) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    pub(super) fn open_key(&self, user: &User, sealed: &[u8]) -> Result<KeySecret, DomainError> {
+        let s = self
+            .sealer
+            .open(sealed, &key_aad(&user.tenant_id, &user.app_id))
+            .map_err(|e| DomainError::Internal(format!("user {}: {e}", user_target(user))))?;
+        KeySecret::parse(secrecy::ExposeSecret::expose_secret(&s).to_owned())
+            .map_err(|_| DomainError::Internal("stored key is malformed".into()))
+    }
+
+    /// Records a failed step. Transient: keep the intent, release the lease, and let a retry
+    /// (the caller's or recovery's) resume it. Permanent: settle the user in a state that
+    /// needs no upstream work, undoing an app this provisioning created.
+    async fn on_failure(&self, run: &mut Run<'_>, mut user: User, fail: Fail) -> Result<Outcome, DomainError> {
+        let now = self.clock.now();
+        let (err, outcome) = match fail {
+            Fail::Transient(m) => {
+                user.attempts += 1;
+                user.next_attempt_at = Some(now + self.backoff(user.attempts));
+                user.last_error = Some(m.clone());
+                (DomainError::UpstreamUnavailable(m), None)
+            }
+            Fail::Permanent(e) => {
+                user.last_error = Some(e.to_string());
+                match (user.status, user.step) {
+                    (UserStatus::Provisioning, Step::CreateApp) => {
+                        user.status = UserStatus::Failed;
+                        user.step = Step::Idle;
+                    }
+                    (UserStatus::Provisioning, Step::CreateKey) => {
+                        user.status = UserStatus::Failed;
+                        user.step = Step::UndoApp;
+                        if self.step_delete_app(run, &user).await.is_ok() {
+                            user.step = Step::Idle;
+                        }
+                    }
+                    (UserStatus::Rotating, _) => {
+                        user.status = UserStatus::Active;
+                        user.step = Step::Idle;
+                        user.retired_key = None;
+                    }
+                    // Deletions must finish: keep the intent and retry with backoff.
+                    _ => {
+                        user.attempts += 1;
+                        user.next_attempt_at = Some(now + self.backoff(user.attempts));
+                    }
+                }
+                let outcome = format!("failure: {e}");
+                (e, Some(outcome))
+            }
+        };
+        let audit = outcome.map(|o| self.audit(run.actor, Some(&run.tenant.id), "user.operation_failed", user_target(&user), &o));
+        self.save(run, &mut user, false, audit.as_ref()).await?;
+        Err(err)
+    }
+
+    /// Writes the row under our lease: renewed when `keep_lease`, released otherwise.
+    pub(super) async fn save(
+        &self,
+        run: &Run<'_>,
+        user: &mut User,
+        keep_lease: bool,
+        audit: Option<&crate::model::AuditEvent>,
+    ) -> Result<(), DomainError> {
+        let now = self.clock.now();
+        user.updated_at = now;
+        user.lease = keep_lease.then(|| Lease { owner: run.owner.clone(), expires_at: now + self.lease_ttl() });
+        self.store.update_user(user, &run.owner, audit).await.map_err(|e| match e {
+            StoreError::Stale => DomainError::UpstreamUnavailable(
+                "the operation took longer than its lease and was taken over; retry".into(),
+            ),
+            other => other.into(),
+        })
+    }
+
+    pub(super) fn lease_ttl(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.config.lease_ttl).unwrap_or(chrono::Duration::seconds(120))
+    }
+
+    /// Capped exponential backoff for recovery: base * 2^(attempts-1), at most `retry_max`.
+    pub(super) fn backoff(&self, attempts: i64) -> chrono::Duration {
+        let exp = u32::try_from(attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
+        let d = self.config.retry_base.saturating_mul(2u32.saturating_pow(exp)).min(self.config.retry_max);
+        chrono::Duration::from_std(d).unwrap_or(chrono::Duration::seconds(300))
+    }
+}
+
+const VANISHED: &str = "the app vanished upstream; re-creating it";
+
+/// `users/<external id>`, the audit target of a user.
+pub(super) fn user_target(user: &User) -> String {
+    format!("users/{}", user.external_id)
+}
+
+/// Fills the description template, keeping the upstream's text short.
+fn describe(template: &str, external_id: &str) -> String {
+    template.replace("{external_id}", external_id).chars().take(500).collect()
+}

@@ -1,0 +1,457 @@
+//! End users: provision (idempotent PUT), read, list, rotate, reveal, deprovision; key look-up
+//! and the audit log.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::app_id::derive_app_id;
+use crate::error::{DomainError, StoreError};
+use crate::ids::{ExternalId, ProfileName, TenantId};
+use crate::model::{Actor, AuditEvent, Lease, Page, Step, Tenant, TenantStatus, Timestamp, User, UserStatus};
+use crate::scope::ScopeSet;
+use crate::secret::KeySecret;
+
+use super::steps::{Run, user_target};
+use super::tenants::check_scopes;
+use super::{Provisioner, check_limit, check_text, decode_cursor, decode_user_cursor, encode_cursor};
+
+/// Which scopes a provisioned key gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScopeRequest {
+    /// The tenant's default profile.
+    Default,
+    /// A named profile of the tenant.
+    Profile(ProfileName),
+    /// Explicit scopes (within the tenant's allowed scopes).
+    Scopes(ScopeSet),
+}
+
+/// A PUT on an end user.
+#[derive(Debug, Clone)]
+pub struct ProvisionRequest {
+    /// Scopes wanted.
+    pub scopes: ScopeRequest,
+    /// Optional human name (replaced when given).
+    pub display_name: Option<String>,
+    /// Optional string metadata (replaced when given).
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// The answer to a provisioning or rotation.
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    /// The user as stored.
+    pub user: User,
+    /// The new key's secret: present only when this call created the key.
+    pub secret: Option<KeySecret>,
+    /// Whether this call created the user's app and key (201) or found them (200).
+    pub created: bool,
+}
+
+/// Longest rotation grace period, in seconds (API.md).
+pub const MAX_GRACE_SECONDS: u32 = 86_400;
+
+impl Provisioner {
+    /// Provisions one end user: one app and one key with the resolved scopes. Idempotent: a
+    /// repeat with the same scopes creates nothing and returns the user without a secret.
+    pub async fn provision(
+        &self,
+        actor: &Actor,
+        tenant_id: &TenantId,
+        external_id: &ExternalId,
+        req: ProvisionRequest,
+    ) -> Result<Provisioned, DomainError> {
+        let tenant = self.tenant(tenant_id).await?;
+        if tenant.status == TenantStatus::Suspended {
+            return Err(DomainError::Conflict(format!("tenant {tenant_id} is suspended")));
+        }
+        let scopes = self.resolve_scopes(&tenant, &req.scopes).await?;
+        check_user_fields(req.display_name.as_deref(), req.metadata.as_ref())?;
+        let deadline = Instant::now() + self.config.lease_wait;
+        loop {
+            let now = self.clock.now();
+            let Some(mut user) = self.store.get_user(tenant_id, external_id).await? else {
+                let owner = new_owner();
+                let user = self.new_user(&tenant, external_id, &scopes, &req, &owner, now);
+                match self.store.insert_user(&user, None).await {
+                    Ok(()) => return self.run_provisioning(actor, &tenant, user, owner, false, &scopes).await,
+                    Err(StoreError::AlreadyExists) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            if lease_live(&user, now) {
+                self.wait_for_release(tenant_id, external_id, deadline).await?;
+                continue;
+            }
+            match user.status {
+                UserStatus::Active => {
+                    if user.scopes != scopes {
+                        return Err(DomainError::Conflict(format!(
+                            "user is already provisioned with other scopes ({}); rotate or deprovision first",
+                            user.scopes
+                        )));
+                    }
+                    if needs_update(&user, &req) {
+                        let Some(u) = self.acquire(&user).await? else { continue };
+                        user = self.update_fields(actor, &tenant, u, &req).await?;
+                    }
+                    return Ok(Provisioned { user, secret: None, created: false });
+                }
+                UserStatus::Deprovisioning => {
+                    return Err(DomainError::Conflict(
+                        "user is being deprovisioned; repeat the DELETE to finish it first".into(),
+                    ));
+                }
+                UserStatus::Rotating => {
+                    // A rotation that stalled: finish it, then answer as for an active user.
+                    let Some(u) = self.acquire(&user).await? else { continue };
+                    let owner = lease_owner(&u);
+                    let mut run = self.run(&tenant, actor, owner, true, 0, "user.recover")?;
+                    self.drive(&mut run, u).await?;
+                }
+                UserStatus::Provisioning => {
+                    let Some(mut u) = self.acquire(&user).await? else { continue };
+                    if u.step == Step::CreateApp {
+                        u.scopes = scopes.clone();
+                    }
+                    let owner = lease_owner(&u);
+                    return self.run_provisioning(actor, &tenant, u, owner, true, &scopes).await;
+                }
+                UserStatus::Deleted | UserStatus::Failed => {
+                    let Some(mut u) = self.acquire(&user).await? else { continue };
+                    if u.status == UserStatus::Deleted {
+                        u.app_id = derive_app_id(&tenant.app_defaults.id_prefix, tenant_id, external_id);
+                        u.created_at = now;
+                    }
+                    u.status = UserStatus::Provisioning;
+                    u.step = Step::CreateApp;
+                    u.generation += 1;
+                    u.scopes = scopes.clone();
+                    u.key = None;
+                    u.retired_key = None;
+                    u.attempts = 0;
+                    u.last_error = None;
+                    u.next_attempt_at = None;
+                    apply_fields(&mut u, &req);
+                    let owner = lease_owner(&u);
+                    let run = self.run(&tenant, actor, owner.clone(), false, 0, "user.provision")?;
+                    self.save(&run, &mut u, true, None).await?;
+                    return self.run_provisioning(actor, &tenant, u, owner, false, &scopes).await;
+                }
+            }
+        }
+    }
+
+    async fn run_provisioning(
+        &self,
+        actor: &Actor,
+        tenant: &Tenant,
+        user: User,
+        owner: String,
+        resumed: bool,
+        wanted: &ScopeSet,
+    ) -> Result<Provisioned, DomainError> {
+        let mut run = self.run(tenant, actor, owner, resumed, 0, "user.provision")?;
+        let out = self.drive(&mut run, user).await?;
+        if &out.user.scopes != wanted {
+            return Err(DomainError::Conflict(format!(
+                "user was being provisioned with other scopes ({}); rotate or deprovision first",
+                out.user.scopes
+            )));
+        }
+        let created = out.secret.is_some();
+        Ok(Provisioned { user: out.user, secret: out.secret, created })
+    }
+
+    /// One user.
+    pub async fn get_user(&self, tenant_id: &TenantId, external_id: &ExternalId) -> Result<User, DomainError> {
+        self.tenant(tenant_id).await?;
+        self.store
+            .get_user(tenant_id, external_id)
+            .await?
+            .ok_or_else(|| DomainError::NotFound("user not found".into()))
+    }
+
+    /// A tenant's users by external id, optionally of one status.
+    pub async fn list_users(
+        &self,
+        tenant_id: &TenantId,
+        status: Option<UserStatus>,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<User>, DomainError> {
+        let limit = check_limit(limit)?;
+        let after = cursor.map(decode_user_cursor).transpose()?;
+        self.tenant(tenant_id).await?;
+        let items = self.store.list_users(tenant_id, status, after.as_ref(), limit).await?;
+        let next_cursor = (items.len() == limit as usize)
+            .then(|| items.last().map(|u| encode_cursor(u.external_id.as_str())))
+            .flatten();
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Replaces an active user's key with a new one of the same scopes. The old key is deleted
+    /// upstream at once, or once `grace_seconds` have passed.
+    pub async fn rotate_key(
+        &self,
+        actor: &Actor,
+        tenant_id: &TenantId,
+        external_id: &ExternalId,
+        grace_seconds: u32,
+    ) -> Result<Provisioned, DomainError> {
+        if grace_seconds > MAX_GRACE_SECONDS {
+            return Err(DomainError::Validation(format!("grace_seconds must be 0-{MAX_GRACE_SECONDS}")));
+        }
+        let tenant = self.tenant(tenant_id).await?;
+        if tenant.status == TenantStatus::Suspended {
+            return Err(DomainError::Conflict(format!("tenant {tenant_id} is suspended")));
+        }
+        let deadline = Instant::now() + self.config.lease_wait;
+        loop {
+            let user = self.get_user(tenant_id, external_id).await?;
+            if lease_live(&user, self.clock.now()) {
+                self.wait_for_release(tenant_id, external_id, deadline).await?;
+                continue;
+            }
+            if !matches!(user.status, UserStatus::Active | UserStatus::Rotating) {
+                return Err(DomainError::Conflict(format!("user is {}; only an active user's key can be rotated", user.status)));
+            }
+            let Some(mut u) = self.acquire(&user).await? else { continue };
+            let owner = lease_owner(&u);
+            let mut run = self.run(&tenant, actor, owner, false, i64::from(grace_seconds), "user.rotate_key")?;
+            if u.status == UserStatus::Rotating {
+                // Finish the stalled rotation first; it found or made a key of its own.
+                run.look_first = true;
+                run.action = "user.recover";
+                self.drive(&mut run, u).await?;
+                continue;
+            }
+            // Never more than two keys: a key still in its grace period goes first.
+            if let Some(old) = u.retired_key.clone() {
+                if let Err(m) = self.delete_retired(&run, &u, &old).await {
+                    u.last_error = Some(format!("deleting the previously replaced key: {m}"));
+                    self.save(&run, &mut u, false, None).await?;
+                    return Err(DomainError::UpstreamUnavailable(m));
+                }
+                u.retired_key = None;
+            }
+            u.status = UserStatus::Rotating;
+            u.step = Step::CreateKey;
+            u.generation += 1;
+            self.save(&run, &mut u, true, None).await?;
+            let out = self.drive(&mut run, u).await?;
+            let secret = out
+                .secret
+                .ok_or_else(|| DomainError::Internal("rotation finished without a new key".into()))?;
+            return Ok(Provisioned { user: out.user, secret: Some(secret), created: true });
+        }
+    }
+
+    /// The stored secret of a user's current key. Always audited; if the audit event cannot be
+    /// written, nothing is revealed.
+    pub async fn reveal_key(&self, actor: &Actor, tenant_id: &TenantId, external_id: &ExternalId) -> Result<KeySecret, DomainError> {
+        let user = self.get_user(tenant_id, external_id).await?;
+        let Some(key) = &user.key else {
+            return Err(DomainError::Conflict(format!("user is {} and has no key", user.status)));
+        };
+        let secret = self.open_key(&user, &key.sealed)?;
+        let audit = self.audit(actor, Some(tenant_id), "user.reveal_key", user_target(&user), "success");
+        self.store.append_audit(&audit).await?;
+        Ok(secret)
+    }
+
+    /// Deletes the user's key and app upstream ("not found" is done) and marks it deleted.
+    /// Repeating it answers the deleted user again.
+    pub async fn deprovision(&self, actor: &Actor, tenant_id: &TenantId, external_id: &ExternalId) -> Result<User, DomainError> {
+        let tenant = self.tenant(tenant_id).await?;
+        let deadline = Instant::now() + self.config.lease_wait;
+        loop {
+            let user = self.get_user(tenant_id, external_id).await?;
+            if lease_live(&user, self.clock.now()) {
+                self.wait_for_release(tenant_id, external_id, deadline).await?;
+                continue;
+            }
+            if user.status == UserStatus::Deleted {
+                return Ok(user);
+            }
+            let Some(mut u) = self.acquire(&user).await? else { continue };
+            let owner = lease_owner(&u);
+            let mut run = self.run(&tenant, actor, owner, false, 0, "user.deprovision")?;
+            if u.status != UserStatus::Deprovisioning || !matches!(u.step, Step::DeleteKey | Step::DeleteApp) {
+                u.status = UserStatus::Deprovisioning;
+                u.step = Step::DeleteKey;
+                u.attempts = 0;
+                self.save(&run, &mut u, true, None).await?;
+            }
+            return self.drive(&mut run, u).await.map(|o| o.user);
+        }
+    }
+
+    /// Which user a (leaked) key belongs to, by its fingerprint.
+    pub async fn lookup_key(&self, secret: &KeySecret) -> Result<(TenantId, ExternalId), DomainError> {
+        self.store
+            .find_by_fingerprint(&secret.fingerprint())
+            .await?
+            .ok_or_else(|| DomainError::NotFound("no user holds this key".into()))
+    }
+
+    /// Audit events in time order. `after` is a cursor from a previous page or an RFC 3339 time.
+    pub async fn list_audit(&self, tenant: Option<&TenantId>, after: Option<&str>, limit: u32) -> Result<Page<AuditEvent>, DomainError> {
+        let limit = check_limit(limit)?;
+        let (after_id, since) = match after {
+            None => (None, None),
+            Some(a) => match chrono::DateTime::parse_from_rfc3339(a) {
+                Ok(t) => (None, Some(t.with_timezone(&chrono::Utc))),
+                Err(_) => (Some(decode_cursor(a)?), None),
+            },
+        };
+        let items = self.store.list_audit(tenant, after_id.as_deref(), since, limit).await?;
+        let next_cursor = (items.len() == limit as usize).then(|| items.last().map(|e| encode_cursor(&e.id))).flatten();
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn resolve_scopes(&self, tenant: &Tenant, req: &ScopeRequest) -> Result<ScopeSet, DomainError> {
+        let scopes = match req {
+            ScopeRequest::Scopes(s) => s.clone(),
+            ScopeRequest::Profile(name) => self.profile_scopes(tenant, name).await?,
+            ScopeRequest::Default => match &tenant.default_scope_profile {
+                Some(name) => self.profile_scopes(tenant, name).await?,
+                None => {
+                    return Err(DomainError::Validation(
+                        "no scope_profile or scopes given, and the tenant has no default_scope_profile".into(),
+                    ));
+                }
+            },
+        };
+        check_scopes(&scopes, &tenant.allowed_scopes)?;
+        Ok(scopes)
+    }
+
+    async fn profile_scopes(&self, tenant: &Tenant, name: &ProfileName) -> Result<ScopeSet, DomainError> {
+        self.store
+            .get_profile(&tenant.id, name)
+            .await?
+            .map(|p| p.scopes)
+            .ok_or_else(|| DomainError::Validation(format!("unknown scope profile {:?}", name.as_str())))
+    }
+
+    fn new_user(&self, tenant: &Tenant, external_id: &ExternalId, scopes: &ScopeSet, req: &ProvisionRequest, owner: &str, now: Timestamp) -> User {
+        let mut user = User {
+            tenant_id: tenant.id.clone(),
+            external_id: external_id.clone(),
+            app_id: derive_app_id(&tenant.app_defaults.id_prefix, &tenant.id, external_id),
+            status: UserStatus::Provisioning,
+            step: Step::CreateApp,
+            generation: 1,
+            scopes: scopes.clone(),
+            key: None,
+            retired_key: None,
+            display_name: None,
+            metadata: BTreeMap::new(),
+            lease: Some(Lease { owner: owner.to_owned(), expires_at: now + self.lease_ttl() }),
+            last_error: None,
+            attempts: 0,
+            next_attempt_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        apply_fields(&mut user, req);
+        user
+    }
+
+    async fn update_fields(&self, actor: &Actor, tenant: &Tenant, mut user: User, req: &ProvisionRequest) -> Result<User, DomainError> {
+        apply_fields(&mut user, req);
+        let run = self.run(tenant, actor, lease_owner(&user), false, 0, "user.update")?;
+        let audit = self.audit(actor, Some(&tenant.id), "user.update", user_target(&user), "success");
+        self.save(&run, &mut user, false, Some(&audit)).await?;
+        Ok(user)
+    }
+
+    /// Takes the lease of a row whose lease is free or expired; `None` if someone was faster.
+    pub(super) async fn acquire(&self, user: &User) -> Result<Option<User>, DomainError> {
+        let now = self.clock.now();
+        let lease = Lease { owner: new_owner(), expires_at: now + self.lease_ttl() };
+        Ok(self.store.acquire_lease(&user.tenant_id, &user.external_id, &lease, now).await?)
+    }
+
+    pub(super) fn run<'a>(
+        &self,
+        tenant: &'a Tenant,
+        actor: &'a Actor,
+        owner: String,
+        look_first: bool,
+        grace_seconds: i64,
+        action: &'static str,
+    ) -> Result<Run<'a>, DomainError> {
+        Ok(Run {
+            tenant,
+            account: self.account(tenant)?,
+            owner,
+            actor,
+            look_first,
+            grace: chrono::Duration::seconds(grace_seconds),
+            action,
+        })
+    }
+
+    async fn wait_for_release(&self, tenant_id: &TenantId, external_id: &ExternalId, deadline: Instant) -> Result<(), DomainError> {
+        loop {
+            if Instant::now() >= deadline {
+                return Err(DomainError::UpstreamUnavailable(
+                    "another request for this user is still in progress; retry".into(),
+                ));
+            }
+            tokio::time::sleep(self.config.poll_interval).await;
+            match self.store.get_user(tenant_id, external_id).await? {
+                Some(u) if lease_live(&u, self.clock.now()) => {}
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+fn new_owner() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn lease_owner(user: &User) -> String {
+    user.lease.as_ref().map(|l| l.owner.clone()).unwrap_or_default()
+}
+
+fn lease_live(user: &User, now: Timestamp) -> bool {
+    user.lease.as_ref().is_some_and(|l| l.expires_at > now)
+}
+
+fn needs_update(user: &User, req: &ProvisionRequest) -> bool {
+    req.display_name.as_ref().is_some_and(|d| user.display_name.as_ref() != Some(d))
+        || req.metadata.as_ref().is_some_and(|m| &user.metadata != m)
+}
+
+fn apply_fields(user: &mut User, req: &ProvisionRequest) {
+    if let Some(d) = &req.display_name {
+        user.display_name = Some(d.clone());
+    }
+    if let Some(m) = &req.metadata {
+        user.metadata = m.clone();
+    }
+}
+
+fn check_user_fields(display_name: Option<&str>, metadata: Option<&BTreeMap<String, String>>) -> Result<(), DomainError> {
+    if let Some(d) = display_name {
+        check_text("display_name", d, 200)?;
+    }
+    if let Some(m) = metadata {
+        if m.len() > 64 {
+            return Err(DomainError::Invalid("metadata may hold at most 64 entries".into()));
+        }
+        for (k, v) in m {
+            check_text("metadata key", k, 64)?;
+            if v.chars().count() > 1024 || v.chars().any(char::is_control) {
+                return Err(DomainError::Invalid(
+                    "metadata values must be at most 1024 characters without control characters".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
