@@ -1,0 +1,275 @@
+//! Core's [`Upstream`] port over [`ClarifaiClient`]: one client per call, built from the
+//! tenant's [`UpstreamAccount`] over a shared `reqwest::Client`.
+
+use async_trait::async_trait;
+use provisioner_core::UpstreamError;
+use provisioner_core::ids::AppId;
+use provisioner_core::model::UpstreamAccount;
+use provisioner_core::ports::{NewApp, NewKey, Upstream, UpstreamApp, UpstreamKey};
+use provisioner_core::secret::KeySecret;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::client::ClarifaiClient;
+use crate::config::{ClientConfig, build_http_client};
+use crate::error::{ClarifaiError, ErrorKind};
+use crate::types::{ApiKey, App, AppSpec, KeySpec};
+
+/// The Clarifai implementation of [`Upstream`]. Holds no tenant state: each call acts for the
+/// account it is given.
+#[derive(Clone, Debug)]
+pub struct ClarifaiUpstream {
+    http: reqwest::Client,
+    config: ClientConfig,
+}
+
+impl ClarifaiUpstream {
+    /// Over an existing HTTP client (share one per process).
+    pub fn new(http: reqwest::Client, config: ClientConfig) -> Self {
+        Self { http, config }
+    }
+
+    /// Builds its own HTTP client from `config` (see [`build_http_client`]).
+    pub fn from_config(config: ClientConfig) -> Result<Self, ClarifaiError> {
+        Ok(Self::new(build_http_client(&config)?, config))
+    }
+
+    /// The client for one account.
+    pub fn client(&self, account: &UpstreamAccount) -> Result<ClarifaiClient, UpstreamError> {
+        ClarifaiClient::new(
+            self.http.clone(),
+            self.config.clone(),
+            &account.base_url,
+            account.user_id.as_str(),
+            account.pat.secret().clone(),
+        )
+        .map_err(to_upstream)
+    }
+}
+
+/// Maps a client error to core's taxonomy (by what the caller does next).
+pub fn to_upstream(e: ClarifaiError) -> UpstreamError {
+    match e.kind {
+        ErrorKind::Unauthenticated | ErrorKind::Forbidden => {
+            UpstreamError::Unauthorized(e.to_string())
+        }
+        ErrorKind::NotFound => UpstreamError::NotFound,
+        ErrorKind::AlreadyExists => UpstreamError::AlreadyExists,
+        ErrorKind::InvalidRequest => UpstreamError::Rejected(e.to_string()),
+        ErrorKind::Throttled
+        | ErrorKind::UpstreamInternal
+        | ErrorKind::Transport
+        | ErrorKind::Timeout
+        | ErrorKind::Protocol => UpstreamError::Unavailable {
+            message: e.to_string(),
+            ambiguous: e.ambiguous,
+        },
+    }
+}
+
+fn to_app(a: App) -> UpstreamApp {
+    UpstreamApp {
+        id: a.id,
+        description: a.description,
+        metadata: a.metadata,
+    }
+}
+
+fn to_key(k: ApiKey) -> Option<UpstreamKey> {
+    let secret = KeySecret::parse(k.id.expose_secret()).ok()?;
+    Some(UpstreamKey {
+        secret,
+        description: k.description,
+        scopes: k.scopes,
+        app_ids: k.app_ids,
+    })
+}
+
+#[async_trait]
+impl Upstream for ClarifaiUpstream {
+    async fn verify_credential(
+        &self,
+        account: &UpstreamAccount,
+    ) -> Result<Vec<String>, UpstreamError> {
+        self.client(account)?.my_scopes().await.map_err(to_upstream)
+    }
+
+    async fn create_app(
+        &self,
+        account: &UpstreamAccount,
+        app: &NewApp,
+    ) -> Result<UpstreamApp, UpstreamError> {
+        let spec = AppSpec {
+            id: app.id.as_str().to_owned(),
+            description: app.description.clone(),
+            default_workflow: app.default_workflow.clone(),
+            metadata: app.metadata.clone(),
+        };
+        self.client(account)?
+            .create_app(&spec)
+            .await
+            .map(to_app)
+            .map_err(to_upstream)
+    }
+
+    async fn get_app(
+        &self,
+        account: &UpstreamAccount,
+        app_id: &AppId,
+    ) -> Result<UpstreamApp, UpstreamError> {
+        self.client(account)?
+            .get_app(app_id.as_str())
+            .await
+            .map(to_app)
+            .map_err(to_upstream)
+    }
+
+    async fn list_apps(
+        &self,
+        account: &UpstreamAccount,
+    ) -> Result<Vec<UpstreamApp>, UpstreamError> {
+        let apps = self
+            .client(account)?
+            .list_apps()
+            .await
+            .map_err(to_upstream)?;
+        Ok(apps.into_iter().map(to_app).collect())
+    }
+
+    async fn delete_app(
+        &self,
+        account: &UpstreamAccount,
+        app_id: &AppId,
+    ) -> Result<(), UpstreamError> {
+        self.client(account)?
+            .delete_app(app_id.as_str())
+            .await
+            .map_err(to_upstream)
+    }
+
+    async fn create_key(
+        &self,
+        account: &UpstreamAccount,
+        key: &NewKey,
+    ) -> Result<UpstreamKey, UpstreamError> {
+        let spec = KeySpec {
+            app_id: key.app_id.as_str().to_owned(),
+            description: key.description.clone(),
+            scopes: key.scopes.names(),
+        };
+        let created = self
+            .client(account)?
+            .create_key(&spec)
+            .await
+            .map_err(to_upstream)?;
+        // The key exists upstream but its id is not a usable secret: report it as a success we
+        // could not see, so the caller reconciles (and deletes it) instead of trusting it.
+        to_key(created).ok_or_else(|| UpstreamError::Unavailable {
+            message: "the upstream returned a key id that is not a usable secret".into(),
+            ambiguous: true,
+        })
+    }
+
+    async fn list_app_keys(
+        &self,
+        account: &UpstreamAccount,
+        app_id: &AppId,
+    ) -> Result<Vec<UpstreamKey>, UpstreamError> {
+        let keys = self
+            .client(account)?
+            .list_app_keys(app_id.as_str())
+            .await
+            .map_err(to_upstream)?;
+        let total = keys.len();
+        let usable: Vec<UpstreamKey> = keys.into_iter().filter_map(to_key).collect();
+        if usable.len() < total {
+            tracing::warn!(
+                app_id = app_id.as_str(),
+                skipped = total - usable.len(),
+                "clarifai listed keys whose ids are not usable secrets; skipped"
+            );
+        }
+        Ok(usable)
+    }
+
+    async fn delete_key(
+        &self,
+        account: &UpstreamAccount,
+        key: &KeySecret,
+    ) -> Result<(), UpstreamError> {
+        let id: SecretString = key.secret().clone();
+        self.client(account)?
+            .delete_key(&id)
+            .await
+            .map_err(to_upstream)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_by_what_to_do_next() {
+        let e = |kind| ClarifaiError {
+            code: Some(11100),
+            ..ClarifaiError::new(kind, "m")
+        };
+        assert!(matches!(
+            to_upstream(e(ErrorKind::Unauthenticated)),
+            UpstreamError::Unauthorized(_)
+        ));
+        assert!(matches!(
+            to_upstream(e(ErrorKind::Forbidden)),
+            UpstreamError::Unauthorized(_)
+        ));
+        assert!(matches!(
+            to_upstream(e(ErrorKind::NotFound)),
+            UpstreamError::NotFound
+        ));
+        assert!(matches!(
+            to_upstream(e(ErrorKind::AlreadyExists)),
+            UpstreamError::AlreadyExists
+        ));
+        assert!(
+            matches!(to_upstream(e(ErrorKind::InvalidRequest)), UpstreamError::Rejected(m) if m.contains("11100"))
+        );
+        for kind in [
+            ErrorKind::Throttled,
+            ErrorKind::UpstreamInternal,
+            ErrorKind::Transport,
+            ErrorKind::Timeout,
+            ErrorKind::Protocol,
+        ] {
+            let mut err = e(kind);
+            assert!(matches!(
+                to_upstream(err.clone()),
+                UpstreamError::Unavailable {
+                    ambiguous: false,
+                    ..
+                }
+            ));
+            err.ambiguous = true;
+            assert!(to_upstream(err).is_ambiguous());
+        }
+    }
+
+    #[test]
+    fn keys_with_unusable_ids_are_skipped() {
+        let k = |id: &str| ApiKey {
+            id: SecretString::from(id.to_owned()),
+            key_type: None,
+            description: "d".into(),
+            scopes: vec!["Predict".into()],
+            app_ids: vec!["a".into()],
+            created_at: None,
+            expires_at: None,
+        };
+        assert!(to_key(k("")).is_none());
+        assert!(to_key(k("has space")).is_none());
+        let ok = to_key(k("abc123")).unwrap();
+        assert_eq!(
+            (ok.secret.expose(), ok.app_ids.as_slice()),
+            ("abc123", ["a".to_owned()].as_slice())
+        );
+    }
+}
