@@ -1,0 +1,269 @@
+//! End users' provisioning records: leases, conditional updates, look-ups, the recovery scan.
+
+use async_trait::async_trait;
+use provisioner_core::StoreError;
+use provisioner_core::ids::{ExternalId, TenantId};
+use provisioner_core::model::{AuditEvent, Lease, Timestamp, User, UserStatus};
+use provisioner_core::ports::UserStore;
+use sqlx::Any;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+
+use crate::SqlStore;
+use crate::audit::insert_audit_opt;
+use crate::error::{backend, ctx};
+use crate::rows::{UserRow, ms};
+
+type AnyQuery = Query<'static, Any, AnyArguments>;
+
+/// Binds, in this order, the 22 columns shared by the insert and the update:
+/// tenant_id, external_id, then the mutable fields up to next_attempt_at.
+fn bind_user(q: AnyQuery, r: UserRow) -> AnyQuery {
+    q.bind(r.tenant_id)
+        .bind(r.external_id)
+        .bind(r.app_id)
+        .bind(r.status)
+        .bind(r.step)
+        .bind(r.generation)
+        .bind(r.scopes)
+        .bind(r.key_sealed)
+        .bind(r.key_fingerprint)
+        .bind(r.key_scopes)
+        .bind(r.key_generation)
+        .bind(r.key_created_at)
+        .bind(r.retired_key_sealed)
+        .bind(r.retired_key_fingerprint)
+        .bind(r.retired_key_delete_after)
+        .bind(r.display_name)
+        .bind(r.metadata)
+        .bind(r.lease_owner)
+        .bind(r.lease_expires_at)
+        .bind(r.last_error)
+        .bind(r.attempts)
+        .bind(r.next_attempt_at)
+}
+
+const INSERT_USER: &str = "INSERT INTO users (tenant_id, external_id, app_id, status, step, \
+     generation, scopes, key_sealed, key_fingerprint, key_scopes, key_generation, key_created_at, \
+     retired_key_sealed, retired_key_fingerprint, retired_key_delete_after, display_name, metadata, \
+     lease_owner, lease_expires_at, last_error, attempts, next_attempt_at, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+     $20, $21, $22, $23, $24)";
+
+/// Every mutable column (all but tenant_id, external_id and created_at), conditioned on the
+/// lease owner ($24).
+const UPDATE_USER: &str = "UPDATE users SET app_id = $3, status = $4, step = $5, generation = $6, \
+     scopes = $7, key_sealed = $8, key_fingerprint = $9, key_scopes = $10, key_generation = $11, \
+     key_created_at = $12, retired_key_sealed = $13, retired_key_fingerprint = $14, \
+     retired_key_delete_after = $15, display_name = $16, metadata = $17, lease_owner = $18, \
+     lease_expires_at = $19, last_error = $20, attempts = $21, next_attempt_at = $22, \
+     updated_at = $23 \
+     WHERE tenant_id = $1 AND external_id = $2 AND lease_owner = $24";
+
+/// Rows with work due at $1, oldest change first, at most $2. Two branches, each served by
+/// its own partial index: a pending step whose retry time has come, and a retired key whose
+/// grace period ended. Either way the lease must be free or expired (its holder is working on
+/// it). UNION also removes rows that match both.
+const DUE_USERS: &str = "SELECT tenant_id, external_id, updated_at FROM users \
+     WHERE step <> 'idle' AND (next_attempt_at IS NULL OR next_attempt_at <= $1) \
+       AND (lease_owner IS NULL OR lease_expires_at < $1) \
+     UNION \
+     SELECT tenant_id, external_id, updated_at FROM users \
+     WHERE retired_key_delete_after <= $1 \
+       AND (lease_owner IS NULL OR lease_expires_at < $1) \
+     ORDER BY updated_at, tenant_id, external_id LIMIT $2";
+
+fn parse_key(tenant: &str, external: &str) -> Result<(TenantId, ExternalId), StoreError> {
+    let bad = |e| StoreError::Backend(format!("corrupt users row: {e}"));
+    Ok((
+        TenantId::parse(tenant).map_err(bad)?,
+        ExternalId::parse(external).map_err(bad)?,
+    ))
+}
+
+#[async_trait]
+impl UserStore for SqlStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant.id = %tenant))]
+    async fn get_user(
+        &self,
+        tenant: &TenantId,
+        external_id: &ExternalId,
+    ) -> Result<Option<User>, StoreError> {
+        sqlx::query_as::<_, UserRow>(
+            "SELECT * FROM users WHERE tenant_id = $1 AND external_id = $2",
+        )
+        .bind(tenant.as_str().to_owned())
+        .bind(external_id.as_str().to_owned())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(backend("reading a user"))?
+        .map(User::try_from)
+        .transpose()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant.id = %tenant))]
+    async fn list_users(
+        &self,
+        tenant: &TenantId,
+        status: Option<UserStatus>,
+        after: Option<&ExternalId>,
+        limit: u32,
+    ) -> Result<Vec<User>, StoreError> {
+        // External ids are never empty: "" as the cursor lists from the start. The order is
+        // byte order on both backends (SQLite's BINARY collation, PostgreSQL's COLLATE "C" on
+        // the column).
+        let after = after.map_or("", |a| a.as_str()).to_owned();
+        let query = match status {
+            Some(_) => sqlx::query_as::<_, UserRow>(
+                "SELECT * FROM users WHERE tenant_id = $1 AND external_id > $2 AND status = $4 \
+                 ORDER BY external_id LIMIT $3",
+            ),
+            None => sqlx::query_as::<_, UserRow>(
+                "SELECT * FROM users WHERE tenant_id = $1 AND external_id > $2 \
+                 ORDER BY external_id LIMIT $3",
+            ),
+        }
+        .bind(tenant.as_str().to_owned())
+        .bind(after)
+        .bind(i64::from(limit));
+        let query = match status {
+            Some(s) => query.bind(s.as_str()),
+            None => query,
+        };
+        query
+            .fetch_all(self.pool())
+            .await
+            .map_err(backend("listing users"))?
+            .into_iter()
+            .map(User::try_from)
+            .collect()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant.id = %user.tenant_id))]
+    async fn insert_user(&self, user: &User, audit: Option<&AuditEvent>) -> Result<(), StoreError> {
+        let r = UserRow::from_user(user)?;
+        let (created_at, updated_at) = (r.created_at, r.updated_at);
+        let mut tx = self.begin_write().await?;
+        // The primary key (tenant_id, external_id) makes concurrent inserts race safely: one
+        // wins, the others get a unique violation, reported as AlreadyExists. A missing tenant
+        // fails the foreign key (NotFound).
+        bind_user(sqlx::query(INSERT_USER), r)
+            .bind(created_at)
+            .bind(updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(ctx("inserting a user"))?;
+        insert_audit_opt(&mut tx, audit).await?;
+        tx.commit().await.map_err(backend("committing a new user"))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant.id = %tenant))]
+    async fn acquire_lease(
+        &self,
+        tenant: &TenantId,
+        external_id: &ExternalId,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        // One atomic statement: on PostgreSQL the row lock taken by UPDATE makes a concurrent
+        // taker re-check the WHERE clause against our committed lease (and fail), so this is
+        // safe across replicas; SQLite serialises writers. The holder itself may renew.
+        let row = sqlx::query_as::<_, UserRow>(
+            "UPDATE users SET lease_owner = $3, lease_expires_at = $4 \
+             WHERE tenant_id = $1 AND external_id = $2 \
+               AND (lease_owner IS NULL OR lease_expires_at < $5 OR lease_owner = $3) \
+             RETURNING *",
+        )
+        .bind(tenant.as_str().to_owned())
+        .bind(external_id.as_str().to_owned())
+        .bind(lease.owner.clone())
+        .bind(ms(lease.expires_at))
+        .bind(ms(now))
+        .fetch_optional(self.pool())
+        .await
+        .map_err(backend("acquiring a lease"))?;
+        row.map(User::try_from).transpose()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant.id = %user.tenant_id))]
+    async fn update_user(
+        &self,
+        user: &User,
+        owner: &str,
+        audit: Option<&AuditEvent>,
+    ) -> Result<(), StoreError> {
+        let r = UserRow::from_user(user)?;
+        let updated_at = r.updated_at;
+        let mut tx = self.begin_write().await?;
+        let done = bind_user(sqlx::query(UPDATE_USER), r)
+            .bind(updated_at)
+            .bind(owner.to_owned())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("updating a user"))?;
+        if done.rows_affected() == 0 {
+            // Someone else holds the lease now (or the row is gone with its tenant).
+            return Err(StoreError::Stale);
+        }
+        insert_audit_opt(&mut tx, audit).await?;
+        tx.commit()
+            .await
+            .map_err(backend("committing a user update"))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn find_by_fingerprint(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<(TenantId, ExternalId)>, StoreError> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT tenant_id, external_id FROM users WHERE key_fingerprint = $1 \
+             UNION ALL \
+             SELECT tenant_id, external_id FROM users WHERE retired_key_fingerprint = $1 \
+             LIMIT 1",
+        )
+        .bind(fingerprint.to_owned())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(backend("looking up a key fingerprint"))?;
+        row.map(|(t, e)| parse_key(&t, &e)).transpose()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn due_users(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(TenantId, ExternalId)>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(DUE_USERS)
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await
+            .map_err(backend("scanning for due users"))?;
+        rows.iter().map(|(t, e, _)| parse_key(t, e)).collect()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant.id = %tenant))]
+    async fn count_users_by_status(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<(UserStatus, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM users WHERE tenant_id = $1 GROUP BY status ORDER BY status")
+                .bind(tenant.as_str().to_owned())
+                .fetch_all(self.pool())
+                .await
+                .map_err(backend("counting users"))?;
+        rows.into_iter()
+            .map(|(s, n)| {
+                let status = s
+                    .parse::<UserStatus>()
+                    .map_err(|e| StoreError::Backend(format!("corrupt users row: {e}")))?;
+                let n =
+                    u64::try_from(n).map_err(|_| StoreError::Backend("negative count".into()))?;
+                Ok((status, n))
+            })
+            .collect()
+    }
+}

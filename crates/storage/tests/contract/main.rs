@@ -1,0 +1,57 @@
+//! The storage contract: every case is written once, as `async fn(&SqlStore)`, and run against
+//! a fresh SQLite database and a fresh PostgreSQL database (skipped with a note when
+//! PostgreSQL is unreachable, unless `PROVISIONER_TEST_REQUIRE_PG=1`).
+
+mod audit;
+mod fixtures;
+mod tenants;
+mod users;
+
+/// Generates `sqlite::<case>` and `postgres::<case>` tests calling `<module>::<case>`.
+macro_rules! contract {
+    ($($module:ident :: $case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (store, _dir) = provisioner_storage::testing::fresh_sqlite().await;
+                    crate::$module::$case(&store).await;
+                    store.close().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some((store, _url, guard)) = provisioner_storage::testing::fresh_postgres().await else {
+                        eprintln!("note: PostgreSQL unreachable, skipping postgres::{}", stringify!($case));
+                        return;
+                    };
+                    crate::$module::$case(&store).await;
+                    store.close().await;
+                    drop(guard);
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    tenants::tenant_insert_get_update_and_duplicate,
+    tenants::tenants_list_in_id_order_with_keyset_pagination,
+    tenants::profiles_are_created_replaced_listed_and_deleted,
+    tenants::delete_tenant_refuses_live_users_and_cascades,
+    users::insert_user_refuses_a_duplicate,
+    users::concurrent_inserts_of_one_user_have_exactly_one_winner,
+    users::acquire_lease_takes_free_or_expired_leases_only,
+    users::update_user_requires_the_lease_owner,
+    users::every_user_field_round_trips,
+    users::list_users_paginates_in_byte_order_with_status_filter,
+    users::find_by_fingerprint_finds_current_and_retired_keys,
+    users::due_users_returns_pending_and_expired_work_oldest_first,
+    users::count_users_by_status_counts_one_tenant,
+    audit::a_failed_audit_insert_rolls_the_change_back,
+    audit::list_audit_filters_by_tenant_cursor_and_time,
+    audit::ready_and_migrations_are_idempotent,
+);

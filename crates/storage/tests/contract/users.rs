@@ -1,0 +1,477 @@
+//! End users: uniqueness, leases, conditional updates, round trips, listing, look-ups.
+
+use std::collections::BTreeMap;
+
+use provisioner_core::StoreError;
+use provisioner_core::model::{Lease, RetiredKey, Step, StoredKey, UserStatus};
+use provisioner_core::ports::{TenantStore, UserStore};
+use provisioner_storage::SqlStore;
+
+use crate::fixtures::*;
+
+async fn with_tenants(store: &SqlStore, ids: &[&str]) {
+    for id in ids {
+        store
+            .insert_tenant(&tenant(id), &[], &event(Some(id), "tenant.create", id))
+            .await
+            .expect("tenant");
+    }
+}
+
+pub async fn insert_user_refuses_a_duplicate(store: &SqlStore) {
+    // Arrange
+    with_tenants(store, &["acme"]).await;
+    let u = user("acme", "alice", "op-1");
+
+    // Act
+    store
+        .insert_user(
+            &u,
+            Some(&event(Some("acme"), "user.provision", "users/alice")),
+        )
+        .await
+        .expect("insert");
+    let again = store.insert_user(&u, None).await;
+    let orphan = store
+        .insert_user(&user("ghost", "alice", "op-1"), None)
+        .await;
+
+    // Assert
+    assert!(matches!(again, Err(StoreError::AlreadyExists)), "{again:?}");
+    assert!(matches!(orphan, Err(StoreError::NotFound)), "{orphan:?}");
+    assert_eq!(
+        store
+            .get_user(&u.tenant_id, &u.external_id)
+            .await
+            .expect("get"),
+        Some(u)
+    );
+}
+
+pub async fn concurrent_inserts_of_one_user_have_exactly_one_winner(store: &SqlStore) {
+    // Arrange
+    with_tenants(store, &["acme"]).await;
+
+    // Act: 16 tasks race to create the same user.
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .insert_user(&user("acme", "bob", &format!("op-{i}")), None)
+                    .await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(()) => ok += 1,
+            Err(StoreError::AlreadyExists) => {}
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+
+    // Assert
+    assert_eq!(ok, 1);
+}
+
+pub async fn acquire_lease_takes_free_or_expired_leases_only(store: &SqlStore) {
+    // Arrange: alice is held by op-1 until t0 + 60 s.
+    with_tenants(store, &["acme"]).await;
+    let u = user("acme", "alice", "op-1");
+    store.insert_user(&u, None).await.expect("insert");
+    let t0 = u.created_at;
+    let lease = |owner: &str, secs| Lease {
+        owner: owner.into(),
+        expires_at: plus(t0, secs),
+    };
+
+    // Held by someone else, live: refused.
+    assert_eq!(
+        store
+            .acquire_lease(
+                &u.tenant_id,
+                &u.external_id,
+                &lease("op-2", 120),
+                plus(t0, 30)
+            )
+            .await
+            .expect("acquire"),
+        None
+    );
+    // Missing row: None.
+    assert_eq!(
+        store
+            .acquire_lease(&u.tenant_id, &xid("nobody"), &lease("op-2", 120), t0)
+            .await
+            .expect("acquire"),
+        None
+    );
+    // Expired: taken over, and the row comes back leased.
+    let taken = store
+        .acquire_lease(
+            &u.tenant_id,
+            &u.external_id,
+            &lease("op-2", 120),
+            plus(t0, 61),
+        )
+        .await
+        .expect("acquire")
+        .expect("taken");
+    assert_eq!(taken.lease, Some(lease("op-2", 120)));
+    assert_eq!(taken.app_id, u.app_id);
+    // The old holder has lost it.
+    assert!(matches!(
+        store.update_user(&u, "op-1", None).await,
+        Err(StoreError::Stale)
+    ));
+
+    // Released (lease None): free for anyone.
+    let mut released = taken.clone();
+    released.lease = None;
+    store
+        .update_user(&released, "op-2", None)
+        .await
+        .expect("release");
+    let free = store
+        .acquire_lease(
+            &u.tenant_id,
+            &u.external_id,
+            &lease("op-3", 200),
+            plus(t0, 62),
+        )
+        .await
+        .expect("acquire");
+    assert_eq!(free.and_then(|u| u.lease), Some(lease("op-3", 200)));
+}
+
+pub async fn update_user_requires_the_lease_owner(store: &SqlStore) {
+    // Arrange
+    with_tenants(store, &["acme"]).await;
+    let u = user("acme", "alice", "op-1");
+    store.insert_user(&u, None).await.expect("insert");
+    let mut next = u.clone();
+    next.status = UserStatus::Active;
+    next.step = Step::Idle;
+    next.updated_at = plus(u.updated_at, 1);
+
+    // Act
+    let wrong = store
+        .update_user(
+            &next,
+            "op-2",
+            Some(&event(Some("acme"), "user.provision", "alice")),
+        )
+        .await;
+    let right = store.update_user(&next, "op-1", None).await;
+
+    // Assert
+    assert!(matches!(wrong, Err(StoreError::Stale)), "{wrong:?}");
+    right.expect("owner may update");
+    assert_eq!(
+        store
+            .get_user(&u.tenant_id, &u.external_id)
+            .await
+            .expect("get"),
+        Some(next)
+    );
+}
+
+pub async fn every_user_field_round_trips(store: &SqlStore) {
+    // Arrange: every optional field set, Unicode everywhere text may hold it.
+    with_tenants(store, &["acme"]).await;
+    let base = user("acme", "ユーザー🙂 Zoë", "op-1");
+    let at = base.created_at;
+    let mut u = base.clone();
+    u.status = UserStatus::Rotating;
+    u.step = Step::CreateKey;
+    u.generation = 7;
+    u.scopes = scopes(&["Predict", "Inputs:Get", "Inputs:Add"]);
+    u.key = Some(StoredKey {
+        sealed: (0..=255).collect(),
+        fingerprint: "11".repeat(32),
+        scopes: scopes(&["Predict"]),
+        generation: 6,
+        created_at: plus(at, -100),
+    });
+    u.retired_key = Some(RetiredKey {
+        sealed: vec![0; 60],
+        fingerprint: "22".repeat(32),
+        delete_after: plus(at, 3600),
+    });
+    u.display_name = Some("Zoë «Ünïcödé» 名前".into());
+    u.metadata = BTreeMap::from([
+        ("team".into(), "研究 🧪".into()),
+        ("empty".into(), String::new()),
+        ("quote\"key".into(), "line\\n".into()),
+    ]);
+    u.last_error = Some("upstream said: 503 «busy»".into());
+    u.attempts = 3;
+    u.next_attempt_at = Some(ms(at.timestamp_millis() + 1234));
+    u.updated_at = ms(at.timestamp_millis() + 1);
+
+    // Act
+    store.insert_user(&u, None).await.expect("insert");
+    let got = store
+        .get_user(&u.tenant_id, &u.external_id)
+        .await
+        .expect("get");
+
+    // Assert
+    assert_eq!(got.as_ref(), Some(&u));
+
+    // And back to all-empty through update_user.
+    let mut cleared = base.clone();
+    cleared.updated_at = plus(at, 9);
+    store
+        .update_user(&cleared, "op-1", None)
+        .await
+        .expect("update");
+    assert_eq!(
+        store
+            .get_user(&u.tenant_id, &u.external_id)
+            .await
+            .expect("get"),
+        Some(cleared)
+    );
+}
+
+pub async fn list_users_paginates_in_byte_order_with_status_filter(store: &SqlStore) {
+    // Arrange: ids whose byte order differs from most locales' order.
+    with_tenants(store, &["acme", "other"]).await;
+    let ids = [
+        "b",
+        "B",
+        "a",
+        "é",
+        "z",
+        "Z-10",
+        "Z-9",
+        "ユーザー",
+        "🙂",
+        "ab",
+        "e",
+    ];
+    for (i, id) in ids.iter().enumerate() {
+        let mut u = user("acme", id, "op");
+        if i % 2 == 0 {
+            u.status = UserStatus::Active;
+        }
+        store.insert_user(&u, None).await.expect("insert");
+    }
+    store
+        .insert_user(&user("other", "a0", "op"), None)
+        .await
+        .expect("insert other tenant");
+    let mut expected: Vec<&str> = ids.to_vec();
+    expected.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+
+    // Act: pages of three, all statuses.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_users(&tid("acme"), None, after.as_ref(), 3)
+            .await
+            .expect("list");
+        let Some(last) = page.last() else { break };
+        after = Some(last.external_id.clone());
+        seen.extend(page.iter().map(|u| u.external_id.as_str().to_owned()));
+    }
+
+    // Assert
+    assert_eq!(seen, expected);
+    let active: Vec<_> = store
+        .list_users(&tid("acme"), Some(UserStatus::Active), None, 100)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|u| u.external_id.as_str().to_owned())
+        .collect();
+    let mut expected_active: Vec<&str> = ids.iter().step_by(2).copied().collect();
+    expected_active.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    assert_eq!(active, expected_active);
+    let after_e: Vec<_> = store
+        .list_users(
+            &tid("acme"),
+            Some(UserStatus::Provisioning),
+            Some(&xid("e")),
+            100,
+        )
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|u| u.external_id.as_str().to_owned())
+        .collect();
+    let mut expected_after_e: Vec<&str> = ids
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .copied()
+        .filter(|id| id.as_bytes() > b"e".as_slice())
+        .collect();
+    expected_after_e.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    assert_eq!(after_e, expected_after_e);
+}
+
+pub async fn find_by_fingerprint_finds_current_and_retired_keys(store: &SqlStore) {
+    // Arrange
+    with_tenants(store, &["acme"]).await;
+    let at = now();
+    let mut u = user("acme", "alice", "op-1");
+    u.key = Some(StoredKey {
+        sealed: vec![1],
+        fingerprint: "aa".repeat(32),
+        scopes: scopes(&["Predict"]),
+        generation: 2,
+        created_at: at,
+    });
+    u.retired_key = Some(RetiredKey {
+        sealed: vec![2],
+        fingerprint: "bb".repeat(32),
+        delete_after: at,
+    });
+    store.insert_user(&u, None).await.expect("insert");
+    let key = Some((tid("acme"), xid("alice")));
+
+    // Act / Assert
+    assert_eq!(
+        store
+            .find_by_fingerprint(&"aa".repeat(32))
+            .await
+            .expect("find"),
+        key
+    );
+    assert_eq!(
+        store
+            .find_by_fingerprint(&"bb".repeat(32))
+            .await
+            .expect("find"),
+        key
+    );
+    assert_eq!(
+        store
+            .find_by_fingerprint(&"cc".repeat(32))
+            .await
+            .expect("find"),
+        None
+    );
+}
+
+pub async fn due_users_returns_pending_and_expired_work_oldest_first(store: &SqlStore) {
+    // Arrange: now = t0 + 1000 s.
+    with_tenants(store, &["acme", "beta"]).await;
+    let t0 = now();
+    let now = plus(t0, 1000);
+    let lease = |owner: &str, secs| {
+        Some(Lease {
+            owner: owner.into(),
+            expires_at: plus(t0, secs),
+        })
+    };
+    let mut rows = Vec::new();
+    let mut add =
+        |tenant: &str, id: &str, age: i64, f: &dyn Fn(&mut provisioner_core::model::User)| {
+            let mut u = user(tenant, id, "op");
+            u.updated_at = plus(t0, age);
+            f(&mut u);
+            rows.push(u);
+        };
+    add("acme", "expired-lease", 5, &|u| u.lease = lease("op", 900));
+    add("beta", "free-pending", 3, &|u| u.lease = None);
+    add("acme", "live-lease", 1, &|u| u.lease = lease("op", 2000));
+    add("acme", "idle", 0, &|u| {
+        u.step = Step::Idle;
+        u.lease = None;
+    });
+    add("acme", "backing-off", 0, &|u| {
+        u.lease = None;
+        u.next_attempt_at = Some(plus(t0, 1500));
+    });
+    add("acme", "retry-due", 7, &|u| {
+        u.lease = None;
+        u.next_attempt_at = Some(plus(t0, 1000));
+    });
+    add("acme", "grace-ended", 4, &|u| {
+        u.step = Step::Idle;
+        u.lease = None;
+        u.retired_key = Some(RetiredKey {
+            sealed: vec![1],
+            fingerprint: "f1".into(),
+            delete_after: plus(t0, 999),
+        });
+    });
+    add("acme", "grace-running", 2, &|u| {
+        u.step = Step::Idle;
+        u.lease = None;
+        u.retired_key = Some(RetiredKey {
+            sealed: vec![1],
+            fingerprint: "f2".into(),
+            delete_after: plus(t0, 5000),
+        });
+    });
+    for u in &rows {
+        store.insert_user(u, None).await.expect("insert");
+    }
+
+    // Act
+    let due = store.due_users(now, 100).await.expect("due");
+    let limited = store.due_users(now, 2).await.expect("due");
+
+    // Assert: oldest updated_at first.
+    let names: Vec<_> = due.iter().map(|(t, x)| format!("{t}/{x}")).collect();
+    assert_eq!(
+        names,
+        [
+            "beta/free-pending",
+            "acme/grace-ended",
+            "acme/expired-lease",
+            "acme/retry-due"
+        ]
+    );
+    assert_eq!(limited, due[..2]);
+}
+
+pub async fn count_users_by_status_counts_one_tenant(store: &SqlStore) {
+    // Arrange
+    with_tenants(store, &["acme", "other"]).await;
+    for (id, status) in [
+        ("a", UserStatus::Active),
+        ("b", UserStatus::Active),
+        ("c", UserStatus::Failed),
+        ("d", UserStatus::Provisioning),
+    ] {
+        let mut u = user("acme", id, "op");
+        u.status = status;
+        store.insert_user(&u, None).await.expect("insert");
+    }
+    store
+        .insert_user(&user("other", "x", "op"), None)
+        .await
+        .expect("insert");
+
+    // Act
+    let mut counts = store
+        .count_users_by_status(&tid("acme"))
+        .await
+        .expect("count");
+    counts.sort_by_key(|(s, _)| s.as_str());
+
+    // Assert
+    assert_eq!(
+        counts,
+        [
+            (UserStatus::Active, 2),
+            (UserStatus::Failed, 1),
+            (UserStatus::Provisioning, 1)
+        ]
+    );
+    assert!(
+        store
+            .count_users_by_status(&tid("ghost"))
+            .await
+            .expect("count")
+            .is_empty()
+    );
+}
