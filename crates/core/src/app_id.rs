@@ -108,9 +108,18 @@ mod tests {
     fn derived_ids_are_readable_and_stable() {
         let a = derive_app_id("acme-", &t("acme"), &e("user-42@acme.example"));
         assert!(a.as_str().starts_with("acme-user-42-acme-"), "{a}");
-        assert_eq!(a, derive_app_id("acme-", &t("acme"), &e("user-42@acme.example")));
-        assert_ne!(a, derive_app_id("acme-", &t("acme"), &e("user-43@acme.example")));
-        assert_ne!(a, derive_app_id("acme-", &t("other"), &e("user-42@acme.example")));
+        assert_eq!(
+            a,
+            derive_app_id("acme-", &t("acme"), &e("user-42@acme.example"))
+        );
+        assert_ne!(
+            a,
+            derive_app_id("acme-", &t("acme"), &e("user-43@acme.example"))
+        );
+        assert_ne!(
+            a,
+            derive_app_id("acme-", &t("other"), &e("user-42@acme.example"))
+        );
     }
 
     #[test]

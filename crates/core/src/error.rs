@@ -16,7 +16,10 @@ pub struct ParseError {
 impl ParseError {
     /// Builds a parse error for `field`.
     pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self { field, message: message.into() }
+        Self {
+            field,
+            message: message.into(),
+        }
     }
 }
 
@@ -120,6 +123,12 @@ pub enum UpstreamError {
 impl UpstreamError {
     /// Whether the request may have taken effect upstream.
     pub fn is_ambiguous(&self) -> bool {
-        matches!(self, UpstreamError::Unavailable { ambiguous: true, .. })
+        matches!(
+            self,
+            UpstreamError::Unavailable {
+                ambiguous: true,
+                ..
+            }
+        )
     }
 }

@@ -10,7 +10,9 @@ use crate::error::ParseError;
 fn parse_slug_id(field: &'static str, s: &str) -> Result<String, ParseError> {
     let ok_len = (1..=32).contains(&s.len());
     let starts = s.chars().next().is_some_and(|c| c.is_ascii_lowercase());
-    let chars_ok = s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let chars_ok = s
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if ok_len && starts && chars_ok {
         Ok(s.to_owned())
     } else {

@@ -14,5 +14,7 @@ pub mod ports;
 pub mod scope;
 pub mod secret;
 pub mod service;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use error::{DomainError, ParseError, StoreError, UpstreamError};

@@ -117,7 +117,10 @@ pub struct UpstreamRateLimit {
 
 impl Default for UpstreamRateLimit {
     fn default() -> Self {
-        Self { requests_per_second: 15, max_concurrency: 8 }
+        Self {
+            requests_per_second: 15,
+            max_concurrency: 8,
+        }
     }
 }
 
@@ -289,7 +292,10 @@ pub struct Actor {
 impl Actor {
     /// A background worker of the service.
     pub fn system(name: &str) -> Self {
-        Self { subject: format!("system:{name}"), request_id: None }
+        Self {
+            subject: format!("system:{name}"),
+            request_id: None,
+        }
     }
 }
 

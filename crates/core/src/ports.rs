@@ -6,10 +6,10 @@ use serde_json::Value;
 
 use crate::error::{StoreError, UpstreamError};
 use crate::ids::{AppId, ExternalId, ProfileName, TenantId};
+use crate::model::UpstreamAccount;
 use crate::model::{AuditEvent, Lease, ScopeProfile, Tenant, Timestamp, User, UserStatus};
 use crate::scope::ScopeSet;
 use crate::secret::KeySecret;
-use crate::model::UpstreamAccount;
 
 /// Result of deleting a tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,31 +27,61 @@ pub enum TenantDeletion {
 pub trait TenantStore: Send + Sync {
     /// Inserts a tenant, its profiles and the audit event in one transaction;
     /// [`StoreError::AlreadyExists`] if the id is taken.
-    async fn insert_tenant(&self, tenant: &Tenant, profiles: &[ScopeProfile], audit: &AuditEvent) -> Result<(), StoreError>;
+    async fn insert_tenant(
+        &self,
+        tenant: &Tenant,
+        profiles: &[ScopeProfile],
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
     /// One tenant.
     async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError>;
     /// Tenants ordered by id, after `after`.
-    async fn list_tenants(&self, after: Option<&TenantId>, limit: u32) -> Result<Vec<Tenant>, StoreError>;
+    async fn list_tenants(
+        &self,
+        after: Option<&TenantId>,
+        limit: u32,
+    ) -> Result<Vec<Tenant>, StoreError>;
     /// Replaces a tenant's mutable fields (all but id and created_at) with the audit event;
     /// [`StoreError::NotFound`] if it is gone.
     async fn update_tenant(&self, tenant: &Tenant, audit: &AuditEvent) -> Result<(), StoreError>;
     /// Deletes a tenant that has no live users, with the audit event.
-    async fn delete_tenant(&self, id: &TenantId, audit: &AuditEvent) -> Result<TenantDeletion, StoreError>;
+    async fn delete_tenant(
+        &self,
+        id: &TenantId,
+        audit: &AuditEvent,
+    ) -> Result<TenantDeletion, StoreError>;
     /// Inserts or replaces a profile; returns true when it was created.
-    async fn put_profile(&self, profile: &ScopeProfile, audit: &AuditEvent) -> Result<bool, StoreError>;
+    async fn put_profile(
+        &self,
+        profile: &ScopeProfile,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
     /// One profile.
-    async fn get_profile(&self, tenant: &TenantId, name: &ProfileName) -> Result<Option<ScopeProfile>, StoreError>;
+    async fn get_profile(
+        &self,
+        tenant: &TenantId,
+        name: &ProfileName,
+    ) -> Result<Option<ScopeProfile>, StoreError>;
     /// All of a tenant's profiles, by name.
     async fn list_profiles(&self, tenant: &TenantId) -> Result<Vec<ScopeProfile>, StoreError>;
     /// Deletes a profile; false if it did not exist.
-    async fn delete_profile(&self, tenant: &TenantId, name: &ProfileName, audit: &AuditEvent) -> Result<bool, StoreError>;
+    async fn delete_profile(
+        &self,
+        tenant: &TenantId,
+        name: &ProfileName,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
 }
 
 /// End users' provisioning records.
 #[async_trait]
 pub trait UserStore: Send + Sync {
     /// One user.
-    async fn get_user(&self, tenant: &TenantId, external_id: &ExternalId) -> Result<Option<User>, StoreError>;
+    async fn get_user(
+        &self,
+        tenant: &TenantId,
+        external_id: &ExternalId,
+    ) -> Result<Option<User>, StoreError>;
     /// Users ordered by external id (byte order), after `after`, optionally of one status.
     async fn list_users(
         &self,
@@ -75,14 +105,29 @@ pub trait UserStore: Send + Sync {
     /// Writes the whole row (all mutable fields, the lease included) if `owner` still holds the
     /// lease, with an optional audit event in the same transaction; [`StoreError::Stale`] if the
     /// lease was lost.
-    async fn update_user(&self, user: &User, owner: &str, audit: Option<&AuditEvent>) -> Result<(), StoreError>;
+    async fn update_user(
+        &self,
+        user: &User,
+        owner: &str,
+        audit: Option<&AuditEvent>,
+    ) -> Result<(), StoreError>;
     /// Which user a key belongs to, by the SHA-256 fingerprint of its secret (current or retired key).
-    async fn find_by_fingerprint(&self, fingerprint: &str) -> Result<Option<(TenantId, ExternalId)>, StoreError>;
+    async fn find_by_fingerprint(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<(TenantId, ExternalId)>, StoreError>;
     /// Users with work due at `now`: a pending step whose lease is free or expired and whose
     /// `next_attempt_at` has passed, or a retired key whose grace period ended. Oldest first.
-    async fn due_users(&self, now: Timestamp, limit: u32) -> Result<Vec<(TenantId, ExternalId)>, StoreError>;
+    async fn due_users(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(TenantId, ExternalId)>, StoreError>;
     /// Number of users of a tenant per status.
-    async fn count_users_by_status(&self, tenant: &TenantId) -> Result<Vec<(UserStatus, u64)>, StoreError>;
+    async fn count_users_by_status(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<(UserStatus, u64)>, StoreError>;
 }
 
 /// The append-only audit log.
@@ -160,22 +205,50 @@ pub struct UpstreamKey {
 #[async_trait]
 pub trait Upstream: Send + Sync {
     /// Verifies a PAT (its own-scopes route) and returns the scopes it holds.
-    async fn verify_credential(&self, account: &UpstreamAccount) -> Result<Vec<String>, UpstreamError>;
+    async fn verify_credential(
+        &self,
+        account: &UpstreamAccount,
+    ) -> Result<Vec<String>, UpstreamError>;
     /// Creates one app. Safe to repeat: a repeat answers [`UpstreamError::AlreadyExists`].
-    async fn create_app(&self, account: &UpstreamAccount, app: &NewApp) -> Result<UpstreamApp, UpstreamError>;
+    async fn create_app(
+        &self,
+        account: &UpstreamAccount,
+        app: &NewApp,
+    ) -> Result<UpstreamApp, UpstreamError>;
     /// One app.
-    async fn get_app(&self, account: &UpstreamAccount, app_id: &AppId) -> Result<UpstreamApp, UpstreamError>;
+    async fn get_app(
+        &self,
+        account: &UpstreamAccount,
+        app_id: &AppId,
+    ) -> Result<UpstreamApp, UpstreamError>;
     /// Every app of the account (all pages).
-    async fn list_apps(&self, account: &UpstreamAccount) -> Result<Vec<UpstreamApp>, UpstreamError>;
+    async fn list_apps(&self, account: &UpstreamAccount)
+    -> Result<Vec<UpstreamApp>, UpstreamError>;
     /// Deletes an app (and, upstream, its keys). [`UpstreamError::NotFound`] if absent.
-    async fn delete_app(&self, account: &UpstreamAccount, app_id: &AppId) -> Result<(), UpstreamError>;
+    async fn delete_app(
+        &self,
+        account: &UpstreamAccount,
+        app_id: &AppId,
+    ) -> Result<(), UpstreamError>;
     /// Creates one key. Not safe to repeat: never retried after it may have been sent; an
     /// ambiguous failure is reported as such.
-    async fn create_key(&self, account: &UpstreamAccount, key: &NewKey) -> Result<UpstreamKey, UpstreamError>;
+    async fn create_key(
+        &self,
+        account: &UpstreamAccount,
+        key: &NewKey,
+    ) -> Result<UpstreamKey, UpstreamError>;
     /// The keys of one app (all pages).
-    async fn list_app_keys(&self, account: &UpstreamAccount, app_id: &AppId) -> Result<Vec<UpstreamKey>, UpstreamError>;
+    async fn list_app_keys(
+        &self,
+        account: &UpstreamAccount,
+        app_id: &AppId,
+    ) -> Result<Vec<UpstreamKey>, UpstreamError>;
     /// Deletes a key. [`UpstreamError::NotFound`] if absent.
-    async fn delete_key(&self, account: &UpstreamAccount, key: &KeySecret) -> Result<(), UpstreamError>;
+    async fn delete_key(
+        &self,
+        account: &UpstreamAccount,
+        key: &KeySecret,
+    ) -> Result<(), UpstreamError>;
 }
 
 /// The time source (a fake in tests).

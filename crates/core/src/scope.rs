@@ -162,7 +162,10 @@ impl Scope {
         } else {
             "is not a Clarifai scope"
         };
-        Err(ParseError::new("scope", format!("{:?} {why}", truncate(s, 64))))
+        Err(ParseError::new(
+            "scope",
+            format!("{:?} {why}", truncate(s, 64)),
+        ))
     }
 
     /// The scope name as the upstream spells it.
@@ -317,9 +320,13 @@ mod tests {
 
     #[test]
     fn dependencies_follow_the_upstream_rules() {
-        let s = ScopeSet::parse(["Inputs:Delete"]).unwrap().with_dependencies();
+        let s = ScopeSet::parse(["Inputs:Delete"])
+            .unwrap()
+            .with_dependencies();
         assert_eq!(s.names(), vec!["Inputs:Add", "Inputs:Delete", "Inputs:Get"]);
-        let s = ScopeSet::parse(["ModelVersionPublications:Add"]).unwrap().with_dependencies();
+        let s = ScopeSet::parse(["ModelVersionPublications:Add"])
+            .unwrap()
+            .with_dependencies();
         assert_eq!(s.names(), vec!["ModelVersionPublications:Add"]);
     }
 

@@ -104,7 +104,12 @@ impl MasterKey {
             *b = fastrand::u8(..);
         }
         // fastrand is not a CSPRNG: mix in a v4 uuid (OS randomness) so demo keys are unpredictable.
-        for (i, b) in uuid::Uuid::new_v4().as_bytes().iter().chain(uuid::Uuid::new_v4().as_bytes()).enumerate() {
+        for (i, b) in uuid::Uuid::new_v4()
+            .as_bytes()
+            .iter()
+            .chain(uuid::Uuid::new_v4().as_bytes())
+            .enumerate()
+        {
             k[i] ^= b;
         }
         Self(k)
@@ -132,7 +137,9 @@ const SEAL_VERSION: u8 = 1;
 impl AesGcmSealer {
     /// A sealer under `key`.
     pub fn new(key: &MasterKey) -> Self {
-        Self { cipher: Aes256Gcm::new((&key.0).into()) }
+        Self {
+            cipher: Aes256Gcm::new((&key.0).into()),
+        }
     }
 }
 
@@ -150,7 +157,13 @@ impl Sealer for AesGcmSealer {
         let nonce = Nonce::from(nonce_bytes);
         let ct = self
             .cipher
-            .encrypt(&nonce, Payload { msg: plaintext.as_bytes(), aad: aad.as_bytes() })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: aad.as_bytes(),
+                },
+            )
             .expect("AES-GCM encryption of a short message cannot fail");
         let mut out = Vec::with_capacity(1 + 12 + ct.len());
         out.push(SEAL_VERSION);
@@ -166,9 +179,17 @@ impl Sealer for AesGcmSealer {
         let nonce_bytes: [u8; 12] = sealed[1..13].try_into().map_err(|_| SealError)?;
         let pt = self
             .cipher
-            .decrypt(&Nonce::from(nonce_bytes), Payload { msg: &sealed[13..], aad: aad.as_bytes() })
+            .decrypt(
+                &Nonce::from(nonce_bytes),
+                Payload {
+                    msg: &sealed[13..],
+                    aad: aad.as_bytes(),
+                },
+            )
             .map_err(|_| SealError)?;
-        String::from_utf8(pt).map(SecretString::from).map_err(|_| SealError)
+        String::from_utf8(pt)
+            .map(SecretString::from)
+            .map_err(|_| SealError)
     }
 }
 
@@ -182,7 +203,10 @@ mod tests {
         let s = AesGcmSealer::new(&key);
         let sealed = s.seal("top-secret", "key:acme:u1");
         assert!(!String::from_utf8_lossy(&sealed).contains("top-secret"));
-        assert_eq!(s.open(&sealed, "key:acme:u1").unwrap().expose_secret(), "top-secret");
+        assert_eq!(
+            s.open(&sealed, "key:acme:u1").unwrap().expose_secret(),
+            "top-secret"
+        );
         assert!(s.open(&sealed, "key:acme:u2").is_err());
         let other = AesGcmSealer::new(&MasterKey::generate());
         assert!(other.open(&sealed, "key:acme:u1").is_err());

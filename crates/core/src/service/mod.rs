@@ -63,7 +63,9 @@ pub struct Provisioner {
 
 impl std::fmt::Debug for Provisioner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Provisioner").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Provisioner")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -76,7 +78,13 @@ impl Provisioner {
         sealer: Arc<dyn Sealer>,
         config: ServiceConfig,
     ) -> Self {
-        Self { store, upstream, clock, sealer, config }
+        Self {
+            store,
+            upstream,
+            clock,
+            sealer,
+            config,
+        }
     }
 
     /// Whether the store is reachable and migrated.
@@ -84,7 +92,14 @@ impl Provisioner {
         self.store.ready().await.map_err(DomainError::from)
     }
 
-    fn audit(&self, actor: &Actor, tenant: Option<&TenantId>, action: &str, target: String, outcome: &str) -> AuditEvent {
+    fn audit(
+        &self,
+        actor: &Actor,
+        tenant: Option<&TenantId>,
+        action: &str,
+        target: String,
+        outcome: &str,
+    ) -> AuditEvent {
         AuditEvent {
             id: uuid::Uuid::now_v7().to_string(),
             at: self.clock.now(),
@@ -109,8 +124,10 @@ impl Provisioner {
             .sealer
             .open(&tenant.pat_sealed, &pat_aad(&tenant.id))
             .map_err(|e| DomainError::Internal(format!("tenant {}: {e}", tenant.id)))?;
-        let pat = Pat::parse(secrecy::ExposeSecret::expose_secret(&pat).to_owned())
-            .map_err(|_| DomainError::Internal(format!("tenant {}: stored PAT is malformed", tenant.id)))?;
+        let pat =
+            Pat::parse(secrecy::ExposeSecret::expose_secret(&pat).to_owned()).map_err(|_| {
+                DomainError::Internal(format!("tenant {}: stored PAT is malformed", tenant.id))
+            })?;
         Ok(UpstreamAccount {
             base_url: tenant.base_url.clone(),
             user_id: tenant.upstream_user_id.clone(),
@@ -147,7 +164,8 @@ pub(crate) fn decode_cursor(cursor: &str) -> Result<String, DomainError> {
 
 /// Decodes a user-list cursor.
 pub(crate) fn decode_user_cursor(cursor: &str) -> Result<ExternalId, DomainError> {
-    ExternalId::parse(&decode_cursor(cursor)?).map_err(|_| DomainError::Invalid("invalid cursor".into()))
+    ExternalId::parse(&decode_cursor(cursor)?)
+        .map_err(|_| DomainError::Invalid("invalid cursor".into()))
 }
 
 /// Checks a page size.
@@ -155,7 +173,9 @@ pub(crate) fn check_limit(limit: u32) -> Result<u32, DomainError> {
     if (1..=1000).contains(&limit) {
         Ok(limit)
     } else {
-        Err(DomainError::Invalid("limit must be between 1 and 1000".into()))
+        Err(DomainError::Invalid(
+            "limit must be between 1 and 1000".into(),
+        ))
     }
 }
 

@@ -29,7 +29,10 @@ impl Provisioner {
         let now = self.clock.now();
         let due = self.store.due_users(now, limit).await?;
         let actor = Actor::system("recovery");
-        let mut report = RecoveryReport { examined: due.len(), ..RecoveryReport::default() };
+        let mut report = RecoveryReport {
+            examined: due.len(),
+            ..RecoveryReport::default()
+        };
         for (tenant_id, external_id) in due {
             let (Some(tenant), Some(user)) = (
                 self.store.get_tenant(&tenant_id).await?,
@@ -37,8 +40,14 @@ impl Provisioner {
             ) else {
                 continue;
             };
-            let Some(mut u) = self.acquire(&user).await? else { continue };
-            let owner = u.lease.as_ref().map(|l| l.owner.clone()).unwrap_or_default();
+            let Some(mut u) = self.acquire(&user).await? else {
+                continue;
+            };
+            let owner = u
+                .lease
+                .as_ref()
+                .map(|l| l.owner.clone())
+                .unwrap_or_default();
             let mut run = self.run(&tenant, &actor, owner, true, 0, "user.recover")?;
             if u.step != Step::Idle {
                 match self.drive(&mut run, u).await {
@@ -53,7 +62,9 @@ impl Provisioner {
             let due_key = u.retired_key.clone().filter(|k| {
                 u.status == UserStatus::Active
                     && k.delete_after <= now
-                    && u.key.as_ref().is_none_or(|cur| cur.fingerprint != k.fingerprint)
+                    && u.key
+                        .as_ref()
+                        .is_none_or(|cur| cur.fingerprint != k.fingerprint)
             });
             let audit = match due_key {
                 Some(old) => match self.delete_retired(&run, &u, &old).await {
@@ -62,7 +73,13 @@ impl Provisioner {
                         u.last_error = None;
                         u.attempts = 0;
                         report.retired_keys_deleted += 1;
-                        Some(self.audit(&actor, Some(&tenant_id), "user.retired_key_deleted", user_target(&u), "success"))
+                        Some(self.audit(
+                            &actor,
+                            Some(&tenant_id),
+                            "user.retired_key_deleted",
+                            user_target(&u),
+                            "success",
+                        ))
                     }
                     Err(m) => {
                         u.attempts += 1;

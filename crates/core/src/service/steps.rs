@@ -9,7 +9,9 @@
 
 use crate::error::{DomainError, StoreError, UpstreamError};
 use crate::marker::{app_has_marker, app_marker, key_description};
-use crate::model::{Actor, Lease, RetiredKey, Step, StoredKey, Tenant, UpstreamAccount, User, UserStatus};
+use crate::model::{
+    Actor, Lease, RetiredKey, Step, StoredKey, Tenant, UpstreamAccount, User, UserStatus,
+};
 use crate::ports::{NewApp, NewKey, UpstreamKey};
 use crate::secret::KeySecret;
 
@@ -51,11 +53,15 @@ impl From<UpstreamError> for Fail {
     fn from(e: UpstreamError) -> Self {
         match e {
             UpstreamError::Unavailable { message, .. } => Fail::Transient(message),
-            UpstreamError::NotFound => Fail::Transient("resource vanished upstream during the operation".into()),
-            UpstreamError::AlreadyExists => Fail::Transient("upstream reported a conflict; will look again".into()),
-            UpstreamError::Unauthorized(m) => {
-                Fail::Permanent(DomainError::UpstreamRejected(format!("upstream refused the tenant's credential: {m}")))
+            UpstreamError::NotFound => {
+                Fail::Transient("resource vanished upstream during the operation".into())
             }
+            UpstreamError::AlreadyExists => {
+                Fail::Transient("upstream reported a conflict; will look again".into())
+            }
+            UpstreamError::Unauthorized(m) => Fail::Permanent(DomainError::UpstreamRejected(
+                format!("upstream refused the tenant's credential: {m}"),
+            )),
             UpstreamError::Rejected(m) => Fail::Permanent(DomainError::UpstreamRejected(m)),
         }
     }
@@ -64,7 +70,11 @@ impl From<UpstreamError> for Fail {
 impl Provisioner {
     /// Runs the user's pending steps until it is idle or a step fails. The run holds the lease;
     /// the final write releases it.
-    pub(super) async fn drive(&self, run: &mut Run<'_>, mut user: User) -> Result<Outcome, DomainError> {
+    pub(super) async fn drive(
+        &self,
+        run: &mut Run<'_>,
+        mut user: User,
+    ) -> Result<Outcome, DomainError> {
         let mut secret = None;
         for _ in 0..MAX_STEPS {
             let result = match user.step {
@@ -89,14 +99,16 @@ impl Provisioner {
                 Step::DeleteKey => self.step_delete_keys(run, &user).await.map(|()| {
                     user.step = Step::DeleteApp;
                 }),
-                Step::DeleteApp | Step::UndoApp => self.step_delete_app(run, &user).await.map(|()| {
-                    if user.step == Step::DeleteApp {
-                        user.status = UserStatus::Deleted;
-                    }
-                    user.step = Step::Idle;
-                    user.key = None;
-                    user.retired_key = None;
-                }),
+                Step::DeleteApp | Step::UndoApp => {
+                    self.step_delete_app(run, &user).await.map(|()| {
+                        if user.step == Step::DeleteApp {
+                            user.status = UserStatus::Deleted;
+                        }
+                        user.step = Step::Idle;
+                        user.key = None;
+                        user.retired_key = None;
+                    })
+                }
             };
             match result {
                 Ok(()) => {
@@ -113,7 +125,13 @@ impl Provisioner {
             }
         }
         if user.step != Step::Idle {
-            return self.on_failure(run, user, Fail::Transient("too many steps in one run".into())).await;
+            return self
+                .on_failure(
+                    run,
+                    user,
+                    Fail::Transient("too many steps in one run".into()),
+                )
+                .await;
         }
         // Rotation with no grace period: delete the replaced key now. If that fails, the key
         // stays recorded as retired and recovery deletes it later.
@@ -126,7 +144,13 @@ impl Provisioner {
                 Err(m) => user.last_error = Some(format!("deleting the replaced key: {m}")),
             }
         }
-        let audit = self.audit(run.actor, Some(&run.tenant.id), run.action, user_target(&user), "success");
+        let audit = self.audit(
+            run.actor,
+            Some(&run.tenant.id),
+            run.action,
+            user_target(&user),
+            "success",
+        );
         self.save(run, &mut user, false, Some(&audit)).await?;
         Ok(Outcome { user, secret })
     }
@@ -134,7 +158,10 @@ impl Provisioner {
     async fn step_create_app(&self, run: &Run<'_>, user: &User) -> Result<(), Fail> {
         let app = NewApp {
             id: user.app_id.clone(),
-            description: describe(&run.tenant.app_defaults.description, user.external_id.as_str()),
+            description: describe(
+                &run.tenant.app_defaults.description,
+                user.external_id.as_str(),
+            ),
             default_workflow: run.tenant.app_defaults.default_workflow.clone(),
             metadata: app_marker(&user.tenant_id, &user.external_id),
         };
@@ -157,10 +184,18 @@ impl Provisioner {
     }
 
     /// `Ok(None)`: the create was ambiguous; the next pass looks for the key's marker.
-    async fn step_create_key(&self, run: &mut Run<'_>, user: &User) -> Result<Option<UpstreamKey>, Fail> {
+    async fn step_create_key(
+        &self,
+        run: &mut Run<'_>,
+        user: &User,
+    ) -> Result<Option<UpstreamKey>, Fail> {
         let marker = key_description(&user.app_id, user.generation);
         if run.look_first {
-            let keys = match self.upstream.list_app_keys(&run.account, &user.app_id).await {
+            let keys = match self
+                .upstream
+                .list_app_keys(&run.account, &user.app_id)
+                .await
+            {
                 Err(UpstreamError::NotFound) => return Err(Fail::Transient(VANISHED.into())),
                 other => other?,
             };
@@ -173,7 +208,11 @@ impl Provisioner {
                 return Ok(Some(found));
             }
         }
-        let new = NewKey { app_id: user.app_id.clone(), description: marker, scopes: user.scopes.clone() };
+        let new = NewKey {
+            app_id: user.app_id.clone(),
+            description: marker,
+            scopes: user.scopes.clone(),
+        };
         match self.upstream.create_key(&run.account, &new).await {
             Ok(k) => Ok(Some(k)),
             Err(e) if e.is_ambiguous() && !run.look_first => {
@@ -193,7 +232,9 @@ impl Provisioner {
     fn finish_key(&self, run: &Run<'_>, user: &mut User, key: &UpstreamKey) {
         let now = self.clock.now();
         let stored = StoredKey {
-            sealed: self.sealer.seal(key.secret.expose(), &key_aad(&user.tenant_id, &user.app_id)),
+            sealed: self
+                .sealer
+                .seal(key.secret.expose(), &key_aad(&user.tenant_id, &user.app_id)),
             fingerprint: key.secret.fingerprint(),
             scopes: user.scopes.clone(),
             generation: user.generation,
@@ -202,7 +243,11 @@ impl Provisioner {
         if user.status == UserStatus::Rotating
             && let Some(old) = user.key.take()
         {
-            user.retired_key = Some(RetiredKey { sealed: old.sealed, fingerprint: old.fingerprint, delete_after: now + run.grace });
+            user.retired_key = Some(RetiredKey {
+                sealed: old.sealed,
+                fingerprint: old.fingerprint,
+                delete_after: now + run.grace,
+            });
         }
         user.key = Some(stored);
         user.status = UserStatus::Active;
@@ -211,7 +256,9 @@ impl Provisioner {
 
     async fn step_delete_keys(&self, run: &Run<'_>, user: &User) -> Result<(), Fail> {
         if let Some(old) = &user.retired_key {
-            self.delete_retired(run, user, old).await.map_err(Fail::Transient)?;
+            self.delete_retired(run, user, old)
+                .await
+                .map_err(Fail::Transient)?;
         }
         if let Some(key) = &user.key {
             let secret = self.open_key(user, &key.sealed).map_err(Fail::Permanent)?;
@@ -230,8 +277,15 @@ impl Provisioner {
         }
     }
 
-    pub(super) async fn delete_retired(&self, run: &Run<'_>, user: &User, old: &RetiredKey) -> Result<(), String> {
-        let secret = self.open_key(user, &old.sealed).map_err(|e| e.to_string())?;
+    pub(super) async fn delete_retired(
+        &self,
+        run: &Run<'_>,
+        user: &User,
+        old: &RetiredKey,
+    ) -> Result<(), String> {
+        let secret = self
+            .open_key(user, &old.sealed)
+            .map_err(|e| e.to_string())?;
         match self.upstream.delete_key(&run.account, &secret).await {
             Ok(()) | Err(UpstreamError::NotFound) => Ok(()),
             Err(e) => Err(e.to_string()),
@@ -250,7 +304,12 @@ impl Provisioner {
     /// Records a failed step. Transient: keep the intent, release the lease, and let a retry
     /// (the caller's or recovery's) resume it. Permanent: settle the user in a state that
     /// needs no upstream work, undoing an app this provisioning created.
-    async fn on_failure(&self, run: &mut Run<'_>, mut user: User, fail: Fail) -> Result<Outcome, DomainError> {
+    async fn on_failure(
+        &self,
+        run: &mut Run<'_>,
+        mut user: User,
+        fail: Fail,
+    ) -> Result<Outcome, DomainError> {
         let now = self.clock.now();
         let (err, outcome) = match fail {
             Fail::Transient(m) => {
@@ -288,7 +347,15 @@ impl Provisioner {
                 (e, Some(outcome))
             }
         };
-        let audit = outcome.map(|o| self.audit(run.actor, Some(&run.tenant.id), "user.operation_failed", user_target(&user), &o));
+        let audit = outcome.map(|o| {
+            self.audit(
+                run.actor,
+                Some(&run.tenant.id),
+                "user.operation_failed",
+                user_target(&user),
+                &o,
+            )
+        });
         self.save(run, &mut user, false, audit.as_ref()).await?;
         Err(err)
     }
@@ -303,13 +370,19 @@ impl Provisioner {
     ) -> Result<(), DomainError> {
         let now = self.clock.now();
         user.updated_at = now;
-        user.lease = keep_lease.then(|| Lease { owner: run.owner.clone(), expires_at: now + self.lease_ttl() });
-        self.store.update_user(user, &run.owner, audit).await.map_err(|e| match e {
-            StoreError::Stale => DomainError::UpstreamUnavailable(
-                "the operation took longer than its lease and was taken over; retry".into(),
-            ),
-            other => other.into(),
-        })
+        user.lease = keep_lease.then(|| Lease {
+            owner: run.owner.clone(),
+            expires_at: now + self.lease_ttl(),
+        });
+        self.store
+            .update_user(user, &run.owner, audit)
+            .await
+            .map_err(|e| match e {
+                StoreError::Stale => DomainError::UpstreamUnavailable(
+                    "the operation took longer than its lease and was taken over; retry".into(),
+                ),
+                other => other.into(),
+            })
     }
 
     pub(super) fn lease_ttl(&self) -> chrono::Duration {
@@ -319,7 +392,11 @@ impl Provisioner {
     /// Capped exponential backoff for recovery: base * 2^(attempts-1), at most `retry_max`.
     pub(super) fn backoff(&self, attempts: i64) -> chrono::Duration {
         let exp = u32::try_from(attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
-        let d = self.config.retry_base.saturating_mul(2u32.saturating_pow(exp)).min(self.config.retry_max);
+        let d = self
+            .config
+            .retry_base
+            .saturating_mul(2u32.saturating_pow(exp))
+            .min(self.config.retry_max);
         chrono::Duration::from_std(d).unwrap_or(chrono::Duration::seconds(300))
     }
 }
@@ -333,5 +410,9 @@ pub(super) fn user_target(user: &User) -> String {
 
 /// Fills the description template, keeping the upstream's text short.
 fn describe(template: &str, external_id: &str) -> String {
-    template.replace("{external_id}", external_id).chars().take(500).collect()
+    template
+        .replace("{external_id}", external_id)
+        .chars()
+        .take(500)
+        .collect()
 }

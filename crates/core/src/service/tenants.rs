@@ -6,7 +6,8 @@ use crate::app_id::validate_prefix;
 use crate::error::{DomainError, UpstreamError};
 use crate::ids::{ProfileName, TenantId, UpstreamUserId};
 use crate::model::{
-    Actor, AppDefaults, Page, ScopeProfile, Tenant, TenantStatus, UpstreamAccount, UpstreamRateLimit,
+    Actor, AppDefaults, Page, ScopeProfile, Tenant, TenantStatus, UpstreamAccount,
+    UpstreamRateLimit,
 };
 use crate::ports::TenantDeletion;
 use crate::scope::ScopeSet;
@@ -15,7 +16,14 @@ use crate::secret::Pat;
 use super::{Provisioner, check_limit, check_text, decode_cursor, encode_cursor, pat_aad};
 
 /// Scopes the provisioning PAT needs (upstream/clarifai-api.md §7), unless it holds `All`.
-const PAT_NEEDS: &[&str] = &["Apps:Add", "Apps:Get", "Apps:Delete", "Keys:Add", "Keys:Get", "Keys:Delete"];
+const PAT_NEEDS: &[&str] = &[
+    "Apps:Add",
+    "Apps:Get",
+    "Apps:Delete",
+    "Keys:Add",
+    "Keys:Get",
+    "Keys:Delete",
+];
 
 /// A tenant to create.
 #[derive(Debug, Clone)]
@@ -70,7 +78,11 @@ pub struct TenantView {
 
 impl Provisioner {
     /// Creates a tenant after verifying its PAT upstream.
-    pub async fn create_tenant(&self, actor: &Actor, new: NewTenant) -> Result<TenantView, DomainError> {
+    pub async fn create_tenant(
+        &self,
+        actor: &Actor,
+        new: NewTenant,
+    ) -> Result<TenantView, DomainError> {
         check_text("display_name", &new.display_name, 200)?;
         check_base_url(&new.base_url)?;
         let app_defaults = match new.app_defaults {
@@ -87,12 +99,24 @@ impl Provisioner {
         if let Some(p) = &new.default_scope_profile
             && !new.scope_profiles.contains_key(p)
         {
-            return Err(DomainError::Validation(format!("default_scope_profile {p:?} is not one of scope_profiles")));
+            return Err(DomainError::Validation(format!(
+                "default_scope_profile {p:?} is not one of scope_profiles"
+            )));
         }
         if self.store.get_tenant(&new.id).await?.is_some() {
-            return Err(DomainError::Conflict(format!("tenant {} already exists", new.id)));
+            return Err(DomainError::Conflict(format!(
+                "tenant {} already exists",
+                new.id
+            )));
         }
-        self.verify_pat(&new.id, &new.base_url, &new.upstream_user_id, &new.pat, rate_limit).await?;
+        self.verify_pat(
+            &new.id,
+            &new.base_url,
+            &new.upstream_user_id,
+            &new.pat,
+            rate_limit,
+        )
+        .await?;
 
         let now = self.clock.now();
         let tenant = Tenant {
@@ -113,13 +137,30 @@ impl Provisioner {
         let profiles: Vec<ScopeProfile> = new
             .scope_profiles
             .into_iter()
-            .map(|(name, scopes)| ScopeProfile { tenant_id: tenant.id.clone(), name, scopes, created_at: now, updated_at: now })
+            .map(|(name, scopes)| ScopeProfile {
+                tenant_id: tenant.id.clone(),
+                name,
+                scopes,
+                created_at: now,
+                updated_at: now,
+            })
             .collect();
-        let audit = self.audit(actor, Some(&tenant.id), "tenant.create", format!("tenants/{}", tenant.id), "success");
-        self.store.insert_tenant(&tenant, &profiles, &audit).await.map_err(|e| match e {
-            crate::StoreError::AlreadyExists => DomainError::Conflict(format!("tenant {} already exists", tenant.id)),
-            other => other.into(),
-        })?;
+        let audit = self.audit(
+            actor,
+            Some(&tenant.id),
+            "tenant.create",
+            format!("tenants/{}", tenant.id),
+            "success",
+        );
+        self.store
+            .insert_tenant(&tenant, &profiles, &audit)
+            .await
+            .map_err(|e| match e {
+                crate::StoreError::AlreadyExists => {
+                    DomainError::Conflict(format!("tenant {} already exists", tenant.id))
+                }
+                other => other.into(),
+            })?;
         Ok(TenantView { tenant, profiles })
     }
 
@@ -131,10 +172,17 @@ impl Provisioner {
     }
 
     /// Tenants by id, `limit` per page.
-    pub async fn list_tenants(&self, cursor: Option<&str>, limit: u32) -> Result<Page<Tenant>, DomainError> {
+    pub async fn list_tenants(
+        &self,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Tenant>, DomainError> {
         let limit = check_limit(limit)?;
         let after = match cursor {
-            Some(c) => Some(TenantId::parse(&decode_cursor(c)?).map_err(|_| DomainError::Invalid("invalid cursor".into()))?),
+            Some(c) => Some(
+                TenantId::parse(&decode_cursor(c)?)
+                    .map_err(|_| DomainError::Invalid("invalid cursor".into()))?,
+            ),
             None => None,
         };
         let items = self.store.list_tenants(after.as_ref(), limit).await?;
@@ -145,7 +193,12 @@ impl Provisioner {
     }
 
     /// Changes a tenant's settings.
-    pub async fn patch_tenant(&self, actor: &Actor, id: &TenantId, patch: TenantPatch) -> Result<TenantView, DomainError> {
+    pub async fn patch_tenant(
+        &self,
+        actor: &Actor,
+        id: &TenantId,
+        patch: TenantPatch,
+    ) -> Result<TenantView, DomainError> {
         let mut tenant = self.tenant(id).await?;
         let profiles = self.store.list_profiles(id).await?;
         if let Some(name) = patch.display_name {
@@ -181,24 +234,50 @@ impl Provisioner {
             if let Some(p) = &default
                 && !profiles.iter().any(|x| &x.name == p)
             {
-                return Err(DomainError::Validation(format!("default_scope_profile {p:?} does not exist")));
+                return Err(DomainError::Validation(format!(
+                    "default_scope_profile {p:?} does not exist"
+                )));
             }
             tenant.default_scope_profile = default;
         }
         tenant.updated_at = self.clock.now();
-        let audit = self.audit(actor, Some(id), "tenant.update", format!("tenants/{id}"), "success");
+        let audit = self.audit(
+            actor,
+            Some(id),
+            "tenant.update",
+            format!("tenants/{id}"),
+            "success",
+        );
         self.store.update_tenant(&tenant, &audit).await?;
         Ok(TenantView { tenant, profiles })
     }
 
     /// Replaces the tenant's PAT after verifying the new one upstream.
-    pub async fn set_credential(&self, actor: &Actor, id: &TenantId, pat: Pat) -> Result<TenantView, DomainError> {
+    pub async fn set_credential(
+        &self,
+        actor: &Actor,
+        id: &TenantId,
+        pat: Pat,
+    ) -> Result<TenantView, DomainError> {
         let mut tenant = self.tenant(id).await?;
-        self.verify_pat(id, &tenant.base_url, &tenant.upstream_user_id, &pat, tenant.rate_limit).await?;
+        self.verify_pat(
+            id,
+            &tenant.base_url,
+            &tenant.upstream_user_id,
+            &pat,
+            tenant.rate_limit,
+        )
+        .await?;
         tenant.pat_sealed = self.sealer.seal(pat.expose(), &pat_aad(id));
         tenant.pat_fingerprint = pat.fingerprint();
         tenant.updated_at = self.clock.now();
-        let audit = self.audit(actor, Some(id), "tenant.credential.replace", format!("tenants/{id}"), "success");
+        let audit = self.audit(
+            actor,
+            Some(id),
+            "tenant.credential.replace",
+            format!("tenants/{id}"),
+            "success",
+        );
         self.store.update_tenant(&tenant, &audit).await?;
         let profiles = self.store.list_profiles(id).await?;
         Ok(TenantView { tenant, profiles })
@@ -206,10 +285,18 @@ impl Provisioner {
 
     /// Deletes a tenant that has no users left (every user `deleted`).
     pub async fn delete_tenant(&self, actor: &Actor, id: &TenantId) -> Result<(), DomainError> {
-        let audit = self.audit(actor, Some(id), "tenant.delete", format!("tenants/{id}"), "success");
+        let audit = self.audit(
+            actor,
+            Some(id),
+            "tenant.delete",
+            format!("tenants/{id}"),
+            "success",
+        );
         match self.store.delete_tenant(id, &audit).await? {
             TenantDeletion::Deleted => Ok(()),
-            TenantDeletion::NotFound => Err(DomainError::NotFound(format!("tenant {id} not found"))),
+            TenantDeletion::NotFound => {
+                Err(DomainError::NotFound(format!("tenant {id} not found")))
+            }
             TenantDeletion::HasLiveUsers => Err(DomainError::Conflict(format!(
                 "tenant {id} still has users that are not deleted; deprovision them first"
             ))),
@@ -231,7 +318,13 @@ impl Provisioner {
             Some(p) => p.created_at,
             None => now,
         };
-        let profile = ScopeProfile { tenant_id: tenant_id.clone(), name, scopes, created_at, updated_at: now };
+        let profile = ScopeProfile {
+            tenant_id: tenant_id.clone(),
+            name,
+            scopes,
+            created_at,
+            updated_at: now,
+        };
         let audit = self.audit(
             actor,
             Some(tenant_id),
@@ -244,7 +337,11 @@ impl Provisioner {
     }
 
     /// One scope profile.
-    pub async fn get_profile(&self, tenant_id: &TenantId, name: &ProfileName) -> Result<ScopeProfile, DomainError> {
+    pub async fn get_profile(
+        &self,
+        tenant_id: &TenantId,
+        name: &ProfileName,
+    ) -> Result<ScopeProfile, DomainError> {
         self.tenant(tenant_id).await?;
         self.store
             .get_profile(tenant_id, name)
@@ -253,13 +350,21 @@ impl Provisioner {
     }
 
     /// A tenant's scope profiles.
-    pub async fn list_profiles(&self, tenant_id: &TenantId) -> Result<Vec<ScopeProfile>, DomainError> {
+    pub async fn list_profiles(
+        &self,
+        tenant_id: &TenantId,
+    ) -> Result<Vec<ScopeProfile>, DomainError> {
         self.tenant(tenant_id).await?;
         Ok(self.store.list_profiles(tenant_id).await?)
     }
 
     /// Deletes a profile that is not the tenant's default.
-    pub async fn delete_profile(&self, actor: &Actor, tenant_id: &TenantId, name: &ProfileName) -> Result<(), DomainError> {
+    pub async fn delete_profile(
+        &self,
+        actor: &Actor,
+        tenant_id: &TenantId,
+        name: &ProfileName,
+    ) -> Result<(), DomainError> {
         let tenant = self.tenant(tenant_id).await?;
         if tenant.default_scope_profile.as_ref() == Some(name) {
             return Err(DomainError::Conflict(format!(
@@ -276,7 +381,9 @@ impl Provisioner {
         if self.store.delete_profile(tenant_id, name, &audit).await? {
             Ok(())
         } else {
-            Err(DomainError::NotFound(format!("scope profile {name} not found")))
+            Err(DomainError::NotFound(format!(
+                "scope profile {name} not found"
+            )))
         }
     }
 
@@ -295,17 +402,33 @@ impl Provisioner {
             tenant_id: tenant.clone(),
             rate_limit,
         };
-        let scopes = self.upstream.verify_credential(&account).await.map_err(|e| match e {
-            UpstreamError::Unauthorized(m) => DomainError::Validation(format!("upstream credential rejected: {m}")),
-            UpstreamError::NotFound => DomainError::Validation(format!(
-                "upstream credential rejected: the PAT cannot act for user_id {user_id}"
-            )),
-            UpstreamError::Rejected(m) => DomainError::Validation(format!("upstream credential rejected: {m}")),
-            UpstreamError::AlreadyExists => DomainError::UpstreamRejected("unexpected answer verifying the PAT".into()),
-            UpstreamError::Unavailable { message, .. } => DomainError::UpstreamUnavailable(message),
-        })?;
+        let scopes = self
+            .upstream
+            .verify_credential(&account)
+            .await
+            .map_err(|e| match e {
+                UpstreamError::Unauthorized(m) => {
+                    DomainError::Validation(format!("upstream credential rejected: {m}"))
+                }
+                UpstreamError::NotFound => DomainError::Validation(format!(
+                    "upstream credential rejected: the PAT cannot act for user_id {user_id}"
+                )),
+                UpstreamError::Rejected(m) => {
+                    DomainError::Validation(format!("upstream credential rejected: {m}"))
+                }
+                UpstreamError::AlreadyExists => {
+                    DomainError::UpstreamRejected("unexpected answer verifying the PAT".into())
+                }
+                UpstreamError::Unavailable { message, .. } => {
+                    DomainError::UpstreamUnavailable(message)
+                }
+            })?;
         if !scopes.iter().any(|s| s == "All") {
-            let missing: Vec<&str> = PAT_NEEDS.iter().copied().filter(|n| !scopes.iter().any(|s| s == n)).collect();
+            let missing: Vec<&str> = PAT_NEEDS
+                .iter()
+                .copied()
+                .filter(|n| !scopes.iter().any(|s| s == n))
+                .collect();
             if !missing.is_empty() {
                 return Err(DomainError::Validation(format!(
                     "upstream credential lacks scopes the service needs: {}",
@@ -339,7 +462,8 @@ fn check_app_defaults(d: &AppDefaults) -> Result<(), DomainError> {
     }
     if d.description.chars().count() > 500 || d.description.chars().any(char::is_control) {
         return Err(DomainError::Validation(
-            "app description template must be at most 500 characters without control characters".into(),
+            "app description template must be at most 500 characters without control characters"
+                .into(),
         ));
     }
     Ok(())
@@ -348,37 +472,53 @@ fn check_app_defaults(d: &AppDefaults) -> Result<(), DomainError> {
 fn check_rate_limit(r: &UpstreamRateLimit) -> Result<(), DomainError> {
     if !(1..=1000).contains(&r.requests_per_second) || !(1..=256).contains(&r.max_concurrency) {
         return Err(DomainError::Validation(
-            "upstream_rate_limit: requests_per_second must be 1-1000 and max_concurrency 1-256".into(),
+            "upstream_rate_limit: requests_per_second must be 1-1000 and max_concurrency 1-256"
+                .into(),
         ));
     }
     Ok(())
 }
 
 fn check_base_url(u: &str) -> Result<(), DomainError> {
-    let rest = u.strip_prefix("https://").or_else(|| u.strip_prefix("http://"));
+    let rest = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"));
     let ok = rest.is_some_and(|r| {
         let host = r.split('/').next().unwrap_or("");
-        !host.is_empty() && !r.contains(['?', '#', '@']) && !r.chars().any(|c| c.is_whitespace() || c.is_control())
+        !host.is_empty()
+            && !r.contains(['?', '#', '@'])
+            && !r.chars().any(|c| c.is_whitespace() || c.is_control())
     });
     if ok && u.len() <= 2048 {
         Ok(())
     } else {
-        Err(DomainError::Validation("upstream.base_url must be an http(s) URL without credentials, query or fragment".into()))
+        Err(DomainError::Validation(
+            "upstream.base_url must be an http(s) URL without credentials, query or fragment"
+                .into(),
+        ))
     }
 }
 
 fn check_allowed(allowed: &ScopeSet) -> Result<(), DomainError> {
     if allowed.is_empty() {
-        return Err(DomainError::Validation("allowed_scopes must not be empty".into()));
+        return Err(DomainError::Validation(
+            "allowed_scopes must not be empty".into(),
+        ));
     }
     Ok(())
 }
 
 /// A profile (or an explicit scope list) must be non-empty, within the tenant's allowed scopes,
 /// and carry the scopes the upstream requires alongside each one.
-pub(crate) fn check_profile(name: &ProfileName, scopes: &ScopeSet, allowed: &ScopeSet) -> Result<(), DomainError> {
+pub(crate) fn check_profile(
+    name: &ProfileName,
+    scopes: &ScopeSet,
+    allowed: &ScopeSet,
+) -> Result<(), DomainError> {
     check_scopes(scopes, allowed).map_err(|e| match e {
-        DomainError::Validation(m) => DomainError::Validation(format!("scope profile {:?}: {m}", name.as_str())),
+        DomainError::Validation(m) => {
+            DomainError::Validation(format!("scope profile {:?}: {m}", name.as_str()))
+        }
         other => other,
     })
 }

@@ -7,13 +7,17 @@ use std::time::Instant;
 use crate::app_id::derive_app_id;
 use crate::error::{DomainError, StoreError};
 use crate::ids::{ExternalId, ProfileName, TenantId};
-use crate::model::{Actor, AuditEvent, Lease, Page, Step, Tenant, TenantStatus, Timestamp, User, UserStatus};
+use crate::model::{
+    Actor, AuditEvent, Lease, Page, Step, Tenant, TenantStatus, Timestamp, User, UserStatus,
+};
 use crate::scope::ScopeSet;
 use crate::secret::KeySecret;
 
 use super::steps::{Run, user_target};
 use super::tenants::check_scopes;
-use super::{Provisioner, check_limit, check_text, decode_cursor, decode_user_cursor, encode_cursor};
+use super::{
+    Provisioner, check_limit, check_text, decode_cursor, decode_user_cursor, encode_cursor,
+};
 
 /// Which scopes a provisioned key gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +67,9 @@ impl Provisioner {
     ) -> Result<Provisioned, DomainError> {
         let tenant = self.tenant(tenant_id).await?;
         if tenant.status == TenantStatus::Suspended {
-            return Err(DomainError::Conflict(format!("tenant {tenant_id} is suspended")));
+            return Err(DomainError::Conflict(format!(
+                "tenant {tenant_id} is suspended"
+            )));
         }
         let scopes = self.resolve_scopes(&tenant, &req.scopes).await?;
         check_user_fields(req.display_name.as_deref(), req.metadata.as_ref())?;
@@ -74,13 +80,18 @@ impl Provisioner {
                 let owner = new_owner();
                 let user = self.new_user(&tenant, external_id, &scopes, &req, &owner, now);
                 match self.store.insert_user(&user, None).await {
-                    Ok(()) => return self.run_provisioning(actor, &tenant, user, owner, false, &scopes).await,
+                    Ok(()) => {
+                        return self
+                            .run_provisioning(actor, &tenant, user, owner, false, &scopes)
+                            .await;
+                    }
                     Err(StoreError::AlreadyExists) => continue,
                     Err(e) => return Err(e.into()),
                 }
             };
             if lease_live(&user, now) {
-                self.wait_for_release(tenant_id, external_id, deadline).await?;
+                self.wait_for_release(tenant_id, external_id, deadline)
+                    .await?;
                 continue;
             }
             match user.status {
@@ -92,10 +103,16 @@ impl Provisioner {
                         )));
                     }
                     if needs_update(&user, &req) {
-                        let Some(u) = self.acquire(&user).await? else { continue };
+                        let Some(u) = self.acquire(&user).await? else {
+                            continue;
+                        };
                         user = self.update_fields(actor, &tenant, u, &req).await?;
                     }
-                    return Ok(Provisioned { user, secret: None, created: false });
+                    return Ok(Provisioned {
+                        user,
+                        secret: None,
+                        created: false,
+                    });
                 }
                 UserStatus::Deprovisioning => {
                     return Err(DomainError::Conflict(
@@ -104,23 +121,32 @@ impl Provisioner {
                 }
                 UserStatus::Rotating => {
                     // A rotation that stalled: finish it, then answer as for an active user.
-                    let Some(u) = self.acquire(&user).await? else { continue };
+                    let Some(u) = self.acquire(&user).await? else {
+                        continue;
+                    };
                     let owner = lease_owner(&u);
                     let mut run = self.run(&tenant, actor, owner, true, 0, "user.recover")?;
                     self.drive(&mut run, u).await?;
                 }
                 UserStatus::Provisioning => {
-                    let Some(mut u) = self.acquire(&user).await? else { continue };
+                    let Some(mut u) = self.acquire(&user).await? else {
+                        continue;
+                    };
                     if u.step == Step::CreateApp {
                         u.scopes = scopes.clone();
                     }
                     let owner = lease_owner(&u);
-                    return self.run_provisioning(actor, &tenant, u, owner, true, &scopes).await;
+                    return self
+                        .run_provisioning(actor, &tenant, u, owner, true, &scopes)
+                        .await;
                 }
                 UserStatus::Deleted | UserStatus::Failed => {
-                    let Some(mut u) = self.acquire(&user).await? else { continue };
+                    let Some(mut u) = self.acquire(&user).await? else {
+                        continue;
+                    };
                     if u.status == UserStatus::Deleted {
-                        u.app_id = derive_app_id(&tenant.app_defaults.id_prefix, tenant_id, external_id);
+                        u.app_id =
+                            derive_app_id(&tenant.app_defaults.id_prefix, tenant_id, external_id);
                         u.created_at = now;
                     }
                     u.status = UserStatus::Provisioning;
@@ -134,9 +160,12 @@ impl Provisioner {
                     u.next_attempt_at = None;
                     apply_fields(&mut u, &req);
                     let owner = lease_owner(&u);
-                    let run = self.run(&tenant, actor, owner.clone(), false, 0, "user.provision")?;
+                    let run =
+                        self.run(&tenant, actor, owner.clone(), false, 0, "user.provision")?;
                     self.save(&run, &mut u, true, None).await?;
-                    return self.run_provisioning(actor, &tenant, u, owner, false, &scopes).await;
+                    return self
+                        .run_provisioning(actor, &tenant, u, owner, false, &scopes)
+                        .await;
                 }
             }
         }
@@ -160,11 +189,19 @@ impl Provisioner {
             )));
         }
         let created = out.secret.is_some();
-        Ok(Provisioned { user: out.user, secret: out.secret, created })
+        Ok(Provisioned {
+            user: out.user,
+            secret: out.secret,
+            created,
+        })
     }
 
     /// One user.
-    pub async fn get_user(&self, tenant_id: &TenantId, external_id: &ExternalId) -> Result<User, DomainError> {
+    pub async fn get_user(
+        &self,
+        tenant_id: &TenantId,
+        external_id: &ExternalId,
+    ) -> Result<User, DomainError> {
         self.tenant(tenant_id).await?;
         self.store
             .get_user(tenant_id, external_id)
@@ -183,7 +220,10 @@ impl Provisioner {
         let limit = check_limit(limit)?;
         let after = cursor.map(decode_user_cursor).transpose()?;
         self.tenant(tenant_id).await?;
-        let items = self.store.list_users(tenant_id, status, after.as_ref(), limit).await?;
+        let items = self
+            .store
+            .list_users(tenant_id, status, after.as_ref(), limit)
+            .await?;
         let next_cursor = (items.len() == limit as usize)
             .then(|| items.last().map(|u| encode_cursor(u.external_id.as_str())))
             .flatten();
@@ -200,25 +240,42 @@ impl Provisioner {
         grace_seconds: u32,
     ) -> Result<Provisioned, DomainError> {
         if grace_seconds > MAX_GRACE_SECONDS {
-            return Err(DomainError::Validation(format!("grace_seconds must be 0-{MAX_GRACE_SECONDS}")));
+            return Err(DomainError::Validation(format!(
+                "grace_seconds must be 0-{MAX_GRACE_SECONDS}"
+            )));
         }
         let tenant = self.tenant(tenant_id).await?;
         if tenant.status == TenantStatus::Suspended {
-            return Err(DomainError::Conflict(format!("tenant {tenant_id} is suspended")));
+            return Err(DomainError::Conflict(format!(
+                "tenant {tenant_id} is suspended"
+            )));
         }
         let deadline = Instant::now() + self.config.lease_wait;
         loop {
             let user = self.get_user(tenant_id, external_id).await?;
             if lease_live(&user, self.clock.now()) {
-                self.wait_for_release(tenant_id, external_id, deadline).await?;
+                self.wait_for_release(tenant_id, external_id, deadline)
+                    .await?;
                 continue;
             }
             if !matches!(user.status, UserStatus::Active | UserStatus::Rotating) {
-                return Err(DomainError::Conflict(format!("user is {}; only an active user's key can be rotated", user.status)));
+                return Err(DomainError::Conflict(format!(
+                    "user is {}; only an active user's key can be rotated",
+                    user.status
+                )));
             }
-            let Some(mut u) = self.acquire(&user).await? else { continue };
+            let Some(mut u) = self.acquire(&user).await? else {
+                continue;
+            };
             let owner = lease_owner(&u);
-            let mut run = self.run(&tenant, actor, owner, false, i64::from(grace_seconds), "user.rotate_key")?;
+            let mut run = self.run(
+                &tenant,
+                actor,
+                owner,
+                false,
+                i64::from(grace_seconds),
+                "user.rotate_key",
+            )?;
             if u.status == UserStatus::Rotating {
                 // Finish the stalled rotation first; it found or made a key of its own.
                 run.look_first = true;
@@ -240,44 +297,72 @@ impl Provisioner {
             u.generation += 1;
             self.save(&run, &mut u, true, None).await?;
             let out = self.drive(&mut run, u).await?;
-            let secret = out
-                .secret
-                .ok_or_else(|| DomainError::Internal("rotation finished without a new key".into()))?;
-            return Ok(Provisioned { user: out.user, secret: Some(secret), created: true });
+            let secret = out.secret.ok_or_else(|| {
+                DomainError::Internal("rotation finished without a new key".into())
+            })?;
+            return Ok(Provisioned {
+                user: out.user,
+                secret: Some(secret),
+                created: true,
+            });
         }
     }
 
     /// The stored secret of a user's current key. Always audited; if the audit event cannot be
     /// written, nothing is revealed.
-    pub async fn reveal_key(&self, actor: &Actor, tenant_id: &TenantId, external_id: &ExternalId) -> Result<KeySecret, DomainError> {
+    pub async fn reveal_key(
+        &self,
+        actor: &Actor,
+        tenant_id: &TenantId,
+        external_id: &ExternalId,
+    ) -> Result<KeySecret, DomainError> {
         let user = self.get_user(tenant_id, external_id).await?;
         let Some(key) = &user.key else {
-            return Err(DomainError::Conflict(format!("user is {} and has no key", user.status)));
+            return Err(DomainError::Conflict(format!(
+                "user is {} and has no key",
+                user.status
+            )));
         };
         let secret = self.open_key(&user, &key.sealed)?;
-        let audit = self.audit(actor, Some(tenant_id), "user.reveal_key", user_target(&user), "success");
+        let audit = self.audit(
+            actor,
+            Some(tenant_id),
+            "user.reveal_key",
+            user_target(&user),
+            "success",
+        );
         self.store.append_audit(&audit).await?;
         Ok(secret)
     }
 
     /// Deletes the user's key and app upstream ("not found" is done) and marks it deleted.
     /// Repeating it answers the deleted user again.
-    pub async fn deprovision(&self, actor: &Actor, tenant_id: &TenantId, external_id: &ExternalId) -> Result<User, DomainError> {
+    pub async fn deprovision(
+        &self,
+        actor: &Actor,
+        tenant_id: &TenantId,
+        external_id: &ExternalId,
+    ) -> Result<User, DomainError> {
         let tenant = self.tenant(tenant_id).await?;
         let deadline = Instant::now() + self.config.lease_wait;
         loop {
             let user = self.get_user(tenant_id, external_id).await?;
             if lease_live(&user, self.clock.now()) {
-                self.wait_for_release(tenant_id, external_id, deadline).await?;
+                self.wait_for_release(tenant_id, external_id, deadline)
+                    .await?;
                 continue;
             }
             if user.status == UserStatus::Deleted {
                 return Ok(user);
             }
-            let Some(mut u) = self.acquire(&user).await? else { continue };
+            let Some(mut u) = self.acquire(&user).await? else {
+                continue;
+            };
             let owner = lease_owner(&u);
             let mut run = self.run(&tenant, actor, owner, false, 0, "user.deprovision")?;
-            if u.status != UserStatus::Deprovisioning || !matches!(u.step, Step::DeleteKey | Step::DeleteApp) {
+            if u.status != UserStatus::Deprovisioning
+                || !matches!(u.step, Step::DeleteKey | Step::DeleteApp)
+            {
                 u.status = UserStatus::Deprovisioning;
                 u.step = Step::DeleteKey;
                 u.attempts = 0;
@@ -288,7 +373,10 @@ impl Provisioner {
     }
 
     /// Which user a (leaked) key belongs to, by its fingerprint.
-    pub async fn lookup_key(&self, secret: &KeySecret) -> Result<(TenantId, ExternalId), DomainError> {
+    pub async fn lookup_key(
+        &self,
+        secret: &KeySecret,
+    ) -> Result<(TenantId, ExternalId), DomainError> {
         self.store
             .find_by_fingerprint(&secret.fingerprint())
             .await?
@@ -296,7 +384,12 @@ impl Provisioner {
     }
 
     /// Audit events in time order. `after` is a cursor from a previous page or an RFC 3339 time.
-    pub async fn list_audit(&self, tenant: Option<&TenantId>, after: Option<&str>, limit: u32) -> Result<Page<AuditEvent>, DomainError> {
+    pub async fn list_audit(
+        &self,
+        tenant: Option<&TenantId>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<AuditEvent>, DomainError> {
         let limit = check_limit(limit)?;
         let (after_id, since) = match after {
             None => (None, None),
@@ -305,12 +398,21 @@ impl Provisioner {
                 Err(_) => (Some(decode_cursor(a)?), None),
             },
         };
-        let items = self.store.list_audit(tenant, after_id.as_deref(), since, limit).await?;
-        let next_cursor = (items.len() == limit as usize).then(|| items.last().map(|e| encode_cursor(&e.id))).flatten();
+        let items = self
+            .store
+            .list_audit(tenant, after_id.as_deref(), since, limit)
+            .await?;
+        let next_cursor = (items.len() == limit as usize)
+            .then(|| items.last().map(|e| encode_cursor(&e.id)))
+            .flatten();
         Ok(Page { items, next_cursor })
     }
 
-    async fn resolve_scopes(&self, tenant: &Tenant, req: &ScopeRequest) -> Result<ScopeSet, DomainError> {
+    async fn resolve_scopes(
+        &self,
+        tenant: &Tenant,
+        req: &ScopeRequest,
+    ) -> Result<ScopeSet, DomainError> {
         let scopes = match req {
             ScopeRequest::Scopes(s) => s.clone(),
             ScopeRequest::Profile(name) => self.profile_scopes(tenant, name).await?,
@@ -327,15 +429,29 @@ impl Provisioner {
         Ok(scopes)
     }
 
-    async fn profile_scopes(&self, tenant: &Tenant, name: &ProfileName) -> Result<ScopeSet, DomainError> {
+    async fn profile_scopes(
+        &self,
+        tenant: &Tenant,
+        name: &ProfileName,
+    ) -> Result<ScopeSet, DomainError> {
         self.store
             .get_profile(&tenant.id, name)
             .await?
             .map(|p| p.scopes)
-            .ok_or_else(|| DomainError::Validation(format!("unknown scope profile {:?}", name.as_str())))
+            .ok_or_else(|| {
+                DomainError::Validation(format!("unknown scope profile {:?}", name.as_str()))
+            })
     }
 
-    fn new_user(&self, tenant: &Tenant, external_id: &ExternalId, scopes: &ScopeSet, req: &ProvisionRequest, owner: &str, now: Timestamp) -> User {
+    fn new_user(
+        &self,
+        tenant: &Tenant,
+        external_id: &ExternalId,
+        scopes: &ScopeSet,
+        req: &ProvisionRequest,
+        owner: &str,
+        now: Timestamp,
+    ) -> User {
         let mut user = User {
             tenant_id: tenant.id.clone(),
             external_id: external_id.clone(),
@@ -348,7 +464,10 @@ impl Provisioner {
             retired_key: None,
             display_name: None,
             metadata: BTreeMap::new(),
-            lease: Some(Lease { owner: owner.to_owned(), expires_at: now + self.lease_ttl() }),
+            lease: Some(Lease {
+                owner: owner.to_owned(),
+                expires_at: now + self.lease_ttl(),
+            }),
             last_error: None,
             attempts: 0,
             next_attempt_at: None,
@@ -359,10 +478,22 @@ impl Provisioner {
         user
     }
 
-    async fn update_fields(&self, actor: &Actor, tenant: &Tenant, mut user: User, req: &ProvisionRequest) -> Result<User, DomainError> {
+    async fn update_fields(
+        &self,
+        actor: &Actor,
+        tenant: &Tenant,
+        mut user: User,
+        req: &ProvisionRequest,
+    ) -> Result<User, DomainError> {
         apply_fields(&mut user, req);
         let run = self.run(tenant, actor, lease_owner(&user), false, 0, "user.update")?;
-        let audit = self.audit(actor, Some(&tenant.id), "user.update", user_target(&user), "success");
+        let audit = self.audit(
+            actor,
+            Some(&tenant.id),
+            "user.update",
+            user_target(&user),
+            "success",
+        );
         self.save(&run, &mut user, false, Some(&audit)).await?;
         Ok(user)
     }
@@ -370,8 +501,14 @@ impl Provisioner {
     /// Takes the lease of a row whose lease is free or expired; `None` if someone was faster.
     pub(super) async fn acquire(&self, user: &User) -> Result<Option<User>, DomainError> {
         let now = self.clock.now();
-        let lease = Lease { owner: new_owner(), expires_at: now + self.lease_ttl() };
-        Ok(self.store.acquire_lease(&user.tenant_id, &user.external_id, &lease, now).await?)
+        let lease = Lease {
+            owner: new_owner(),
+            expires_at: now + self.lease_ttl(),
+        };
+        Ok(self
+            .store
+            .acquire_lease(&user.tenant_id, &user.external_id, &lease, now)
+            .await?)
     }
 
     pub(super) fn run<'a>(
@@ -394,7 +531,12 @@ impl Provisioner {
         })
     }
 
-    async fn wait_for_release(&self, tenant_id: &TenantId, external_id: &ExternalId, deadline: Instant) -> Result<(), DomainError> {
+    async fn wait_for_release(
+        &self,
+        tenant_id: &TenantId,
+        external_id: &ExternalId,
+        deadline: Instant,
+    ) -> Result<(), DomainError> {
         loop {
             if Instant::now() >= deadline {
                 return Err(DomainError::UpstreamUnavailable(
@@ -415,7 +557,10 @@ fn new_owner() -> String {
 }
 
 fn lease_owner(user: &User) -> String {
-    user.lease.as_ref().map(|l| l.owner.clone()).unwrap_or_default()
+    user.lease
+        .as_ref()
+        .map(|l| l.owner.clone())
+        .unwrap_or_default()
 }
 
 fn lease_live(user: &User, now: Timestamp) -> bool {
@@ -423,7 +568,9 @@ fn lease_live(user: &User, now: Timestamp) -> bool {
 }
 
 fn needs_update(user: &User, req: &ProvisionRequest) -> bool {
-    req.display_name.as_ref().is_some_and(|d| user.display_name.as_ref() != Some(d))
+    req.display_name
+        .as_ref()
+        .is_some_and(|d| user.display_name.as_ref() != Some(d))
         || req.metadata.as_ref().is_some_and(|m| &user.metadata != m)
 }
 
@@ -436,19 +583,25 @@ fn apply_fields(user: &mut User, req: &ProvisionRequest) {
     }
 }
 
-fn check_user_fields(display_name: Option<&str>, metadata: Option<&BTreeMap<String, String>>) -> Result<(), DomainError> {
+fn check_user_fields(
+    display_name: Option<&str>,
+    metadata: Option<&BTreeMap<String, String>>,
+) -> Result<(), DomainError> {
     if let Some(d) = display_name {
         check_text("display_name", d, 200)?;
     }
     if let Some(m) = metadata {
         if m.len() > 64 {
-            return Err(DomainError::Invalid("metadata may hold at most 64 entries".into()));
+            return Err(DomainError::Invalid(
+                "metadata may hold at most 64 entries".into(),
+            ));
         }
         for (k, v) in m {
             check_text("metadata key", k, 64)?;
             if v.chars().count() > 1024 || v.chars().any(char::is_control) {
                 return Err(DomainError::Invalid(
-                    "metadata values must be at most 1024 characters without control characters".into(),
+                    "metadata values must be at most 1024 characters without control characters"
+                        .into(),
                 ));
             }
         }

@@ -1,0 +1,715 @@
+//! In-memory implementations of the ports, for tests of core and of the API layer.
+//!
+//! `MemStore` keeps the same rules as the SQL stores (uniqueness, leases, audit in the same
+//! "transaction"); `FakeUpstream` behaves like the Clarifai account (apps, keys, "not found",
+//! "already exists") and can inject failures and crashes at a chosen call.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::TimeZone as _;
+
+use crate::error::{StoreError, UpstreamError};
+use crate::ids::{AppId, ExternalId, ProfileName, TenantId};
+use crate::model::{
+    AuditEvent, Lease, ScopeProfile, Tenant, Timestamp, UpstreamAccount, User, UserStatus,
+};
+use crate::ports::{
+    AuditStore, Clock, NewApp, NewKey, Store, TenantDeletion, TenantStore, Upstream, UpstreamApp,
+    UpstreamKey, UserStore,
+};
+use crate::secret::{AesGcmSealer, KeySecret, MasterKey};
+use crate::service::{Provisioner, ServiceConfig};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A clock tests move by hand.
+#[derive(Debug)]
+pub struct FakeClock(Mutex<Timestamp>);
+
+impl FakeClock {
+    /// Starts at 2026-01-01T00:00:00Z.
+    pub fn new() -> Self {
+        Self(Mutex::new(
+            chrono::Utc
+                .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+                .single()
+                .unwrap_or_default(),
+        ))
+    }
+    /// Moves time forward.
+    pub fn advance(&self, d: chrono::Duration) {
+        *lock(&self.0) += d;
+    }
+}
+
+impl Default for FakeClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> Timestamp {
+        *lock(&self.0)
+    }
+}
+
+#[derive(Default)]
+struct MemState {
+    tenants: BTreeMap<TenantId, Tenant>,
+    profiles: BTreeMap<(TenantId, ProfileName), ScopeProfile>,
+    users: BTreeMap<(TenantId, ExternalId), User>,
+    audit: Vec<AuditEvent>,
+}
+
+/// An in-memory [`Store`].
+#[derive(Default)]
+pub struct MemStore {
+    state: Mutex<MemState>,
+    /// When set, every write that carries an audit event fails (audit fails closed).
+    pub fail_audit: std::sync::atomic::AtomicBool,
+}
+
+impl MemStore {
+    /// All audit events.
+    pub fn audit_events(&self) -> Vec<AuditEvent> {
+        lock(&self.state).audit.clone()
+    }
+
+    fn write_audit(&self, st: &mut MemState, audit: Option<&AuditEvent>) -> Result<(), StoreError> {
+        if let Some(a) = audit {
+            if self.fail_audit.load(Ordering::SeqCst) {
+                return Err(StoreError::Backend("audit log unavailable".into()));
+            }
+            if st.audit.iter().any(|e| e.id == a.id) {
+                return Err(StoreError::AlreadyExists);
+            }
+            st.audit.push(a.clone());
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl TenantStore for MemStore {
+    async fn insert_tenant(
+        &self,
+        tenant: &Tenant,
+        profiles: &[ScopeProfile],
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut st = lock(&self.state);
+        if st.tenants.contains_key(&tenant.id) {
+            return Err(StoreError::AlreadyExists);
+        }
+        self.write_audit(&mut st, Some(audit))?;
+        st.tenants.insert(tenant.id.clone(), tenant.clone());
+        for p in profiles {
+            st.profiles
+                .insert((p.tenant_id.clone(), p.name.clone()), p.clone());
+        }
+        Ok(())
+    }
+    async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        Ok(lock(&self.state).tenants.get(id).cloned())
+    }
+    async fn list_tenants(
+        &self,
+        after: Option<&TenantId>,
+        limit: u32,
+    ) -> Result<Vec<Tenant>, StoreError> {
+        let st = lock(&self.state);
+        Ok(st
+            .tenants
+            .values()
+            .filter(|t| after.is_none_or(|a| &t.id > a))
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+    async fn update_tenant(&self, tenant: &Tenant, audit: &AuditEvent) -> Result<(), StoreError> {
+        let mut st = lock(&self.state);
+        if !st.tenants.contains_key(&tenant.id) {
+            return Err(StoreError::NotFound);
+        }
+        self.write_audit(&mut st, Some(audit))?;
+        st.tenants.insert(tenant.id.clone(), tenant.clone());
+        Ok(())
+    }
+    async fn delete_tenant(
+        &self,
+        id: &TenantId,
+        audit: &AuditEvent,
+    ) -> Result<TenantDeletion, StoreError> {
+        let mut st = lock(&self.state);
+        if !st.tenants.contains_key(id) {
+            return Ok(TenantDeletion::NotFound);
+        }
+        if st
+            .users
+            .values()
+            .any(|u| &u.tenant_id == id && u.status.is_live())
+        {
+            return Ok(TenantDeletion::HasLiveUsers);
+        }
+        self.write_audit(&mut st, Some(audit))?;
+        st.tenants.remove(id);
+        st.profiles.retain(|(t, _), _| t != id);
+        st.users.retain(|(t, _), _| t != id);
+        Ok(TenantDeletion::Deleted)
+    }
+    async fn put_profile(
+        &self,
+        profile: &ScopeProfile,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut st = lock(&self.state);
+        self.write_audit(&mut st, Some(audit))?;
+        Ok(st
+            .profiles
+            .insert(
+                (profile.tenant_id.clone(), profile.name.clone()),
+                profile.clone(),
+            )
+            .is_none())
+    }
+    async fn get_profile(
+        &self,
+        tenant: &TenantId,
+        name: &ProfileName,
+    ) -> Result<Option<ScopeProfile>, StoreError> {
+        Ok(lock(&self.state)
+            .profiles
+            .get(&(tenant.clone(), name.clone()))
+            .cloned())
+    }
+    async fn list_profiles(&self, tenant: &TenantId) -> Result<Vec<ScopeProfile>, StoreError> {
+        Ok(lock(&self.state)
+            .profiles
+            .values()
+            .filter(|p| &p.tenant_id == tenant)
+            .cloned()
+            .collect())
+    }
+    async fn delete_profile(
+        &self,
+        tenant: &TenantId,
+        name: &ProfileName,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut st = lock(&self.state);
+        if !st.profiles.contains_key(&(tenant.clone(), name.clone())) {
+            return Ok(false);
+        }
+        self.write_audit(&mut st, Some(audit))?;
+        st.profiles.remove(&(tenant.clone(), name.clone()));
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl UserStore for MemStore {
+    async fn get_user(
+        &self,
+        tenant: &TenantId,
+        external_id: &ExternalId,
+    ) -> Result<Option<User>, StoreError> {
+        Ok(lock(&self.state)
+            .users
+            .get(&(tenant.clone(), external_id.clone()))
+            .cloned())
+    }
+    async fn list_users(
+        &self,
+        tenant: &TenantId,
+        status: Option<UserStatus>,
+        after: Option<&ExternalId>,
+        limit: u32,
+    ) -> Result<Vec<User>, StoreError> {
+        let st = lock(&self.state);
+        Ok(st
+            .users
+            .values()
+            .filter(|u| &u.tenant_id == tenant)
+            .filter(|u| status.is_none_or(|s| u.status == s))
+            .filter(|u| after.is_none_or(|a| u.external_id.as_str() > a.as_str()))
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+    async fn insert_user(&self, user: &User, audit: Option<&AuditEvent>) -> Result<(), StoreError> {
+        let mut st = lock(&self.state);
+        let k = (user.tenant_id.clone(), user.external_id.clone());
+        if st.users.contains_key(&k) {
+            return Err(StoreError::AlreadyExists);
+        }
+        self.write_audit(&mut st, audit)?;
+        st.users.insert(k, user.clone());
+        Ok(())
+    }
+    async fn acquire_lease(
+        &self,
+        tenant: &TenantId,
+        external_id: &ExternalId,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        let mut st = lock(&self.state);
+        let Some(u) = st.users.get_mut(&(tenant.clone(), external_id.clone())) else {
+            return Ok(None);
+        };
+        if u.lease.as_ref().is_some_and(|l| l.expires_at > now) {
+            return Ok(None);
+        }
+        u.lease = Some(lease.clone());
+        Ok(Some(u.clone()))
+    }
+    async fn update_user(
+        &self,
+        user: &User,
+        owner: &str,
+        audit: Option<&AuditEvent>,
+    ) -> Result<(), StoreError> {
+        let mut st = lock(&self.state);
+        let k = (user.tenant_id.clone(), user.external_id.clone());
+        let held = st
+            .users
+            .get(&k)
+            .and_then(|u| u.lease.as_ref())
+            .is_some_and(|l| l.owner == owner);
+        if !held {
+            return Err(StoreError::Stale);
+        }
+        self.write_audit(&mut st, audit)?;
+        st.users.insert(k, user.clone());
+        Ok(())
+    }
+    async fn find_by_fingerprint(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<(TenantId, ExternalId)>, StoreError> {
+        let st = lock(&self.state);
+        Ok(st
+            .users
+            .values()
+            .find(|u| {
+                u.key.as_ref().is_some_and(|k| k.fingerprint == fingerprint)
+                    || u.retired_key
+                        .as_ref()
+                        .is_some_and(|k| k.fingerprint == fingerprint)
+            })
+            .map(|u| (u.tenant_id.clone(), u.external_id.clone())))
+    }
+    async fn due_users(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(TenantId, ExternalId)>, StoreError> {
+        let st = lock(&self.state);
+        let mut due: Vec<&User> = st
+            .users
+            .values()
+            .filter(|u| u.lease.as_ref().is_none_or(|l| l.expires_at <= now))
+            .filter(|u| {
+                (u.step != crate::model::Step::Idle && u.next_attempt_at.is_none_or(|t| t <= now))
+                    || u.retired_key
+                        .as_ref()
+                        .is_some_and(|k| k.delete_after <= now)
+            })
+            .collect();
+        due.sort_by_key(|u| u.updated_at);
+        Ok(due
+            .into_iter()
+            .take(limit as usize)
+            .map(|u| (u.tenant_id.clone(), u.external_id.clone()))
+            .collect())
+    }
+    async fn count_users_by_status(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<(UserStatus, u64)>, StoreError> {
+        let st = lock(&self.state);
+        let mut counts: BTreeMap<&'static str, (UserStatus, u64)> = BTreeMap::new();
+        for u in st.users.values().filter(|u| &u.tenant_id == tenant) {
+            counts.entry(u.status.as_str()).or_insert((u.status, 0)).1 += 1;
+        }
+        Ok(counts.into_values().collect())
+    }
+}
+
+#[async_trait]
+impl AuditStore for MemStore {
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let mut st = lock(&self.state);
+        self.write_audit(&mut st, Some(event))
+    }
+    async fn list_audit(
+        &self,
+        tenant: Option<&TenantId>,
+        after_id: Option<&str>,
+        since: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let st = lock(&self.state);
+        let mut v: Vec<AuditEvent> = st
+            .audit
+            .iter()
+            .filter(|e| tenant.is_none_or(|t| e.tenant_id.as_ref() == Some(t)))
+            .filter(|e| after_id.is_none_or(|a| e.id.as_str() > a))
+            .filter(|e| since.is_none_or(|s| e.at >= s))
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v.truncate(limit as usize);
+        Ok(v)
+    }
+}
+
+#[async_trait]
+impl Store for MemStore {
+    async fn ready(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// Which upstream call a fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    /// verify_credential
+    Verify,
+    /// create_app
+    CreateApp,
+    /// get_app
+    GetApp,
+    /// list_apps
+    ListApps,
+    /// delete_app
+    DeleteApp,
+    /// create_key
+    CreateKey,
+    /// list_app_keys
+    ListAppKeys,
+    /// delete_key
+    DeleteKey,
+}
+
+/// What happens at a faulted call.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Fail without effect.
+    Fail(UpstreamError),
+    /// Apply the change, then fail as ambiguous (the answer was lost).
+    CommitThenLose,
+    /// Never return (the process "crashes" here); `commit` applies the change first.
+    Hang {
+        /// Whether the change happens upstream before the hang.
+        commit: bool,
+    },
+}
+
+/// One fake app.
+#[derive(Debug, Clone)]
+pub struct FakeApp {
+    /// Id.
+    pub id: String,
+    /// Metadata.
+    pub metadata: serde_json::Value,
+    /// Description.
+    pub description: String,
+}
+
+/// One fake key.
+#[derive(Debug, Clone)]
+pub struct FakeKey {
+    /// The secret.
+    pub id: String,
+    /// App it is restricted to.
+    pub app_id: String,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// Description.
+    pub description: String,
+}
+
+#[derive(Default)]
+struct UpState {
+    apps: BTreeMap<String, FakeApp>,
+    keys: BTreeMap<String, FakeKey>,
+    calls: Vec<Call>,
+    /// Faults by the index of the call they apply to (0-based over all calls), or by kind.
+    at_index: BTreeMap<usize, Fault>,
+    by_call: BTreeMap<String, (Fault, u32)>,
+}
+
+/// A fake Clarifai account; the PAT `bad` is refused.
+#[derive(Default)]
+pub struct FakeUpstream {
+    state: Mutex<UpState>,
+    next_key: AtomicU64,
+}
+
+impl FakeUpstream {
+    /// Apps upstream.
+    pub fn apps(&self) -> Vec<FakeApp> {
+        lock(&self.state).apps.values().cloned().collect()
+    }
+    /// Keys upstream.
+    pub fn keys(&self) -> Vec<FakeKey> {
+        lock(&self.state).keys.values().cloned().collect()
+    }
+    /// Calls made so far.
+    pub fn calls(&self) -> Vec<Call> {
+        lock(&self.state).calls.clone()
+    }
+    /// Injects `fault` at the `index`-th call from now on (0-based, counting all calls).
+    pub fn fault_at(&self, index: usize, fault: Fault) {
+        lock(&self.state).at_index.insert(index, fault);
+    }
+    /// Injects `fault` on the next `times` calls of kind `call`.
+    pub fn fault_on(&self, call: Call, fault: Fault, times: u32) {
+        lock(&self.state)
+            .by_call
+            .insert(format!("{call:?}"), (fault, times));
+    }
+    /// Adds an app out of band (someone else's, or a planted orphan).
+    pub fn plant_app(&self, id: &str, metadata: serde_json::Value) {
+        lock(&self.state).apps.insert(
+            id.into(),
+            FakeApp {
+                id: id.into(),
+                metadata,
+                description: String::new(),
+            },
+        );
+    }
+    /// Removes a key out of band.
+    pub fn remove_key(&self, id: &str) {
+        lock(&self.state).keys.remove(id);
+    }
+
+    /// Records the call and returns its fault, if any.
+    fn enter(&self, call: Call) -> Option<Fault> {
+        let mut st = lock(&self.state);
+        let idx = st.calls.len();
+        st.calls.push(call);
+        if let Some(f) = st.at_index.remove(&idx) {
+            return Some(f);
+        }
+        let k = format!("{call:?}");
+        let (fault, left) = st.by_call.get_mut(&k)?;
+        let f = fault.clone();
+        *left -= 1;
+        if *left == 0 {
+            st.by_call.remove(&k);
+        }
+        Some(f)
+    }
+
+    async fn run<T>(
+        &self,
+        call: Call,
+        account: &UpstreamAccount,
+        apply: impl FnOnce(&mut UpState) -> Result<T, UpstreamError>,
+    ) -> Result<T, UpstreamError> {
+        if account.pat.expose() == "bad" {
+            return Err(UpstreamError::Unauthorized("CONN_KEY_NOT_FOUND".into()));
+        }
+        match self.enter(call) {
+            None => apply(&mut lock(&self.state)),
+            Some(Fault::Fail(e)) => Err(e),
+            Some(Fault::CommitThenLose) => {
+                let _ = apply(&mut lock(&self.state));
+                Err(UpstreamError::Unavailable {
+                    message: "connection dropped".into(),
+                    ambiguous: true,
+                })
+            }
+            Some(Fault::Hang { commit }) => {
+                if commit {
+                    let _ = apply(&mut lock(&self.state));
+                }
+                std::future::pending::<()>().await;
+                unreachable!("pending never resolves")
+            }
+        }
+    }
+}
+
+fn app_out(a: &FakeApp) -> UpstreamApp {
+    UpstreamApp {
+        id: a.id.clone(),
+        description: a.description.clone(),
+        metadata: a.metadata.clone(),
+    }
+}
+
+fn key_out(k: &FakeKey) -> UpstreamKey {
+    UpstreamKey {
+        secret: KeySecret::parse(k.id.clone())
+            .unwrap_or_else(|_| unreachable!("fake key ids are valid")),
+        description: k.description.clone(),
+        scopes: k.scopes.clone(),
+        app_ids: vec![k.app_id.clone()],
+    }
+}
+
+#[async_trait]
+impl Upstream for FakeUpstream {
+    async fn verify_credential(
+        &self,
+        account: &UpstreamAccount,
+    ) -> Result<Vec<String>, UpstreamError> {
+        self.run(Call::Verify, account, |_| Ok(vec!["All".to_string()]))
+            .await
+    }
+    async fn create_app(
+        &self,
+        account: &UpstreamAccount,
+        app: &NewApp,
+    ) -> Result<UpstreamApp, UpstreamError> {
+        self.run(Call::CreateApp, account, |st| {
+            if st.apps.contains_key(app.id.as_str()) {
+                return Err(UpstreamError::AlreadyExists);
+            }
+            let a = FakeApp {
+                id: app.id.to_string(),
+                metadata: app.metadata.clone(),
+                description: app.description.clone(),
+            };
+            st.apps.insert(a.id.clone(), a.clone());
+            Ok(app_out(&a))
+        })
+        .await
+    }
+    async fn get_app(
+        &self,
+        account: &UpstreamAccount,
+        app_id: &AppId,
+    ) -> Result<UpstreamApp, UpstreamError> {
+        self.run(Call::GetApp, account, |st| {
+            st.apps
+                .get(app_id.as_str())
+                .map(app_out)
+                .ok_or(UpstreamError::NotFound)
+        })
+        .await
+    }
+    async fn list_apps(
+        &self,
+        account: &UpstreamAccount,
+    ) -> Result<Vec<UpstreamApp>, UpstreamError> {
+        self.run(Call::ListApps, account, |st| {
+            Ok(st.apps.values().map(app_out).collect())
+        })
+        .await
+    }
+    async fn delete_app(
+        &self,
+        account: &UpstreamAccount,
+        app_id: &AppId,
+    ) -> Result<(), UpstreamError> {
+        self.run(Call::DeleteApp, account, |st| {
+            st.apps
+                .remove(app_id.as_str())
+                .ok_or(UpstreamError::NotFound)?;
+            st.keys.retain(|_, k| k.app_id != app_id.as_str());
+            Ok(())
+        })
+        .await
+    }
+    async fn create_key(
+        &self,
+        account: &UpstreamAccount,
+        key: &NewKey,
+    ) -> Result<UpstreamKey, UpstreamError> {
+        let n = self.next_key.fetch_add(1, Ordering::SeqCst);
+        self.run(Call::CreateKey, account, |st| {
+            if !st.apps.contains_key(key.app_id.as_str()) {
+                return Err(UpstreamError::NotFound);
+            }
+            let k = FakeKey {
+                id: format!("fakekey{n:025}"),
+                app_id: key.app_id.to_string(),
+                scopes: key.scopes.names(),
+                description: key.description.clone(),
+            };
+            st.keys.insert(k.id.clone(), k.clone());
+            Ok(key_out(&k))
+        })
+        .await
+    }
+    async fn list_app_keys(
+        &self,
+        account: &UpstreamAccount,
+        app_id: &AppId,
+    ) -> Result<Vec<UpstreamKey>, UpstreamError> {
+        self.run(Call::ListAppKeys, account, |st| {
+            if !st.apps.contains_key(app_id.as_str()) {
+                return Err(UpstreamError::NotFound);
+            }
+            Ok(st
+                .keys
+                .values()
+                .filter(|k| k.app_id == app_id.as_str())
+                .map(key_out)
+                .collect())
+        })
+        .await
+    }
+    async fn delete_key(
+        &self,
+        account: &UpstreamAccount,
+        key: &KeySecret,
+    ) -> Result<(), UpstreamError> {
+        self.run(Call::DeleteKey, account, |st| {
+            st.keys
+                .remove(key.expose())
+                .map(|_| ())
+                .ok_or(UpstreamError::NotFound)
+        })
+        .await
+    }
+}
+
+/// A service over fresh in-memory ports.
+pub struct TestService {
+    /// The service.
+    pub service: Provisioner,
+    /// Its store.
+    pub store: Arc<MemStore>,
+    /// Its upstream.
+    pub upstream: Arc<FakeUpstream>,
+    /// Its clock.
+    pub clock: Arc<FakeClock>,
+}
+
+/// Builds a [`TestService`] with short waits.
+pub fn service() -> TestService {
+    let store = Arc::new(MemStore::default());
+    let upstream = Arc::new(FakeUpstream::default());
+    let clock = Arc::new(FakeClock::new());
+    let sealer = Arc::new(AesGcmSealer::new(&MasterKey::generate()));
+    let config = ServiceConfig {
+        lease_wait: std::time::Duration::from_secs(5),
+        poll_interval: std::time::Duration::from_millis(2),
+        ..ServiceConfig::default()
+    };
+    let service = Provisioner::new(
+        store.clone(),
+        upstream.clone(),
+        clock.clone(),
+        sealer,
+        config,
+    );
+    TestService {
+        service,
+        store,
+        upstream,
+        clock,
+    }
+}
