@@ -323,3 +323,74 @@ impl TryFrom<AuditRow> for AuditEvent {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> UserRow {
+        UserRow {
+            tenant_id: "acme".into(),
+            external_id: "alice".into(),
+            app_id: "acme-alice".into(),
+            status: "active".into(),
+            step: "idle".into(),
+            generation: 1,
+            scopes: r#"["Predict"]"#.into(),
+            key_sealed: None,
+            key_fingerprint: None,
+            key_scopes: None,
+            key_generation: None,
+            key_created_at: None,
+            retired_key_sealed: None,
+            retired_key_fingerprint: None,
+            retired_key_delete_after: None,
+            display_name: None,
+            metadata: "{}".into(),
+            lease_owner: None,
+            lease_expires_at: None,
+            last_error: None,
+            attempts: 0,
+            next_attempt_at: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn error_of(r: UserRow) -> String {
+        match User::try_from(r) {
+            Err(StoreError::Backend(m)) => m,
+            other => panic!("expected a backend error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_valid_row_parses() {
+        assert!(User::try_from(row()).is_ok());
+    }
+
+    #[test]
+    fn corrupt_rows_are_backend_errors_naming_the_field() {
+        let mut r = row();
+        r.status = "bogus".into();
+        assert!(error_of(r).contains("status"));
+        let mut r = row();
+        r.scopes = r#"["Not:AScope"]"#.into();
+        assert!(error_of(r).contains("scopes"));
+        let mut r = row();
+        r.external_id = String::new();
+        assert!(error_of(r).contains("external_id"));
+        let mut r = row();
+        r.key_sealed = Some(vec![1]);
+        assert!(error_of(r).contains("key_"));
+        let mut r = row();
+        r.lease_owner = Some("op".into());
+        assert!(error_of(r).contains("lease"));
+        let mut r = row();
+        r.created_at = i64::MAX;
+        assert!(error_of(r).contains("created_at"));
+        let mut r = row();
+        r.metadata = "[1]".into();
+        assert!(error_of(r).contains("metadata"));
+    }
+}

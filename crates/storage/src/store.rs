@@ -1,7 +1,6 @@
 //! [`SqlStore`]: connecting, migrating, transactions, readiness.
 
 use std::path::Path;
-use std::sync::Once;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,7 +10,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
-use crate::error::{backend, ctx};
+use crate::error::backend;
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -61,19 +60,22 @@ impl SqlStore {
     /// Does not migrate: call [`SqlStore::migrate`] (the binary does it on `migrate` and at
     /// start-up).
     pub async fn connect(url: &str) -> Result<SqlStore, StoreError> {
-        static DRIVERS: Once = Once::new();
-        DRIVERS.call_once(install_default_drivers);
-        let backend = Backend::from_url(url)?;
-        let pool = match backend {
+        // Idempotent (sqlx guards it with a `Once`).
+        install_default_drivers();
+        let kind = Backend::from_url(url)?;
+        let pool = match kind {
             Backend::Sqlite => connect_sqlite(url).await?,
             Backend::Postgres => AnyPoolOptions::new()
                 .max_connections(POSTGRES_POOL_SIZE)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect(url)
                 .await
-                .map_err(backend_err("connecting to PostgreSQL"))?,
+                .map_err(backend("connecting to PostgreSQL"))?,
         };
-        Ok(SqlStore { pool, backend })
+        Ok(SqlStore {
+            pool,
+            backend: kind,
+        })
     }
 
     /// Applies the migrations this build embeds that the database lacks. Safe to repeat and,
@@ -124,10 +126,6 @@ impl SqlStore {
         };
         tx.map_err(backend("beginning a transaction"))
     }
-}
-
-fn backend_err(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    backend(context)
 }
 
 /// Opens a SQLite pool: creates the parent directory, opens with `mode=rwc`, and sets the
@@ -198,7 +196,7 @@ async fn connect_sqlite(url: &str) -> Result<AnyPool, StoreError> {
     options
         .connect(&url)
         .await
-        .map_err(backend_err("opening the SQLite database"))
+        .map_err(backend("opening the SQLite database"))
 }
 
 #[async_trait]
@@ -210,15 +208,14 @@ impl Store for SqlStore {
             .iter()
             .filter(|m| m.migration_type.is_up_migration())
             .count();
+        // Also proves the database answers. A missing table means "never migrated".
         let applied: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
                 .fetch_one(&self.pool)
                 .await
-                .map_err(ctx("checking applied migrations"))
-                .map_err(|e| match e {
-                    StoreError::NotFound => StoreError::Backend("database is not migrated".into()),
-                    other => other,
-                })?;
+                .map_err(backend(
+                    "checking applied migrations (is the database migrated?)",
+                ))?;
         if usize::try_from(applied).unwrap_or(0) < expected {
             return Err(StoreError::Backend(format!(
                 "database has {applied} of {expected} migrations applied; run `provisioner migrate`"

@@ -4,6 +4,8 @@
 
 mod audit;
 mod fixtures;
+mod leases;
+mod sqlite_only;
 mod tenants;
 mod users;
 
@@ -44,12 +46,12 @@ contract!(
     tenants::delete_tenant_refuses_live_users_and_cascades,
     users::insert_user_refuses_a_duplicate,
     users::concurrent_inserts_of_one_user_have_exactly_one_winner,
-    users::acquire_lease_takes_free_or_expired_leases_only,
-    users::update_user_requires_the_lease_owner,
+    leases::acquire_lease_takes_free_or_expired_leases_only,
+    leases::update_user_requires_the_lease_owner,
     users::every_user_field_round_trips,
     users::list_users_paginates_in_byte_order_with_status_filter,
     users::find_by_fingerprint_finds_current_and_retired_keys,
-    users::due_users_returns_pending_and_expired_work_oldest_first,
+    leases::due_users_returns_pending_and_expired_work_oldest_first,
     users::count_users_by_status_counts_one_tenant,
     audit::a_failed_audit_insert_rolls_the_change_back,
     audit::list_audit_filters_by_tenant_cursor_and_time,
