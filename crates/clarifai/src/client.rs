@@ -3,6 +3,7 @@
 //! redacted logging, one decoder, and the retry loop.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -17,6 +18,7 @@ use url::Url;
 use crate::config::ClientConfig;
 use crate::decode::decode;
 use crate::error::{ClarifaiError, ErrorKind};
+use crate::limit::AccountLimiter;
 use crate::retry::{self, Idempotency, Op};
 
 /// Upper bound on pages fetched by one listing, against an upstream that ignores `page`.
@@ -31,6 +33,7 @@ pub struct ClarifaiClient {
     base: Url,
     pub(crate) user_id: String,
     pat: SecretString,
+    limiter: Option<Arc<AccountLimiter>>,
 }
 
 impl fmt::Debug for ClarifaiClient {
@@ -88,7 +91,14 @@ impl ClarifaiClient {
             base,
             user_id: user_id.into(),
             pat,
+            limiter: None,
         })
+    }
+
+    /// The same client, pacing every request (retries included) through `limiter`.
+    pub fn with_limiter(mut self, limiter: Arc<AccountLimiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
     }
 
     /// The configuration in use.
@@ -175,6 +185,10 @@ impl ClarifaiClient {
         attempt: u32,
         limit: Duration,
     ) -> Result<T, ClarifaiError> {
+        let _permit = match &self.limiter {
+            Some(l) => l.acquire().await,
+            None => None,
+        };
         let started = Instant::now();
         let result = match self.send(call, url, limit).await {
             Ok((status, headers, body)) => {

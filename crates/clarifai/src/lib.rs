@@ -11,6 +11,7 @@
 //!   transport failures, `Retry-After` honoured within a cap, a total budget; never on
 //!   rejections; an unsafe operation (creating a key) is never repeated once it may have
 //!   arrived, and such a failure is reported `ambiguous`.
+//! - [`limit`]: requests to one upstream account are paced to its rate and capped in flight.
 //! - Logs carry method, a redacted path (`/keys/{key}`), status, code, attempt and duration;
 //!   never the PAT, a key id or a body.
 #![forbid(unsafe_code)]
@@ -19,6 +20,7 @@ mod client;
 pub mod config;
 pub mod decode;
 pub mod error;
+pub mod limit;
 mod ops;
 pub mod port;
 pub mod retry;
@@ -28,6 +30,7 @@ mod wire;
 pub use client::ClarifaiClient;
 pub use config::{ClientConfig, build_http_client};
 pub use error::{ClarifaiError, ErrorKind};
+pub use limit::{AccountLimiter, Limiters};
 pub use port::ClarifaiUpstream;
 pub use retry::Idempotency;
 pub use types::{ApiKey, App, AppSpec, KeySpec};

@@ -1,6 +1,8 @@
 //! Core's [`Upstream`] port over [`ClarifaiClient`]: one client per call, built from the
 //! tenant's [`UpstreamAccount`] over a shared `reqwest::Client`.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use provisioner_core::UpstreamError;
 use provisioner_core::ids::AppId;
@@ -12,20 +14,26 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::client::ClarifaiClient;
 use crate::config::{ClientConfig, build_http_client};
 use crate::error::{ClarifaiError, ErrorKind};
+use crate::limit::Limiters;
 use crate::types::{ApiKey, App, AppSpec, KeySpec};
 
-/// The Clarifai implementation of [`Upstream`]. Holds no tenant state: each call acts for the
-/// account it is given.
+/// The Clarifai implementation of [`Upstream`]. Each call acts for the account it is given;
+/// the only state kept is one rate limiter per upstream account (`account.rate_limit`).
 #[derive(Clone, Debug)]
 pub struct ClarifaiUpstream {
     http: reqwest::Client,
     config: ClientConfig,
+    limiters: Arc<Limiters>,
 }
 
 impl ClarifaiUpstream {
     /// Over an existing HTTP client (share one per process).
     pub fn new(http: reqwest::Client, config: ClientConfig) -> Self {
-        Self { http, config }
+        Self {
+            http,
+            config,
+            limiters: Arc::default(),
+        }
     }
 
     /// Builds its own HTTP client from `config` (see [`build_http_client`]).
@@ -42,6 +50,16 @@ impl ClarifaiUpstream {
             account.user_id.as_str(),
             account.pat.secret().clone(),
         )
+        .map(|c| {
+            let rl = account.rate_limit;
+            let limiter = self.limiters.get(
+                &account.base_url,
+                account.user_id.as_str(),
+                rl.requests_per_second,
+                rl.max_concurrency,
+            );
+            c.with_limiter(limiter)
+        })
         .map_err(to_upstream)
     }
 }

@@ -18,7 +18,10 @@ fn account(base_url: String, pat: &str) -> UpstreamAccount {
         user_id: UpstreamUserId::parse(USER).unwrap(),
         pat: Pat::parse(pat).unwrap(),
         tenant_id: TenantId::parse("acme").unwrap(),
-        rate_limit: UpstreamRateLimit::default(),
+        rate_limit: UpstreamRateLimit {
+            requests_per_second: 500,
+            max_concurrency: 8,
+        },
     }
 }
 
@@ -136,5 +139,35 @@ async fn the_port_drives_the_whole_lifecycle() {
         up.list_apps(&nowhere).await,
         Err(UpstreamError::Rejected(_))
     ));
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_port_paces_an_account_below_its_upstream_limit() {
+    let sim = sim().await;
+    sim.set_rate_limit(Some(15));
+    let up = ClarifaiUpstream::from_config(test_config()).unwrap();
+    let acct = UpstreamAccount {
+        rate_limit: UpstreamRateLimit {
+            requests_per_second: 12,
+            max_concurrency: 4,
+        },
+        ..account(sim.base_url(), PAT)
+    };
+    up.create_app(&acct, &new_app("paced")).await.unwrap();
+    let id = AppId::parse("paced").unwrap();
+    let started = std::time::Instant::now();
+    let calls = (0..24).map(|_| {
+        let (up, acct, id) = (up.clone(), acct.clone(), id.clone());
+        tokio::spawn(async move { up.get_app(&acct, &id).await })
+    });
+    for call in calls.collect::<Vec<_>>() {
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!(sim.fault_counts().rate_limited, 0, "no 429 storm");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(1800),
+        "24 requests at 12/s"
+    );
     sim.stop().await;
 }
