@@ -24,6 +24,33 @@
 //!
 //! Routes and shapes match what the official python JSON client (`clarifai-grpc`) sends:
 //! GET fields as query parameters, a JSON body on DELETE. `scripts/fidelity/run.sh` checks it.
+//!
+//! Served under `/v2`: PostApps, GetApp (also `/v2/app` for an app key), ListApps (also
+//! `/v2/apps`), DeleteApp, PostKeys, GetKey, ListKeys, ListAppKeys, DeleteKey, MyScopes
+//! (`/v2/myscopes`, `/v2/my_scopes`, `/v2/users/{uid}/apps/{app_id}/myscopes`), MyScopesUser,
+//! MyScopesRoot, GetUser, ListScopes (always refused). Anything else: 404 with a status body.
+//!
+//! Faults ([`Faults`]) apply to `/v2` only. Admin routes, without auth and never faulted:
+//! `GET /_sim/state`, `GET`/`PUT /_sim/faults` (a [`Faults`] JSON, missing fields default),
+//! `GET /_sim/stats` (`{requests, faults: FaultCounts, rate_limit_per_sec}`) and
+//! `PUT /_sim/rate_limit` (`{"per_sec": 15}` or `{"per_sec": null}`).
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use clarifai_sim::{Account, Faults, SimConfig, Simulator};
+//!
+//! let sim = Simulator::start(SimConfig {
+//!     accounts: vec![Account::new("acme", "pat-123")],
+//!     ..SimConfig::default()
+//! })
+//! .await?;
+//! let base = sim.base_url(); // point the client here
+//! sim.set_faults(Faults::mixed(0.2, 7)); // 20% of requests fail, reproducibly
+//! # let _ = base;
+//! sim.stop().await;
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 
 mod admin;

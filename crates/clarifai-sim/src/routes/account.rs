@@ -67,10 +67,10 @@ pub(super) async fn my_scopes_app(
     let (uid, app_id) = path.into_inner();
     let p = authenticate(&req, &shared)?;
     let user = resolve_uid(p.user_id(), &uid)?;
-    if let Principal::AppKey { app_id: own, .. } = &p {
-        if *own != app_id {
-            return Err(ApiError::not_found(format!("app '{app_id}' not found")));
-        }
+    if let Principal::AppKey { app_id: own, .. } = &p
+        && *own != app_id
+    {
+        return Err(ApiError::not_found(format!("app '{app_id}' not found")));
     }
     let app = shared.state().app(&user, &app_id)?.to_json();
     let mut body = my_scopes_of(&shared, &p);
