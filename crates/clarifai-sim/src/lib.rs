@@ -160,6 +160,11 @@ impl Simulator {
         self.shared.state().add_account(account);
     }
 
+    /// Revokes a PAT, as its owner would in the portal; returns whether it existed.
+    pub fn revoke_pat(&self, pat: &str) -> bool {
+        self.shared.state().revoke_pat(pat)
+    }
+
     /// A user's apps, ordered by id.
     pub fn apps(&self, user_id: &str) -> Vec<SimApp> {
         let state = self.shared.state();

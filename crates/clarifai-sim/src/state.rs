@@ -156,6 +156,11 @@ impl State {
     }
 
     /// The account whose PAT this is.
+    /// Revokes a PAT: later requests with it are refused as unknown (11009).
+    pub(crate) fn revoke_pat(&mut self, pat: &str) -> bool {
+        self.accounts.remove(pat).is_some()
+    }
+
     pub(crate) fn account_by_pat(&self, pat: &str) -> Option<&Account> {
         self.accounts.get(pat)
     }
