@@ -12,10 +12,13 @@
 //!   rejections; an unsafe operation (creating a key) is never repeated once it may have
 //!   arrived, and such a failure is reported `ambiguous`.
 //! - [`limit`]: requests to one upstream account are paced to its rate and capped in flight.
+//! - [`breaker`]: a circuit breaker per upstream account makes calls fail fast while that
+//!   account's upstream keeps failing, and probes it before letting traffic through again.
 //! - Logs carry method, a redacted path (`/keys/{key}`), status, code, attempt and duration;
 //!   never the PAT, a key id or a body.
 #![forbid(unsafe_code)]
 
+pub mod breaker;
 mod client;
 pub mod config;
 pub mod decode;
@@ -27,6 +30,7 @@ pub mod retry;
 mod types;
 mod wire;
 
+pub use breaker::{BreakerConfig, BreakerState, BreakerStatus};
 pub use client::ClarifaiClient;
 pub use config::{ClientConfig, build_http_client};
 pub use error::{ClarifaiError, ErrorKind};

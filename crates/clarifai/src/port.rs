@@ -1,6 +1,8 @@
 //! Core's [`Upstream`] port over [`ClarifaiClient`]: one client per call, built from the
-//! tenant's [`UpstreamAccount`] over a shared `reqwest::Client`.
+//! tenant's [`UpstreamAccount`] over a shared `reqwest::Client`, behind the account's rate
+//! limiter ([`crate::limit`]) and circuit breaker ([`crate::breaker`]).
 
+use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -11,6 +13,7 @@ use provisioner_core::ports::{NewApp, NewKey, Upstream, UpstreamApp, UpstreamKey
 use provisioner_core::secret::KeySecret;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::breaker::{BreakerConfig, BreakerStatus, Breakers, OPEN_MESSAGE, Outcome};
 use crate::client::ClarifaiClient;
 use crate::config::{ClientConfig, build_http_client};
 use crate::error::{ClarifaiError, ErrorKind};
@@ -18,22 +21,47 @@ use crate::limit::Limiters;
 use crate::types::{ApiKey, App, AppSpec, KeySpec};
 
 /// The Clarifai implementation of [`Upstream`]. Each call acts for the account it is given;
-/// the only state kept is one rate limiter per upstream account (`account.rate_limit`).
+/// the only state kept is, per upstream account (base URL and user id), one rate limiter
+/// (`account.rate_limit`) and one circuit breaker ([`BreakerConfig`]). Clones share both.
+///
+/// While an account's breaker is open, its calls fail at once with
+/// [`UpstreamError::Unavailable`] (message [`OPEN_MESSAGE`], not ambiguous) without sending
+/// anything.
 #[derive(Clone, Debug)]
 pub struct ClarifaiUpstream {
     http: reqwest::Client,
     config: ClientConfig,
     limiters: Arc<Limiters>,
+    breakers: Arc<Breakers>,
 }
 
 impl ClarifaiUpstream {
-    /// Over an existing HTTP client (share one per process).
+    /// Over an existing HTTP client (share one per process), with the default breaker.
     pub fn new(http: reqwest::Client, config: ClientConfig) -> Self {
         Self {
             http,
             config,
             limiters: Arc::default(),
+            breakers: Arc::default(),
         }
+    }
+
+    /// The same, with every account's circuit breaker set to `breaker`
+    /// ([`BreakerConfig::disabled`] turns them off). Breaker states start afresh.
+    pub fn with_breaker(mut self, breaker: BreakerConfig) -> Self {
+        self.breakers = Arc::new(Breakers::new(breaker));
+        self
+    }
+
+    /// The circuit breaker settings.
+    pub fn breaker_config(&self) -> BreakerConfig {
+        self.breakers.config()
+    }
+
+    /// The state of each account's breaker (accounts seen so far, sorted by label; labels
+    /// carry the base URL and user id, never the PAT). Empty when breakers are disabled.
+    pub fn breaker_states(&self) -> Vec<BreakerStatus> {
+        self.breakers.statuses()
     }
 
     /// Builds its own HTTP client from `config` (see [`build_http_client`]).
@@ -61,6 +89,38 @@ impl ClarifaiUpstream {
             c.with_limiter(limiter)
         })
         .map_err(to_upstream)
+    }
+
+    /// Runs one operation for `account` through its circuit breaker: refused at once while
+    /// the breaker is open, otherwise its outcome is reported to the breaker (judged on the
+    /// client's error, before mapping: an answer, even a rejection, proves the upstream well).
+    async fn guarded<T, F, Fut>(&self, account: &UpstreamAccount, op: F) -> Result<T, UpstreamError>
+    where
+        F: FnOnce(ClarifaiClient) -> Fut,
+        Fut: Future<Output = Result<T, ClarifaiError>>,
+    {
+        let client = self.client(account)?;
+        let permit = match self
+            .breakers
+            .get(&account.base_url, account.user_id.as_str())
+        {
+            Some(breaker) => Some(breaker.admit().ok_or_else(|| {
+                tracing::debug!(
+                    tenant = account.tenant_id.as_str(),
+                    "clarifai call refused: circuit open"
+                );
+                UpstreamError::Unavailable {
+                    message: OPEN_MESSAGE.to_owned(),
+                    ambiguous: false,
+                }
+            })?),
+            None => None,
+        };
+        let result = op(client).await;
+        if let Some(permit) = permit {
+            permit.record(Outcome::of(result.as_ref().err().map(|e| e.kind)));
+        }
+        result.map_err(to_upstream)
     }
 }
 
@@ -108,7 +168,8 @@ impl Upstream for ClarifaiUpstream {
         &self,
         account: &UpstreamAccount,
     ) -> Result<Vec<String>, UpstreamError> {
-        self.client(account)?.my_scopes().await.map_err(to_upstream)
+        self.guarded(account, |c| async move { c.my_scopes().await })
+            .await
     }
 
     async fn create_app(
@@ -122,11 +183,9 @@ impl Upstream for ClarifaiUpstream {
             default_workflow: app.default_workflow.clone(),
             metadata: app.metadata.clone(),
         };
-        self.client(account)?
-            .create_app(&spec)
+        self.guarded(account, |c| async move { c.create_app(&spec).await })
             .await
             .map(to_app)
-            .map_err(to_upstream)
     }
 
     async fn get_app(
@@ -134,11 +193,9 @@ impl Upstream for ClarifaiUpstream {
         account: &UpstreamAccount,
         app_id: &AppId,
     ) -> Result<UpstreamApp, UpstreamError> {
-        self.client(account)?
-            .get_app(app_id.as_str())
+        self.guarded(account, |c| async move { c.get_app(app_id.as_str()).await })
             .await
             .map(to_app)
-            .map_err(to_upstream)
     }
 
     async fn list_apps(
@@ -146,10 +203,8 @@ impl Upstream for ClarifaiUpstream {
         account: &UpstreamAccount,
     ) -> Result<Vec<UpstreamApp>, UpstreamError> {
         let apps = self
-            .client(account)?
-            .list_apps()
-            .await
-            .map_err(to_upstream)?;
+            .guarded(account, |c| async move { c.list_apps().await })
+            .await?;
         Ok(apps.into_iter().map(to_app).collect())
     }
 
@@ -158,10 +213,11 @@ impl Upstream for ClarifaiUpstream {
         account: &UpstreamAccount,
         app_id: &AppId,
     ) -> Result<(), UpstreamError> {
-        self.client(account)?
-            .delete_app(app_id.as_str())
-            .await
-            .map_err(to_upstream)
+        self.guarded(
+            account,
+            |c| async move { c.delete_app(app_id.as_str()).await },
+        )
+        .await
     }
 
     async fn create_key(
@@ -175,12 +231,11 @@ impl Upstream for ClarifaiUpstream {
             scopes: key.scopes.names(),
         };
         let created = self
-            .client(account)?
-            .create_key(&spec)
-            .await
-            .map_err(to_upstream)?;
+            .guarded(account, |c| async move { c.create_key(&spec).await })
+            .await?;
         // The key exists upstream but its id is not a usable secret: report it as a success we
         // could not see, so the caller reconciles (and deletes it) instead of trusting it.
+        // (The upstream did answer, so the breaker counted it as an answer.)
         to_key(created).ok_or_else(|| UpstreamError::Unavailable {
             message: "the upstream returned a key id that is not a usable secret".into(),
             ambiguous: true,
@@ -193,10 +248,10 @@ impl Upstream for ClarifaiUpstream {
         app_id: &AppId,
     ) -> Result<Vec<UpstreamKey>, UpstreamError> {
         let keys = self
-            .client(account)?
-            .list_app_keys(app_id.as_str())
-            .await
-            .map_err(to_upstream)?;
+            .guarded(account, |c| async move {
+                c.list_app_keys(app_id.as_str()).await
+            })
+            .await?;
         let total = keys.len();
         let usable: Vec<UpstreamKey> = keys.into_iter().filter_map(to_key).collect();
         if usable.len() < total {
@@ -215,10 +270,8 @@ impl Upstream for ClarifaiUpstream {
         key: &KeySecret,
     ) -> Result<(), UpstreamError> {
         let id: SecretString = key.secret().clone();
-        self.client(account)?
-            .delete_key(&id)
+        self.guarded(account, |c| async move { c.delete_key(&id).await })
             .await
-            .map_err(to_upstream)
     }
 }
 

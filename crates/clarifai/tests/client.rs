@@ -1,6 +1,9 @@
 //! The client and the port against the simulator: happy paths, pagination, each fault alone,
-//! rejections, ambiguity, Retry-After, and secrets kept out of logs and Debug.
+//! rejections, ambiguity, Retry-After, the per-account circuit breaker, and secrets kept out of
+//! logs and Debug.
 
+#[path = "client/breaker.rs"]
+mod breaker;
 #[path = "client/common.rs"]
 mod common;
 #[path = "client/faults.rs"]
