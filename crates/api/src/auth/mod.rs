@@ -1,0 +1,302 @@
+//! Bearer-token authentication: JWT verification and minting.
+//!
+//! The accepted algorithms come from the configured keys, never from the token header: an
+//! HS256 secret accepts only HMAC tokens, a PEM public key only its own family (RSA, EC or
+//! Ed25519), a JWKS key only its `alg` (or its family). A token is tried only against keys whose
+//! algorithms include its header's `alg`, so `alg: none` and algorithm confusion (an HS256 token
+//! "signed" with an RSA public key's PEM) are refused. `exp` is required; `iss` and `aud` are
+//! required and checked when configured.
+
+mod caller;
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize};
+
+pub use caller::{
+    Admin, Audit, Caller, Global, Need, Permission, Read, Secrets, TenantAccess, Write,
+};
+
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+const LEEWAY_SECS: u64 = 30;
+
+/// How callers' tokens are verified (at least one key source must be set).
+#[derive(Clone, Default)]
+pub struct AuthConfig {
+    /// Shared HS256 secret (`PROVISIONER_JWT_HS256_SECRET`).
+    pub hs256_secret: Option<SecretString>,
+    /// A PEM public key: RSA (RS*/PS*), EC P-256/P-384 (ES256/ES384) or Ed25519 (EdDSA); the
+    /// type is detected (`PROVISIONER_JWT_PUBLIC_KEY_FILE`).
+    pub public_key_pem: Option<Vec<u8>>,
+    /// A JWKS document; keys are selected by the token's `kid` (`PROVISIONER_JWT_JWKS_FILE`).
+    pub jwks_json: Option<String>,
+    /// Required `iss`, when set (`PROVISIONER_JWT_ISSUER`).
+    pub issuer: Option<String>,
+    /// Required `aud`, when set (`PROVISIONER_JWT_AUDIENCE`).
+    pub audience: Option<String>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field(
+                "hs256_secret",
+                &self.hs256_secret.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field(
+                "public_key_pem",
+                &self.public_key_pem.as_ref().map(|_| "<pem>"),
+            )
+            .field("jwks_json", &self.jwks_json.as_ref().map(|_| "<jwks>"))
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish()
+    }
+}
+
+/// The configuration cannot verify tokens.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    /// No HS256 secret, public key or JWKS was configured.
+    #[error("no JWT verifier configured: set an HS256 secret, a public key file or a JWKS file")]
+    NoVerifier,
+    /// The HS256 secret is empty.
+    #[error("the HS256 secret is empty")]
+    EmptySecret,
+    /// The PEM is not an RSA, EC or Ed25519 public key.
+    #[error("the JWT public key is not an RSA, EC or Ed25519 PEM key")]
+    BadPem,
+    /// The JWKS does not parse or holds no usable key.
+    #[error("the JWKS is invalid: {0}")]
+    BadJwks(String),
+}
+
+/// The claims of a caller's token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The caller, recorded in audit events.
+    pub sub: String,
+    /// Expiry (seconds since the epoch); required.
+    pub exp: i64,
+    /// Space-separated permissions, e.g. `provisioner:write provisioner:secrets`.
+    #[serde(default)]
+    pub scope: String,
+    /// The one tenant a non-admin token may touch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Audience (a string or the first element of an array).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "string_or_first"
+    )]
+    pub aud: Option<String>,
+    /// Issued at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+}
+
+fn string_or_first<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Aud {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<Aud>::deserialize(d)? {
+        None => None,
+        Some(Aud::One(s)) => Some(s),
+        Some(Aud::Many(v)) => v.into_iter().next(),
+    })
+}
+
+/// Signs `claims` as an HS256 token (for `provisioner token`, demos and tests).
+pub fn mint_hs256(
+    secret: &SecretString,
+    claims: &Claims,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let key = EncodingKey::from_secret(secret.expose_secret().as_bytes());
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &key)
+}
+
+/// One configured key and the only algorithms it accepts.
+struct VerifyKey {
+    key: DecodingKey,
+    algorithms: Vec<Algorithm>,
+    kid: Option<String>,
+}
+
+/// Verifies bearer tokens against the configured keys.
+pub struct JwtVerifier {
+    /// HS256 secret and/or PEM key.
+    static_keys: Vec<VerifyKey>,
+    /// JWKS keys, selected by `kid`.
+    jwks: Vec<VerifyKey>,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("static_keys", &self.static_keys.len())
+            .field("jwks_keys", &self.jwks.len())
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish()
+    }
+}
+
+impl JwtVerifier {
+    /// Builds a verifier; fails when no key source is configured or a key does not parse.
+    pub fn new(cfg: &AuthConfig) -> Result<Self, AuthConfigError> {
+        let mut static_keys = Vec::new();
+        if let Some(secret) = &cfg.hs256_secret {
+            if secret.expose_secret().is_empty() {
+                return Err(AuthConfigError::EmptySecret);
+            }
+            let key = DecodingKey::from_secret(secret.expose_secret().as_bytes());
+            static_keys.push(VerifyKey {
+                key,
+                algorithms: vec![Algorithm::HS256],
+                kid: None,
+            });
+        }
+        if let Some(pem) = &cfg.public_key_pem {
+            static_keys.push(pem_key(pem)?);
+        }
+        let jwks = match &cfg.jwks_json {
+            Some(json) => jwks_keys(json)?,
+            None => Vec::new(),
+        };
+        if static_keys.is_empty() && jwks.is_empty() {
+            return Err(AuthConfigError::NoVerifier);
+        }
+        Ok(Self {
+            static_keys,
+            jwks,
+            issuer: cfg.issuer.clone(),
+            audience: cfg.audience.clone(),
+        })
+    }
+
+    /// Verifies a token and returns its claims. The error text is safe to show the caller.
+    pub fn verify(&self, token: &str) -> Result<Claims, String> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| "malformed bearer token".to_owned())?;
+        let candidates: Vec<&VerifyKey> = match &header.kid {
+            Some(kid) if self.jwks.iter().any(|k| k.kid.as_deref() == Some(kid)) => self
+                .jwks
+                .iter()
+                .filter(|k| k.kid.as_deref() == Some(kid))
+                .collect(),
+            _ => {
+                let single_jwk =
+                    (self.jwks.len() == 1 && header.kid.is_none()).then(|| &self.jwks[0]);
+                self.static_keys.iter().chain(single_jwk).collect()
+            }
+        };
+        let usable: Vec<&VerifyKey> = candidates
+            .into_iter()
+            .filter(|k| k.algorithms.contains(&header.alg))
+            .collect();
+        if usable.is_empty() {
+            return Err("token algorithm or key id not accepted".into());
+        }
+        let mut last = String::from("invalid token");
+        for k in usable {
+            match jsonwebtoken::decode::<Claims>(token, &k.key, &self.validation(&k.algorithms)) {
+                Ok(data) => return Ok(data.claims),
+                Err(e) => last = describe(&e),
+            }
+        }
+        Err(last)
+    }
+
+    fn validation(&self, algorithms: &[Algorithm]) -> Validation {
+        let mut v = Validation::new(algorithms[0]);
+        v.algorithms = algorithms.to_vec();
+        v.leeway = LEEWAY_SECS;
+        let mut required = vec!["exp", "sub"];
+        match &self.issuer {
+            Some(iss) => {
+                v.set_issuer(&[iss]);
+                required.push("iss");
+            }
+            None => v.iss = None,
+        }
+        match &self.audience {
+            Some(aud) => {
+                v.set_audience(&[aud]);
+                required.push("aud");
+            }
+            None => v.validate_aud = false,
+        }
+        v.set_required_spec_claims(&required);
+        v
+    }
+}
+
+/// A client-safe description of a verification failure (never echoes the token).
+fn describe(e: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::ExpiredSignature => "token expired".into(),
+        K::InvalidSignature => "token signature invalid".into(),
+        K::InvalidIssuer => "token issuer not accepted".into(),
+        K::InvalidAudience => "token audience not accepted".into(),
+        K::MissingRequiredClaim(c) => format!("token lacks the required claim {c:?}"),
+        K::ImmatureSignature => "token not valid yet".into(),
+        K::InvalidAlgorithm => "token algorithm not accepted".into(),
+        _ => "invalid token".into(),
+    }
+}
+
+fn pem_key(pem: &[u8]) -> Result<VerifyKey, AuthConfigError> {
+    use jsonwebtoken::AlgorithmFamily as F;
+    let (key, family) = if let Ok(k) = DecodingKey::from_rsa_pem(pem) {
+        (k, F::Rsa)
+    } else if let Ok(k) = DecodingKey::from_ec_pem(pem) {
+        (k, F::Ec)
+    } else if let Ok(k) = DecodingKey::from_ed_pem(pem) {
+        (k, F::Ed)
+    } else {
+        return Err(AuthConfigError::BadPem);
+    };
+    Ok(VerifyKey {
+        key,
+        algorithms: family.algorithms().to_vec(),
+        kid: None,
+    })
+}
+
+fn jwks_keys(json: &str) -> Result<Vec<VerifyKey>, AuthConfigError> {
+    let set: JwkSet =
+        serde_json::from_str(json).map_err(|e| AuthConfigError::BadJwks(e.to_string()))?;
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        let key =
+            DecodingKey::from_jwk(jwk).map_err(|e| AuthConfigError::BadJwks(e.to_string()))?;
+        let algorithms = match jwk.common.key_algorithm {
+            Some(alg) => vec![
+                format!("{alg:?}")
+                    .parse::<Algorithm>()
+                    .map_err(|e| AuthConfigError::BadJwks(e.to_string()))?,
+            ],
+            None => key.family().algorithms().to_vec(),
+        };
+        keys.push(VerifyKey {
+            key,
+            algorithms,
+            kid: jwk.common.key_id.clone(),
+        });
+    }
+    if keys.is_empty() {
+        return Err(AuthConfigError::BadJwks("it holds no keys".into()));
+    }
+    Ok(keys)
+}

@@ -1,0 +1,421 @@
+//! Tenants, their upstream credential and their scope profiles on the wire.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use provisioner_core::ids::{ProfileName, TenantId, UpstreamUserId};
+use provisioner_core::model::{AppDefaults, ScopeProfile, Tenant, TenantStatus, UpstreamRateLimit};
+use provisioner_core::scope::ScopeSet;
+use provisioner_core::secret::Pat;
+use provisioner_core::service::{NewTenant, TenantPatch, TenantView};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use super::{Check, pointer_key, short_fingerprint};
+use crate::problem::ApiError;
+
+/// Whether a tenant may provision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatusDto {
+    /// Provisioning allowed.
+    Active,
+    /// Provisioning calls answer 409 `conflict`.
+    Suspended,
+}
+
+impl From<TenantStatus> for TenantStatusDto {
+    fn from(s: TenantStatus) -> Self {
+        match s {
+            TenantStatus::Active => Self::Active,
+            TenantStatus::Suspended => Self::Suspended,
+        }
+    }
+}
+
+impl From<TenantStatusDto> for TenantStatus {
+    fn from(s: TenantStatusDto) -> Self {
+        match s {
+            TenantStatusDto::Active => Self::Active,
+            TenantStatusDto::Suspended => Self::Suspended,
+        }
+    }
+}
+
+/// The upstream account of a new tenant.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamIn {
+    /// Base URL of the tenant's Clarifai deployment.
+    #[schema(example = "https://api.clarifai.com")]
+    pub base_url: String,
+    /// The Clarifai user owning the tenant's apps.
+    #[schema(example = "acme-ml")]
+    pub user_id: String,
+    /// The personal access token (verified upstream first; never returned).
+    #[schema(value_type = String, format = Password)]
+    pub pat: SecretString,
+}
+
+/// App creation defaults.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppDefaultsDto {
+    /// Prefix of every app id.
+    #[schema(example = "acme-")]
+    pub id_prefix: String,
+    /// Base workflow in `clarifai/main`.
+    #[schema(example = "Empty")]
+    pub default_workflow: String,
+    /// Description template; `{external_id}` is replaced.
+    #[schema(example = "Provisioned for {external_id}")]
+    pub description: String,
+}
+
+impl From<AppDefaultsDto> for AppDefaults {
+    fn from(d: AppDefaultsDto) -> Self {
+        AppDefaults {
+            id_prefix: d.id_prefix,
+            default_workflow: d.default_workflow,
+            description: d.description,
+        }
+    }
+}
+
+impl From<AppDefaults> for AppDefaultsDto {
+    fn from(d: AppDefaults) -> Self {
+        AppDefaultsDto {
+            id_prefix: d.id_prefix,
+            default_workflow: d.default_workflow,
+            description: d.description,
+        }
+    }
+}
+
+/// Per-tenant upstream protection.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitDto {
+    /// Requests per second sent to the tenant's upstream account.
+    #[schema(example = 15)]
+    pub requests_per_second: u32,
+    /// Requests in flight at once.
+    #[schema(example = 8)]
+    pub max_concurrency: u32,
+}
+
+impl From<RateLimitDto> for UpstreamRateLimit {
+    fn from(r: RateLimitDto) -> Self {
+        UpstreamRateLimit {
+            requests_per_second: r.requests_per_second,
+            max_concurrency: r.max_concurrency,
+        }
+    }
+}
+
+impl From<UpstreamRateLimit> for RateLimitDto {
+    fn from(r: UpstreamRateLimit) -> Self {
+        RateLimitDto {
+            requests_per_second: r.requests_per_second,
+            max_concurrency: r.max_concurrency,
+        }
+    }
+}
+
+/// `POST /v1/tenants` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantIn {
+    /// 1-32 of `a-z 0-9 -`, starting with a letter.
+    #[schema(example = "acme")]
+    pub id: String,
+    /// Human name (1-200 characters).
+    #[schema(example = "Acme Corp")]
+    pub display_name: String,
+    /// The upstream account.
+    pub upstream: UpstreamIn,
+    /// App defaults (derived from the id when absent).
+    pub app_defaults: Option<AppDefaultsDto>,
+    /// Upstream protection (15 rps, 8 in flight when absent).
+    pub upstream_rate_limit: Option<RateLimitDto>,
+    /// Scopes the tenant's keys may ever hold.
+    #[schema(example = json!(["Predict", "Inputs:Get"]))]
+    pub allowed_scopes: Vec<String>,
+    /// Profile used when a PUT names neither a profile nor scopes.
+    pub default_scope_profile: Option<String>,
+    /// Initial scope profiles, by name.
+    #[serde(default)]
+    pub scope_profiles: BTreeMap<String, Vec<String>>,
+}
+
+impl TryFrom<TenantIn> for NewTenant {
+    type Error = ApiError;
+
+    fn try_from(v: TenantIn) -> Result<Self, ApiError> {
+        let mut c = Check::default();
+        let id = c.syntax("/id", TenantId::parse(&v.id));
+        let user_id = c.syntax(
+            "/upstream/user_id",
+            UpstreamUserId::parse(&v.upstream.user_id),
+        );
+        let pat = c.syntax("/upstream/pat", Pat::parse(v.upstream.pat.expose_secret()));
+        let allowed = c.scopes("/allowed_scopes", &v.allowed_scopes);
+        let default = v
+            .default_scope_profile
+            .as_deref()
+            .map(|p| c.syntax("/default_scope_profile", ProfileName::parse(p)));
+        let mut profiles = Some(BTreeMap::new());
+        for (name, scopes) in &v.scope_profiles {
+            let ptr = format!("/scope_profiles/{}", pointer_key(name));
+            let name = c.syntax(&ptr, ProfileName::parse(name));
+            let scopes = c.scopes(&ptr, scopes);
+            match (name, scopes, profiles.as_mut()) {
+                (Some(n), Some(s), Some(p)) => {
+                    p.insert(n, s);
+                }
+                _ => profiles = None,
+            }
+        }
+        let (
+            Some(id),
+            Some(upstream_user_id),
+            Some(pat),
+            Some(allowed_scopes),
+            Some(scope_profiles),
+            None | Some(Some(_)),
+        ) = (id, user_id, pat, allowed, profiles, default.clone())
+        else {
+            return Err(c.into_error());
+        };
+        Ok(NewTenant {
+            id,
+            display_name: v.display_name,
+            base_url: v.upstream.base_url,
+            upstream_user_id,
+            pat,
+            app_defaults: v.app_defaults.map(Into::into),
+            rate_limit: v.upstream_rate_limit.map(Into::into),
+            allowed_scopes,
+            default_scope_profile: default.flatten(),
+            scope_profiles,
+        })
+    }
+}
+
+/// `PATCH /v1/tenants/{tenant_id}` body: absent (or `null`) fields stay as they are, except
+/// `default_scope_profile`, where `null` clears the default.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPatchIn {
+    /// New display name.
+    pub display_name: Option<String>,
+    /// Suspend or reactivate.
+    pub status: Option<TenantStatusDto>,
+    /// New app defaults (for users provisioned later).
+    pub app_defaults: Option<AppDefaultsDto>,
+    /// New allowed scopes; existing profiles must stay within them.
+    pub allowed_scopes: Option<Vec<String>>,
+    /// New default profile; `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub default_scope_profile: Option<Option<String>>,
+    /// New upstream protection.
+    pub upstream_rate_limit: Option<RateLimitDto>,
+}
+
+/// Distinguishes `"field": null` (`Some(None)`) from an absent field (`None`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+impl TryFrom<TenantPatchIn> for TenantPatch {
+    type Error = ApiError;
+
+    fn try_from(v: TenantPatchIn) -> Result<Self, ApiError> {
+        let mut c = Check::default();
+        let allowed = v
+            .allowed_scopes
+            .as_deref()
+            .map(|s| c.scopes("/allowed_scopes", s));
+        let default = match &v.default_scope_profile {
+            None => Some(None),
+            Some(None) => Some(Some(None)),
+            Some(Some(p)) => c
+                .syntax("/default_scope_profile", ProfileName::parse(p))
+                .map(|p| Some(Some(p))),
+        };
+        let (None | Some(Some(_)), Some(default_scope_profile)) = (&allowed, default) else {
+            return Err(c.into_error());
+        };
+        Ok(TenantPatch {
+            display_name: v.display_name,
+            status: v.status.map(Into::into),
+            app_defaults: v.app_defaults.map(Into::into),
+            allowed_scopes: allowed.flatten(),
+            default_scope_profile,
+            rate_limit: v.upstream_rate_limit.map(Into::into),
+        })
+    }
+}
+
+/// `PUT /v1/tenants/{tenant_id}/upstream-credential` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialIn {
+    /// The new personal access token (verified upstream first; never returned).
+    #[schema(value_type = String, format = Password)]
+    pub pat: SecretString,
+}
+
+impl TryFrom<CredentialIn> for Pat {
+    type Error = ApiError;
+
+    fn try_from(v: CredentialIn) -> Result<Self, ApiError> {
+        let mut c = Check::default();
+        c.syntax("/pat", Pat::parse(v.pat.expose_secret()))
+            .ok_or_else(|| c.into_error())
+    }
+}
+
+/// The upstream account as shown: never the PAT, only its fingerprint.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UpstreamOut {
+    /// Base URL.
+    pub base_url: String,
+    /// The Clarifai user owning the apps.
+    pub user_id: String,
+    /// First 8 hex characters of the PAT's SHA-256.
+    #[schema(example = "3f1a9c0d")]
+    pub pat_fingerprint: String,
+}
+
+/// A tenant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantOut {
+    /// Its id.
+    pub id: String,
+    /// Human name.
+    pub display_name: String,
+    /// Active or suspended.
+    pub status: TenantStatusDto,
+    /// The upstream account (no secret).
+    pub upstream: UpstreamOut,
+    /// App creation defaults.
+    pub app_defaults: AppDefaultsDto,
+    /// Upstream protection.
+    pub upstream_rate_limit: RateLimitDto,
+    /// Scopes its keys may hold, sorted.
+    pub allowed_scopes: Vec<String>,
+    /// Profile used when a PUT names none.
+    pub default_scope_profile: Option<String>,
+    /// Scope profiles by name (absent in list items).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope_profiles: Option<BTreeMap<String, Vec<String>>>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TenantOut {
+    /// A tenant without its profiles (list items).
+    pub fn summary(t: Tenant) -> Self {
+        TenantOut {
+            upstream: UpstreamOut {
+                base_url: t.base_url,
+                user_id: t.upstream_user_id.to_string(),
+                pat_fingerprint: short_fingerprint(&t.pat_fingerprint),
+            },
+            id: t.id.to_string(),
+            display_name: t.display_name,
+            status: t.status.into(),
+            app_defaults: t.app_defaults.into(),
+            upstream_rate_limit: t.rate_limit.into(),
+            allowed_scopes: t.allowed_scopes.names(),
+            default_scope_profile: t.default_scope_profile.map(|p| p.to_string()),
+            scope_profiles: None,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+impl From<TenantView> for TenantOut {
+    fn from(v: TenantView) -> Self {
+        let profiles = v
+            .profiles
+            .into_iter()
+            .map(|p| (p.name.to_string(), p.scopes.names()))
+            .collect();
+        TenantOut {
+            scope_profiles: Some(profiles),
+            ..TenantOut::summary(v.tenant)
+        }
+    }
+}
+
+/// `PUT /v1/tenants/{tenant_id}/scope-profiles/{name}` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileIn {
+    /// The scopes (within the tenant's allowed scopes).
+    #[schema(example = json!(["Predict", "Inputs:Get"]))]
+    pub scopes: Vec<String>,
+}
+
+impl TryFrom<ProfileIn> for ScopeSet {
+    type Error = ApiError;
+
+    fn try_from(v: ProfileIn) -> Result<Self, ApiError> {
+        let mut c = Check::default();
+        c.scopes("/scopes", &v.scopes).ok_or_else(|| c.into_error())
+    }
+}
+
+/// A scope profile.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProfileOut {
+    /// Owner tenant.
+    pub tenant_id: String,
+    /// Name, unique within the tenant.
+    pub name: String,
+    /// Scopes, sorted.
+    pub scopes: Vec<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<ScopeProfile> for ProfileOut {
+    fn from(p: ScopeProfile) -> Self {
+        ProfileOut {
+            tenant_id: p.tenant_id.to_string(),
+            name: p.name.to_string(),
+            scopes: p.scopes.names(),
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+/// A page of tenants.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantPage {
+    /// Tenants by id (without `scope_profiles`).
+    pub items: Vec<TenantOut>,
+    /// Cursor of the next page; `null` at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// A tenant's scope profiles (one page: `next_cursor` is always `null`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProfilePage {
+    /// Profiles by name.
+    pub items: Vec<ProfileOut>,
+    /// Always `null`.
+    pub next_cursor: Option<String>,
+}

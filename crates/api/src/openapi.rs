@@ -1,0 +1,75 @@
+//! The OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]` attributes and
+//! the DTOs' `ToSchema` derives. Served at `/openapi.json`.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::dto::*;
+use crate::problem::{self, FieldError, Problem};
+use crate::routes::{keys, ops, profiles, tenants, users};
+
+/// Adds the bearer (JWT) security scheme.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .description(Some(
+                "A JWT with `sub`, `exp`, `scope` (space-separated `provisioner:admin|write|read|secrets|audit`) \
+                 and, for non-admin tokens, `tenant`.",
+            ))
+            .build();
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Provisioner API",
+        description = "Provisions one Clarifai app and one app-scoped API key per end user of each tenant. \
+            Errors are RFC 9457 problem details (`application/problem+json`) with a stable `code` and the \
+            `request_id` also sent in the `x-request-id` header.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
+    ),
+    paths(
+        tenants::create_tenant, tenants::list_tenants, tenants::get_tenant, tenants::patch_tenant,
+        tenants::set_credential, tenants::delete_tenant,
+        profiles::put_profile, profiles::get_profile, profiles::list_profiles, profiles::delete_profile,
+        users::put_user, users::get_user, users::list_users, users::rotate_key, users::reveal_key,
+        users::delete_user,
+        keys::lookup_key, keys::list_audit,
+        ops::healthz, ops::readyz, ops::openapi_json,
+    ),
+    components(
+        schemas(
+            Problem, FieldError, TenantIn, UpstreamIn, AppDefaultsDto, RateLimitDto, TenantPatchIn,
+            CredentialIn, TenantOut, UpstreamOut, TenantStatusDto, TenantPage, ProfileIn, ProfileOut,
+            ProfilePage, UserPutIn, RotateIn, UserOut, AppOut, KeyOut, UserStatusDto, UserPage, RevealOut,
+            LookupIn, LookupOut, AuditEventOut, AuditPage, StatusOut,
+        ),
+        responses(
+            problem::BadRequest, problem::Unauthenticated, problem::Forbidden, problem::NotFound,
+            problem::Conflict, problem::PayloadTooLarge, problem::ValidationFailed, problem::RateLimited,
+            problem::UpstreamRejected, problem::UpstreamUnavailable, problem::NotReady,
+        )
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "tenants", description = "Tenants and their upstream credential (admin)"),
+        (name = "scope profiles", description = "Named scope sets of a tenant"),
+        (name = "users", description = "End users: one app and one key each"),
+        (name = "keys", description = "Leaked-key look-up"),
+        (name = "audit", description = "The audit log"),
+        (name = "operations", description = "Probes and this document (no auth)"),
+    )
+)]
+struct ApiDoc;
+
+/// The OpenAPI 3.1 document of this API (served at `/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

@@ -1,0 +1,256 @@
+//! `/v1/tenants/{tenant_id}/users`: provision (PUT), read, list, rotate, reveal, deprovision.
+//!
+//! The `{external_id}` segment is percent-decoded (UTF-8); an id containing `/` must send it
+//! as `%2F` (actix keeps `%2F` inside one segment while routing and decodes it afterwards).
+
+use actix_web::http::header::LOCATION;
+use actix_web::{HttpResponse, web};
+use provisioner_core::ids::{ExternalId, TenantId, UpstreamUserId};
+use provisioner_core::service::ProvisionRequest;
+use serde::Deserialize;
+
+use crate::ApiState;
+use crate::auth::{Read, Secrets, TenantAccess, Write};
+use crate::body::OptionalJsonBody;
+use crate::dto::{RevealOut, RotateIn, UserListQuery, UserOut, UserPage, UserPutIn};
+use crate::problem::*;
+
+/// The `{external_id}` path segment (percent-decoded).
+#[derive(Deserialize)]
+pub struct UserPath {
+    external_id: String,
+}
+
+impl UserPath {
+    fn parse(&self) -> Result<ExternalId, ApiError> {
+        ExternalId::parse(&self.external_id).map_err(|e| ApiError::invalid(e.to_string()))
+    }
+}
+
+/// The tenant's upstream user id, shown as `app.user_id`.
+// TODO(NOTES-for-lead.md #1): take it from core's answer once `User`/`Provisioned` carry it,
+// so user handlers make one core call.
+async fn app_user_id(state: &ApiState, tenant: &TenantId) -> Result<UpstreamUserId, ApiError> {
+    Ok(state
+        .service
+        .get_tenant(tenant)
+        .await?
+        .tenant
+        .upstream_user_id)
+}
+
+/// Percent-encodes a path segment (everything but RFC 3986 unreserved characters).
+fn encode_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Provisions an end user, idempotently: 201 with `secret` when created, 200 without when it
+/// exists with the same scopes, 409 when it exists with other scopes.
+#[utoipa::path(
+    put, path = "/v1/tenants/{tenant_id}/users/{external_id}", tag = "users", request_body(content = UserPutIn, description = "Optional; empty means the default profile"),
+    params(("tenant_id" = String, Path, description = "Tenant id"),
+        ("external_id" = String, Path, description = "The caller's user id, percent-encoded (1-128 characters)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Provisioned now; `secret` is shown this once", body = UserOut,
+            headers(("location" = String, description = "URL of the user"))),
+        (status = 200, description = "Already provisioned with the same scopes (no `secret`)", body = UserOut),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 409, response = Conflict), (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed), (status = 429, response = RateLimited),
+        (status = 502, response = UpstreamRejected), (status = 503, response = UpstreamUnavailable),
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn put_user(
+    state: web::Data<ApiState>,
+    auth: TenantAccess<Write>,
+    path: web::Path<UserPath>,
+    OptionalJsonBody(body): OptionalJsonBody<UserPutIn>,
+) -> Result<HttpResponse, ApiError> {
+    let external_id = path.parse()?;
+    let request = ProvisionRequest::try_from(body)?;
+    let owner = app_user_id(&state, &auth.tenant).await?;
+    let out = state
+        .service
+        .provision(&auth.caller.actor(), &auth.tenant, &external_id, request)
+        .await?;
+    let user = UserOut::new(out.user, &owner, out.secret.as_ref());
+    if out.created {
+        let location = format!(
+            "/v1/tenants/{}/users/{}",
+            user.tenant_id,
+            encode_segment(&user.external_id)
+        );
+        Ok(HttpResponse::Created()
+            .insert_header((LOCATION, location))
+            .json(user))
+    } else {
+        Ok(HttpResponse::Ok().json(user))
+    }
+}
+
+/// One end user.
+#[utoipa::path(
+    get, path = "/v1/tenants/{tenant_id}/users/{external_id}", tag = "users",
+    params(("tenant_id" = String, Path, description = "Tenant id"),
+        ("external_id" = String, Path, description = "The caller's user id, percent-encoded")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = UserOut),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 429, response = RateLimited),
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn get_user(
+    state: web::Data<ApiState>,
+    auth: TenantAccess<Read>,
+    path: web::Path<UserPath>,
+) -> Result<HttpResponse, ApiError> {
+    let external_id = path.parse()?;
+    let owner = app_user_id(&state, &auth.tenant).await?;
+    let user = state.service.get_user(&auth.tenant, &external_id).await?;
+    Ok(HttpResponse::Ok().json(UserOut::new(user, &owner, None)))
+}
+
+/// A tenant's users by external id (keyset pagination), optionally of one status.
+#[utoipa::path(
+    get, path = "/v1/tenants/{tenant_id}/users", tag = "users",
+    params(("tenant_id" = String, Path, description = "Tenant id"), UserListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of users", body = UserPage),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 429, response = RateLimited),
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn list_users(
+    state: web::Data<ApiState>,
+    auth: TenantAccess<Read>,
+    q: web::Query<UserListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let owner = app_user_id(&state, &auth.tenant).await?;
+    let limit = q.limit.unwrap_or(crate::dto::DEFAULT_LIMIT);
+    let status = q.status.map(Into::into);
+    let page = state
+        .service
+        .list_users(&auth.tenant, status, q.cursor.as_deref(), limit)
+        .await?;
+    let items = page
+        .items
+        .into_iter()
+        .map(|u| UserOut::new(u, &owner, None))
+        .collect();
+    Ok(HttpResponse::Ok().json(UserPage {
+        items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Replaces the user's key with a new one of the same scopes; the answer carries the new
+/// `secret`. The old key is deleted upstream at once or after `grace_seconds`.
+#[utoipa::path(
+    post, path = "/v1/tenants/{tenant_id}/users/{external_id}/rotate-key", tag = "users",
+    request_body(content = RotateIn, description = "Optional; empty means grace_seconds 0"),
+    params(("tenant_id" = String, Path, description = "Tenant id"),
+        ("external_id" = String, Path, description = "The caller's user id, percent-encoded")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Rotated; `secret` is the new key, shown this once", body = UserOut),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 409, response = Conflict), (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed), (status = 429, response = RateLimited),
+        (status = 502, response = UpstreamRejected), (status = 503, response = UpstreamUnavailable),
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn rotate_key(
+    state: web::Data<ApiState>,
+    auth: TenantAccess<Write>,
+    path: web::Path<UserPath>,
+    OptionalJsonBody(body): OptionalJsonBody<RotateIn>,
+) -> Result<HttpResponse, ApiError> {
+    let external_id = path.parse()?;
+    let owner = app_user_id(&state, &auth.tenant).await?;
+    let out = state
+        .service
+        .rotate_key(
+            &auth.caller.actor(),
+            &auth.tenant,
+            &external_id,
+            body.grace_seconds,
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(UserOut::new(out.user, &owner, out.secret.as_ref())))
+}
+
+/// The stored secret of the user's current key (`provisioner:secrets`; always audited).
+#[utoipa::path(
+    post, path = "/v1/tenants/{tenant_id}/users/{external_id}/reveal-key", tag = "users",
+    params(("tenant_id" = String, Path, description = "Tenant id"),
+        ("external_id" = String, Path, description = "The caller's user id, percent-encoded")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The secret", body = RevealOut),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 409, response = Conflict), (status = 429, response = RateLimited),
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn reveal_key(
+    state: web::Data<ApiState>,
+    auth: TenantAccess<Secrets>,
+    path: web::Path<UserPath>,
+) -> Result<HttpResponse, ApiError> {
+    let external_id = path.parse()?;
+    let secret = state
+        .service
+        .reveal_key(&auth.caller.actor(), &auth.tenant, &external_id)
+        .await?;
+    Ok(HttpResponse::Ok().json(RevealOut {
+        secret: secret.expose().to_owned(),
+    }))
+}
+
+/// Deletes the user's key and app upstream; 200 with status `deleted` (again on repeats).
+#[utoipa::path(
+    delete, path = "/v1/tenants/{tenant_id}/users/{external_id}", tag = "users",
+    params(("tenant_id" = String, Path, description = "Tenant id"),
+        ("external_id" = String, Path, description = "The caller's user id, percent-encoded")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Deprovisioned", body = UserOut),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 409, response = Conflict), (status = 429, response = RateLimited),
+        (status = 502, response = UpstreamRejected), (status = 503, response = UpstreamUnavailable),
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn delete_user(
+    state: web::Data<ApiState>,
+    auth: TenantAccess<Write>,
+    path: web::Path<UserPath>,
+) -> Result<HttpResponse, ApiError> {
+    let external_id = path.parse()?;
+    let owner = app_user_id(&state, &auth.tenant).await?;
+    let user = state
+        .service
+        .deprovision(&auth.caller.actor(), &auth.tenant, &external_id)
+        .await?;
+    Ok(HttpResponse::Ok().json(UserOut::new(user, &owner, None)))
+}

@@ -1,0 +1,9 @@
+//! HTTP-level tests of the API over core's in-memory fakes (one test binary).
+
+mod auth;
+mod helpers;
+mod isolation;
+mod openapi;
+mod problems;
+mod tenants;
+mod users;
