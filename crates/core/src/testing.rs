@@ -491,6 +491,34 @@ impl FakeUpstream {
     pub fn remove_key(&self, id: &str) {
         lock(&self.state).keys.remove(id);
     }
+    /// Adds a key out of band on `app_id` (someone made it by hand, or the service lost track).
+    pub fn plant_key(&self, app_id: &str, id: &str, description: &str, scopes: &[&str]) {
+        lock(&self.state).keys.insert(
+            id.into(),
+            FakeKey {
+                id: id.into(),
+                app_id: app_id.into(),
+                scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+                description: description.into(),
+            },
+        );
+    }
+    /// Replaces a key's scopes out of band (scope drift); false if there is no such key.
+    pub fn set_key_scopes(&self, id: &str, scopes: &[&str]) -> bool {
+        match lock(&self.state).keys.get_mut(id) {
+            Some(k) => {
+                k.scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+                true
+            }
+            None => false,
+        }
+    }
+    /// Removes an app and its keys out of band.
+    pub fn remove_app(&self, id: &str) {
+        let mut st = lock(&self.state);
+        st.apps.remove(id);
+        st.keys.retain(|_, k| k.app_id != id);
+    }
 
     /// Records the call and returns its fault, if any.
     fn enter(&self, call: Call) -> Option<Fault> {

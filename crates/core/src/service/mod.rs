@@ -3,6 +3,7 @@
 //! [`Provisioner`] owns the ports. Each public method is one use case; the provisioning state
 //! machine (intent first, each upstream step safe to repeat, leases) lives in [`steps`].
 
+mod reconcile;
 mod recovery;
 mod steps;
 mod tenants;
@@ -19,6 +20,7 @@ use crate::model::{Actor, AuditEvent, Tenant, UpstreamAccount};
 use crate::ports::{Clock, Store, Upstream};
 use crate::secret::{Pat, Sealer};
 
+pub use reconcile::{DriftCounts, OrphanApp, OrphanKey, ReconcileReport, ScopeDrift, UserRef};
 pub use recovery::RecoveryReport;
 pub use tenants::{NewTenant, TenantPatch, TenantView};
 pub use users::{ProvisionRequest, Provisioned, ScopeRequest};
@@ -190,5 +192,7 @@ pub(crate) fn check_text(field: &str, s: &str, max: usize) -> Result<(), DomainE
     Ok(())
 }
 
+#[cfg(test)]
+mod reconcile_tests;
 #[cfg(test)]
 mod tests;

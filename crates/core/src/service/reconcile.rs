@@ -1,0 +1,649 @@
+//! Reconciliation: compares the store with a tenant's upstream account and reports — or, when
+//! asked, repairs — orphan apps and keys, missing apps and keys, and scope drift (DESIGN.md,
+//! "Provisioning, step by step"; API.md, "Drift and compromise").
+//!
+//! What is compared:
+//! - *Managed apps* are the apps of the account whose id starts with the tenant's app-id prefix,
+//!   or whose metadata marker names the tenant. Several tenants may share one account: an app
+//!   whose marker names *another* tenant is never the tenant's, whatever its id.
+//! - Users with an operation in progress (a live lease, or a pending step) are skipped: nothing is
+//!   reported about them and their apps are never touched; their apps still count as recorded.
+//! - An *orphan app* is a managed app that no live (not `deleted`) user records.
+//! - For each `active` user: its app absent upstream is a *missing app*; otherwise its recorded
+//!   key absent from the app is a *missing key*, every other key on the app (neither the current
+//!   nor a recorded retired key) is an *orphan key*, and a current key whose upstream scopes differ
+//!   from the recorded ones is *scope drift*.
+//!
+//! Repairs reuse the state machine: a user's repairs run under its lease with the intent written
+//! first, so a crash mid-repair is finished by recovery like any other operation.
+//!
+//! Audit: a report (`repair = false`, and [`Provisioner::drift_counts`]) is a pure read and
+//! writes nothing, not even an audit event, so a periodic drift check does not flood the log.
+//! With `repair = true`, one `reconcile.run` event (target `tenants/<id>`, the counts of findings
+//! in its outcome) is written *before* any change, so nothing is repaired when the audit log is
+//! unavailable. Then every repair is audited: `reconcile.delete_orphan_app` (`apps/<id>`),
+//! `reconcile.delete_orphan_key` (`apps/<id>/keys/<fingerprint>`), `reconcile.recreate_app`,
+//! `reconcile.recreate_key`, `reconcile.fix_scope_drift` (`users/<external id>`); a failed
+//! repair gets the same action with a `failure: ...` outcome. User repairs are audited in the
+//! same write that records them (the state machine's final save). An orphan deletion has no row
+//! to write, so its event is appended right after the upstream call; if that append fails the
+//! run stops there and returns the error, so no further change is made unaudited.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{DomainError, UpstreamError};
+use crate::ids::{AppId, ExternalId, TenantId};
+use crate::marker::app_managed_by;
+use crate::model::{Actor, Step, Tenant, TenantStatus, UpstreamAccount, User, UserStatus};
+use crate::ports::{UpstreamApp, UpstreamKey};
+use crate::secret::KeySecret;
+
+use super::Provisioner;
+use super::steps::user_target;
+
+/// Users read from the store per page.
+const PAGE: u32 = 500;
+/// Hex characters of a key's SHA-256 shown in a report.
+const SHORT_FINGERPRINT: usize = 8;
+
+/// An app upstream that looks like the tenant's but that no live user records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OrphanApp {
+    /// The upstream app id (as reported; not necessarily a valid [`AppId`]).
+    pub app_id: String,
+}
+
+/// A key on an active user's app that is neither its current key nor a recorded retired key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OrphanKey {
+    /// The app the key was found on.
+    pub app_id: String,
+    /// The first 8 hex characters of the SHA-256 of the key's secret (never the secret).
+    pub key_fingerprint: String,
+    /// The key's upstream description.
+    pub description: String,
+}
+
+/// An active user concerned by a finding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UserRef {
+    /// The caller's id of the user.
+    pub external_id: ExternalId,
+    /// Its recorded upstream app.
+    pub app_id: AppId,
+}
+
+/// A user's current key holds other scopes upstream than recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ScopeDrift {
+    /// The caller's id of the user.
+    pub external_id: ExternalId,
+    /// Its upstream app.
+    pub app_id: AppId,
+    /// The recorded scopes, sorted.
+    pub expected: Vec<String>,
+    /// The scopes the key holds upstream, sorted and de-duplicated.
+    pub actual: Vec<String>,
+}
+
+/// What a reconciliation found and, when repair was asked for, how the repair went.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReconcileReport {
+    /// Managed apps no live user records.
+    pub orphan_apps: Vec<OrphanApp>,
+    /// Unrecorded keys on active users' apps.
+    pub orphan_keys: Vec<OrphanKey>,
+    /// Active users whose app is gone upstream.
+    pub missing_apps: Vec<UserRef>,
+    /// Active users whose recorded key is gone upstream.
+    pub missing_keys: Vec<UserRef>,
+    /// Active users whose key's upstream scopes differ from the recorded ones.
+    pub scope_drift: Vec<ScopeDrift>,
+    /// Repair was asked for and every repair succeeded.
+    pub repaired: bool,
+    /// One line per repair that failed or was not attempted (no secrets).
+    pub repair_errors: Vec<String>,
+}
+
+impl ReconcileReport {
+    /// Whether nothing was found.
+    pub fn is_clean(&self) -> bool {
+        self.counts().total() == 0
+    }
+
+    /// The number of findings of each kind.
+    pub fn counts(&self) -> DriftCounts {
+        DriftCounts {
+            orphan_apps: self.orphan_apps.len(),
+            orphan_keys: self.orphan_keys.len(),
+            missing_apps: self.missing_apps.len(),
+            missing_keys: self.missing_keys.len(),
+            scope_drift: self.scope_drift.len(),
+        }
+    }
+}
+
+/// Counts of each kind of finding, for a periodic drift check (metrics, alerts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DriftCounts {
+    /// Managed apps no live user records.
+    pub orphan_apps: usize,
+    /// Unrecorded keys on active users' apps.
+    pub orphan_keys: usize,
+    /// Active users whose app is gone upstream.
+    pub missing_apps: usize,
+    /// Active users whose recorded key is gone upstream.
+    pub missing_keys: usize,
+    /// Active users whose key's scopes drifted upstream.
+    pub scope_drift: usize,
+}
+
+impl DriftCounts {
+    /// All findings together.
+    pub fn total(&self) -> usize {
+        self.orphan_apps
+            + self.orphan_keys
+            + self.missing_apps
+            + self.missing_keys
+            + self.scope_drift
+    }
+}
+
+/// The repair an active user needs besides deleting orphan keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fix {
+    /// The app is gone: provision again (app, then key).
+    RecreateApp,
+    /// The key is gone: create a new one.
+    RecreateKey,
+    /// The key's scopes drifted: replace it with one holding the recorded scopes.
+    ReplaceKey,
+}
+
+impl Fix {
+    fn action(self) -> &'static str {
+        match self {
+            Fix::RecreateApp => "reconcile.recreate_app",
+            Fix::RecreateKey => "reconcile.recreate_key",
+            Fix::ReplaceKey => "reconcile.fix_scope_drift",
+        }
+    }
+}
+
+/// An active user with findings, as scanned.
+struct UserWork {
+    user: User,
+    /// Orphan keys on its app (secrets kept only to delete them) with their short fingerprints.
+    orphan_keys: Vec<(KeySecret, String)>,
+    fix: Option<Fix>,
+}
+
+/// The findings and what repairing them takes.
+struct Scan {
+    report: ReconcileReport,
+    users: Vec<UserWork>,
+}
+
+impl Provisioner {
+    /// Compares the tenant's users with its upstream account and reports orphan apps and keys,
+    /// missing apps and keys, and scope drift. With `repair`, fixes each finding (users under
+    /// their lease, through the state machine) and audits each repair; without it, changes
+    /// nothing upstream or in the store. A repair that fails is listed in `repair_errors` and the
+    /// others go on. Repair on a suspended tenant is refused (reporting is allowed).
+    pub async fn reconcile(
+        &self,
+        actor: &Actor,
+        tenant_id: &TenantId,
+        repair: bool,
+    ) -> Result<ReconcileReport, DomainError> {
+        let tenant = self.tenant(tenant_id).await?;
+        if repair && tenant.status == TenantStatus::Suspended {
+            return Err(DomainError::Conflict(format!(
+                "tenant {tenant_id} is suspended; reconcile without repair to see the drift"
+            )));
+        }
+        let account = self.account(&tenant)?;
+        let scan = self.scan(&tenant, &account).await?;
+        if !repair {
+            return Ok(scan.report);
+        }
+        let mut report = scan.report;
+        // Before any change, so that nothing is repaired if the audit log cannot be written.
+        let c = report.counts();
+        let outcome = format!(
+            "success: repairing orphan_apps={} orphan_keys={} missing_apps={} missing_keys={} scope_drift={}",
+            c.orphan_apps, c.orphan_keys, c.missing_apps, c.missing_keys, c.scope_drift
+        );
+        let audit = self.audit(
+            actor,
+            Some(tenant_id),
+            "reconcile.run",
+            format!("tenants/{tenant_id}"),
+            &outcome,
+        );
+        self.store.append_audit(&audit).await?;
+        let mut errors = Vec::new();
+        for orphan in &report.orphan_apps {
+            self.delete_orphan_app(actor, &tenant, &account, &orphan.app_id, &mut errors)
+                .await?;
+        }
+        for work in scan.users {
+            self.repair_user(actor, &tenant, work, &mut errors).await?;
+        }
+        report.repaired = errors.is_empty();
+        report.repair_errors = errors;
+        Ok(report)
+    }
+
+    /// The counts of each finding (a reconciliation without repair), for a periodic drift check.
+    /// Writes nothing.
+    pub async fn drift_counts(&self, tenant_id: &TenantId) -> Result<DriftCounts, DomainError> {
+        let tenant = self.tenant(tenant_id).await?;
+        let account = self.account(&tenant)?;
+        Ok(self.scan(&tenant, &account).await?.report.counts())
+    }
+
+    /// Reads the account and the store; changes nothing.
+    async fn scan(&self, tenant: &Tenant, account: &UpstreamAccount) -> Result<Scan, DomainError> {
+        // Apps first, then users: every app listed was created after its user's row was written
+        // (intent first), so a user provisioned while we scan is never mistaken for an orphan.
+        let apps = self
+            .upstream
+            .list_apps(account)
+            .await
+            .map_err(upstream_error)?;
+        let present: BTreeSet<&str> = apps.iter().map(|a| a.id.as_str()).collect();
+        let managed: BTreeSet<&str> = apps
+            .iter()
+            .filter(|a| is_managed(a, tenant))
+            .map(|a| a.id.as_str())
+            .collect();
+
+        let users = self.all_users(&tenant.id).await?;
+        let now = self.clock.now();
+        let recorded: BTreeSet<&str> = users
+            .iter()
+            .filter(|u| u.status.is_live())
+            .map(|u| u.app_id.as_str())
+            .collect();
+
+        let mut report = ReconcileReport {
+            orphan_apps: managed
+                .iter()
+                .filter(|id| !recorded.contains(*id))
+                .map(|id| OrphanApp {
+                    app_id: (*id).to_owned(),
+                })
+                .collect(),
+            ..ReconcileReport::default()
+        };
+        let mut work = Vec::new();
+        for user in users {
+            let in_progress =
+                user.step != Step::Idle || user.lease.as_ref().is_some_and(|l| l.expires_at > now);
+            if in_progress || user.status != UserStatus::Active {
+                continue;
+            }
+            let user_ref = UserRef {
+                external_id: user.external_id.clone(),
+                app_id: user.app_id.clone(),
+            };
+            let keys = if present.contains(user.app_id.as_str()) {
+                match self.upstream.list_app_keys(account, &user.app_id).await {
+                    Ok(keys) => Some(keys),
+                    // Deleted since the app listing.
+                    Err(UpstreamError::NotFound) => None,
+                    Err(e) => return Err(upstream_error(e)),
+                }
+            } else {
+                None
+            };
+            let Some(keys) = keys else {
+                report.missing_apps.push(user_ref);
+                work.push(UserWork {
+                    user,
+                    orphan_keys: Vec::new(),
+                    fix: Some(Fix::RecreateApp),
+                });
+                continue;
+            };
+            let (current, orphans) = classify_keys(&user, keys);
+            for (_, short, description) in &orphans {
+                report.orphan_keys.push(OrphanKey {
+                    app_id: user.app_id.to_string(),
+                    key_fingerprint: short.clone(),
+                    description: description.clone(),
+                });
+            }
+            let fix = match current {
+                None => {
+                    report.missing_keys.push(user_ref);
+                    Some(Fix::RecreateKey)
+                }
+                Some(key) => {
+                    let actual: Vec<String> = key
+                        .scopes
+                        .iter()
+                        .cloned()
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
+                    let expected = user.scopes.names();
+                    if actual == expected {
+                        None
+                    } else {
+                        report.scope_drift.push(ScopeDrift {
+                            external_id: user_ref.external_id,
+                            app_id: user_ref.app_id,
+                            expected,
+                            actual,
+                        });
+                        Some(Fix::ReplaceKey)
+                    }
+                }
+            };
+            if fix.is_some() || !orphans.is_empty() {
+                work.push(UserWork {
+                    user,
+                    orphan_keys: orphans.into_iter().map(|(s, f, _)| (s, f)).collect(),
+                    fix,
+                });
+            }
+        }
+        Ok(Scan {
+            report,
+            users: work,
+        })
+    }
+
+    /// Every user of the tenant, all statuses.
+    async fn all_users(&self, tenant_id: &TenantId) -> Result<Vec<User>, DomainError> {
+        let mut all = Vec::new();
+        let mut after: Option<ExternalId> = None;
+        loop {
+            let page = self
+                .store
+                .list_users(tenant_id, None, after.as_ref(), PAGE)
+                .await?;
+            let full = page.len() == PAGE as usize;
+            after = page.last().map(|u| u.external_id.clone());
+            all.extend(page);
+            if !full || after.is_none() {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Deletes one orphan app ("not found" is done) and audits it. Only an audit failure is an
+    /// `Err` (the run stops: no change goes unaudited); an upstream failure is a repair error.
+    async fn delete_orphan_app(
+        &self,
+        actor: &Actor,
+        tenant: &Tenant,
+        account: &UpstreamAccount,
+        app_id: &str,
+        errors: &mut Vec<String>,
+    ) -> Result<(), DomainError> {
+        let target = format!("apps/{app_id}");
+        let result = match AppId::parse(app_id) {
+            Err(_) => Err("not a valid app id; delete it by hand".to_owned()),
+            Ok(id) => match self.upstream.delete_app(account, &id).await {
+                Ok(()) | Err(UpstreamError::NotFound) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        self.audit_repair(
+            actor,
+            tenant,
+            "reconcile.delete_orphan_app",
+            target,
+            result,
+            errors,
+        )
+        .await
+    }
+
+    /// Repairs one active user under its lease: deletes the orphan keys on its app, then applies
+    /// its fix through the state machine. Only an audit failure on an orphan-key deletion is an
+    /// `Err`; everything else that fails is a repair error.
+    async fn repair_user(
+        &self,
+        actor: &Actor,
+        tenant: &Tenant,
+        work: UserWork,
+        errors: &mut Vec<String>,
+    ) -> Result<(), DomainError> {
+        let target = user_target(&work.user);
+        let Some(mut u) = (match self.acquire(&work.user).await {
+            Ok(u) => u,
+            Err(e) => {
+                errors.push(format!("{target}: {e}"));
+                return Ok(());
+            }
+        }) else {
+            errors.push(format!(
+                "{target}: another operation holds this user; not repaired, run reconcile again"
+            ));
+            return Ok(());
+        };
+        let owner = u
+            .lease
+            .as_ref()
+            .map(|l| l.owner.clone())
+            .unwrap_or_default();
+        let action = work.fix.map_or("reconcile.delete_orphan_key", Fix::action);
+        let mut run = match self.run(tenant, actor, owner, false, 0, action) {
+            Ok(run) => run,
+            Err(e) => {
+                errors.push(format!("{target}: {e}"));
+                return Ok(());
+            }
+        };
+        if !unchanged(&work.user, &u) {
+            errors.push(format!(
+                "{target}: changed while reconciling; not repaired, run reconcile again"
+            ));
+            if let Err(e) = self.save(&run, &mut u, false, None).await {
+                errors.push(format!("{target}: releasing the lease: {e}"));
+            }
+            return Ok(());
+        }
+
+        for (secret, short) in &work.orphan_keys {
+            let result = match self.upstream.delete_key(&run.account, secret).await {
+                Ok(()) | Err(UpstreamError::NotFound) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            };
+            let key_target = format!("apps/{}/keys/{short}", u.app_id);
+            if let Err(e) = self
+                .audit_repair(
+                    actor,
+                    tenant,
+                    "reconcile.delete_orphan_key",
+                    key_target,
+                    result,
+                    errors,
+                )
+                .await
+            {
+                let _ = self.save(&run, &mut u, false, None).await;
+                return Err(e);
+            }
+        }
+
+        let Some(fix) = work.fix else {
+            if let Err(e) = self.save(&run, &mut u, false, None).await {
+                errors.push(format!("{target}: releasing the lease: {e}"));
+            }
+            return Ok(());
+        };
+        match fix {
+            Fix::RecreateApp => {
+                u.status = UserStatus::Provisioning;
+                u.step = Step::CreateApp;
+                u.key = None;
+                u.retired_key = None;
+            }
+            // Not `Provisioning`: a permanent failure there would undo (delete) the app, and with
+            // it the user's data. A rotation with no current key retires nothing, and a
+            // permanent failure leaves the user active (and still reported) instead.
+            Fix::RecreateKey => {
+                u.status = UserStatus::Rotating;
+                u.step = Step::CreateKey;
+                u.key = None;
+            }
+            Fix::ReplaceKey => {
+                // Never more than two keys: a key still in its grace period goes first (as in
+                // rotation), then the drifted key is replaced and deleted at once (grace 0).
+                if let Some(old) = u.retired_key.clone() {
+                    if let Err(m) = self.delete_retired(&run, &u, &old).await {
+                        let released = self.save(&run, &mut u, false, None).await;
+                        let reason = format!("deleting the replaced key: {m}");
+                        self.audit_repair(
+                            actor,
+                            tenant,
+                            fix.action(),
+                            target.clone(),
+                            Err(reason),
+                            errors,
+                        )
+                        .await?;
+                        if let Err(e) = released {
+                            errors.push(format!("{target}: releasing the lease: {e}"));
+                        }
+                        return Ok(());
+                    }
+                    u.retired_key = None;
+                }
+                u.status = UserStatus::Rotating;
+                u.step = Step::CreateKey;
+            }
+        }
+        u.generation += 1;
+        u.attempts = 0;
+        u.last_error = None;
+        u.next_attempt_at = None;
+        // The intent first; the drive's final write records the result with its audit event.
+        if let Err(e) = self.save(&run, &mut u, true, None).await {
+            errors.push(format!("{target}: {e}"));
+            return Ok(());
+        }
+        // The new secret (if any) is not returned: it is read with reveal-key, which is audited.
+        if let Err(e) = self.drive(&mut run, u).await {
+            self.audit_repair(
+                actor,
+                tenant,
+                fix.action(),
+                target,
+                Err(e.to_string()),
+                errors,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Appends the audit event of a repair (`success` or `failure: <reason>`) and records a
+    /// failure in `errors`.
+    async fn audit_repair(
+        &self,
+        actor: &Actor,
+        tenant: &Tenant,
+        action: &str,
+        target: String,
+        result: Result<(), String>,
+        errors: &mut Vec<String>,
+    ) -> Result<(), DomainError> {
+        let outcome = match &result {
+            Ok(()) => "success".to_owned(),
+            Err(m) => format!("failure: {m}"),
+        };
+        if let Err(m) = result {
+            errors.push(format!("{target}: {m}"));
+        }
+        let audit = self.audit(actor, Some(&tenant.id), action, target, &outcome);
+        self.store.append_audit(&audit).await?;
+        Ok(())
+    }
+}
+
+/// Whether an upstream app is one of the tenant's: its id has the tenant's prefix (unless its
+/// marker names another tenant), or its marker names the tenant.
+fn is_managed(app: &UpstreamApp, tenant: &Tenant) -> bool {
+    if app_managed_by(&app.metadata, &tenant.id) {
+        return true;
+    }
+    let marked_for_other = app
+        .metadata
+        .get("provisioner")
+        .and_then(|p| p.get("tenant"))
+        .and_then(Value::as_str)
+        .is_some();
+    let prefix = &tenant.app_defaults.id_prefix;
+    if prefix.is_empty() || marked_for_other {
+        return false;
+    }
+    // Derived ids are `<prefix>-...` when the prefix does not end in a separator.
+    if prefix.ends_with(['-', '_']) {
+        app.id.starts_with(prefix.as_str())
+    } else {
+        app.id
+            .strip_prefix(prefix.as_str())
+            .is_some_and(|rest| rest.starts_with('-'))
+    }
+}
+
+/// Splits an active user's upstream keys into its current key (if present) and the orphans
+/// (secret, short fingerprint, description). A recorded retired key is neither: recovery deletes
+/// it when its grace period ends.
+fn classify_keys(
+    user: &User,
+    keys: Vec<UpstreamKey>,
+) -> (Option<UpstreamKey>, Vec<(KeySecret, String, String)>) {
+    let current_fp = user.key.as_ref().map(|k| k.fingerprint.as_str());
+    let retired_fp = user.retired_key.as_ref().map(|k| k.fingerprint.as_str());
+    let mut current = None;
+    let mut orphans = Vec::new();
+    for key in keys {
+        let fp = key.secret.fingerprint();
+        if Some(fp.as_str()) == current_fp {
+            current = Some(key);
+        } else if Some(fp.as_str()) == retired_fp {
+            continue;
+        } else {
+            let short = fp.chars().take(SHORT_FINGERPRINT).collect();
+            orphans.push((key.secret, short, key.description));
+        }
+    }
+    (current, orphans)
+}
+
+/// Whether the row taken under lease is the one scanned (same operation state and keys).
+fn unchanged(scanned: &User, leased: &User) -> bool {
+    leased.status == UserStatus::Active
+        && leased.step == Step::Idle
+        && leased.generation == scanned.generation
+        && leased.app_id == scanned.app_id
+        && leased.scopes == scanned.scopes
+        && leased.key.as_ref().map(|k| &k.fingerprint)
+            == scanned.key.as_ref().map(|k| &k.fingerprint)
+        && leased.retired_key.as_ref().map(|k| &k.fingerprint)
+            == scanned.retired_key.as_ref().map(|k| &k.fingerprint)
+}
+
+/// An upstream failure while reading the account.
+fn upstream_error(e: UpstreamError) -> DomainError {
+    match e {
+        UpstreamError::Unauthorized(m) => {
+            DomainError::UpstreamRejected(format!("upstream refused the tenant's credential: {m}"))
+        }
+        UpstreamError::Rejected(m) => DomainError::UpstreamRejected(m),
+        UpstreamError::Unavailable { message, .. } => DomainError::UpstreamUnavailable(message),
+        UpstreamError::NotFound | UpstreamError::AlreadyExists => DomainError::UpstreamRejected(
+            format!("unexpected upstream answer while reading the account: {e}"),
+        ),
+    }
+}
