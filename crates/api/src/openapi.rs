@@ -5,8 +5,50 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::dto::*;
-use crate::problem::{self, FieldError, Problem};
+use crate::problem::{FieldError, Problem};
 use crate::routes::{keys, ops, profiles, tenants, users};
+use responses::*;
+
+/// Reusable problem responses (`components/responses`), named in the handlers' attributes.
+pub(crate) mod responses {
+    use utoipa::ToResponse;
+
+    use crate::problem::Problem;
+
+    macro_rules! problem_responses {
+        ($($(#[$m:meta])* $name:ident),+ $(,)?) => {$(
+            $(#[$m])*
+            #[derive(ToResponse)]
+            #[response(content_type = "application/problem+json")]
+            pub struct $name(#[allow(dead_code)] Problem);
+        )+};
+    }
+
+    problem_responses!(
+        /// 400 `invalid_request`: malformed JSON, wrong types, unknown fields, bad ids or query.
+        BadRequest,
+        /// 401 `unauthenticated`: missing, malformed, expired or wrongly signed bearer token.
+        Unauthenticated,
+        /// 403 `forbidden`: the token lacks the permission on its own tenant (or is not admin).
+        Forbidden,
+        /// 404 `not_found`: no such resource, or another tenant's.
+        NotFound,
+        /// 409 `conflict`: exists with a different spec, or the state does not allow the action.
+        Conflict,
+        /// 413 `payload_too_large`: body over the limit (default 1 MiB).
+        PayloadTooLarge,
+        /// 422 `validation_failed`: unknown or disallowed scope, rejected credential.
+        ValidationFailed,
+        /// 429 `rate_limited`: the caller exceeded its request rate; see `Retry-After`.
+        RateLimited,
+        /// 502 `upstream_rejected`: the upstream refused; its status code is in `detail`.
+        UpstreamRejected,
+        /// 503 `upstream_unavailable`: the upstream could not be reached; nothing is left half-done.
+        UpstreamUnavailable,
+        /// 503 `not_ready`: the database is not reachable or not migrated.
+        NotReady,
+    );
+}
 
 /// Adds the bearer (JWT) security scheme.
 struct BearerAuth;
@@ -52,9 +94,8 @@ impl Modify for BearerAuth {
             LookupIn, LookupOut, AuditEventOut, AuditPage, StatusOut,
         ),
         responses(
-            problem::BadRequest, problem::Unauthenticated, problem::Forbidden, problem::NotFound,
-            problem::Conflict, problem::PayloadTooLarge, problem::ValidationFailed, problem::RateLimited,
-            problem::UpstreamRejected, problem::UpstreamUnavailable, problem::NotReady,
+            BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, PayloadTooLarge,
+            ValidationFailed, RateLimited, UpstreamRejected, UpstreamUnavailable, NotReady,
         )
     ),
     modifiers(&BearerAuth),

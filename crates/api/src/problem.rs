@@ -15,7 +15,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use provisioner_core::DomainError;
 use serde::Serialize;
-use utoipa::{ToResponse, ToSchema};
+use utoipa::ToSchema;
 
 /// Media type of every problem body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -341,40 +341,6 @@ pub(crate) fn render(problem: &Problem) -> String {
     serde_json::to_string(problem)
         .unwrap_or_else(|_| String::from("{\"status\":500,\"code\":\"internal\"}"))
 }
-
-macro_rules! problem_responses {
-    ($($(#[$m:meta])* $name:ident),+ $(,)?) => {$(
-        $(#[$m])*
-        #[derive(ToResponse)]
-        #[response(content_type = "application/problem+json")]
-        pub struct $name(#[allow(dead_code)] Problem);
-    )+};
-}
-
-problem_responses!(
-    /// 400 `invalid_request`: malformed JSON, wrong types, unknown fields, bad ids or query.
-    BadRequest,
-    /// 401 `unauthenticated`: missing, malformed, expired or wrongly signed bearer token.
-    Unauthenticated,
-    /// 403 `forbidden`: the token lacks the permission on its own tenant (or is not admin).
-    Forbidden,
-    /// 404 `not_found`: no such resource, or another tenant's.
-    NotFound,
-    /// 409 `conflict`: exists with a different spec, or the state does not allow the action.
-    Conflict,
-    /// 413 `payload_too_large`: body over the limit (default 1 MiB).
-    PayloadTooLarge,
-    /// 422 `validation_failed`: unknown or disallowed scope, rejected credential.
-    ValidationFailed,
-    /// 429 `rate_limited`: the caller exceeded its request rate; see `Retry-After`.
-    RateLimited,
-    /// 502 `upstream_rejected`: the upstream refused; its status code is in `detail`.
-    UpstreamRejected,
-    /// 503 `upstream_unavailable`: the upstream could not be reached; nothing is left half-done.
-    UpstreamUnavailable,
-    /// 503 `not_ready`: the database is not reachable or not migrated.
-    NotReady,
-);
 
 #[cfg(test)]
 mod tests {

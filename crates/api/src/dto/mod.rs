@@ -6,6 +6,7 @@
 //! name) is 422 `validation_failed`. Every offending field is reported in `errors` with a JSON
 //! Pointer.
 
+mod profiles;
 mod tenants;
 mod users;
 
@@ -17,6 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::problem::{ApiError, FieldError};
 
+pub use profiles::*;
 pub use tenants::*;
 pub use users::*;
 

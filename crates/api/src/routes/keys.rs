@@ -8,7 +8,8 @@ use crate::ApiState;
 use crate::auth::{Admin, Audit, Caller, Global};
 use crate::body::JsonBody;
 use crate::dto::{AuditEventOut, AuditPage, AuditQuery, DEFAULT_LIMIT, LookupIn, LookupOut};
-use crate::problem::*;
+use crate::openapi::responses::*;
+use crate::problem::ApiError;
 
 /// Which user a (leaked) key belongs to, by its fingerprint (admin).
 #[utoipa::path(

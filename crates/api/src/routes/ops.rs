@@ -4,7 +4,8 @@ use actix_web::{HttpResponse, web};
 
 use crate::ApiState;
 use crate::dto::StatusOut;
-use crate::problem::*;
+use crate::openapi::responses::*;
+use crate::problem::ApiError;
 
 /// The process is up.
 #[utoipa::path(

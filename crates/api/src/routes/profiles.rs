@@ -10,7 +10,8 @@ use crate::ApiState;
 use crate::auth::{Admin, Read, TenantAccess};
 use crate::body::JsonBody;
 use crate::dto::{ProfileIn, ProfileOut, ProfilePage};
-use crate::problem::*;
+use crate::openapi::responses::*;
+use crate::problem::ApiError;
 
 /// The `{name}` path segment.
 #[derive(Deserialize)]

@@ -9,7 +9,8 @@ use crate::ApiState;
 use crate::auth::{Admin, Global, Read, TenantAccess};
 use crate::body::JsonBody;
 use crate::dto::{CredentialIn, ListQuery, TenantIn, TenantOut, TenantPage, TenantPatchIn};
-use crate::problem::*;
+use crate::openapi::responses::*;
+use crate::problem::ApiError;
 
 /// Creates a tenant after verifying its PAT upstream.
 #[utoipa::path(

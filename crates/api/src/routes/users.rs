@@ -13,7 +13,8 @@ use crate::ApiState;
 use crate::auth::{Read, Secrets, TenantAccess, Write};
 use crate::body::OptionalJsonBody;
 use crate::dto::{RevealOut, RotateIn, UserListQuery, UserOut, UserPage, UserPutIn};
-use crate::problem::*;
+use crate::openapi::responses::*;
+use crate::problem::ApiError;
 
 /// The `{external_id}` path segment (percent-decoded).
 #[derive(Deserialize)]

@@ -5,5 +5,6 @@ mod helpers;
 mod isolation;
 mod openapi;
 mod problems;
+mod server;
 mod tenants;
 mod users;

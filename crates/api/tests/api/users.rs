@@ -148,6 +148,9 @@ async fn rotate_reveal_lookup_and_deprovision() {
     assert_eq!(r.status, 200, "{}", r.text());
     let new = r.json()["secret"].as_str().expect("new secret").to_owned();
     assert_ne!(new, old);
+    let keys = app.core.upstream.keys();
+    assert_eq!(keys.len(), 1, "grace 0: the old key is gone at once");
+    assert_eq!(keys[0].id, new);
     app.call(
         "POST",
         "/v1/tenants/acme/users/alice/rotate-key",
