@@ -48,6 +48,12 @@ async fn malformed_bodies_are_400_invalid_request_never_500() {
             .unwrap()
             .contains("invalid type")
     );
+    let text = TestRequest::put()
+        .uri("/v1/tenants/acme/users/alice")
+        .insert_header(("authorization", format!("Bearer {}", admin())))
+        .insert_header(("content-type", "text/plain"))
+        .set_payload("{}");
+    app.send(text).await.problem(400, "invalid_request");
 }
 
 #[actix_web::test]

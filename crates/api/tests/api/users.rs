@@ -97,6 +97,7 @@ async fn unicode_and_slash_external_ids_round_trip() {
     for (encoded, decoded) in [
         ("%E3%83%A6%E3%83%BC%E3%82%B6%E3%83%BC", "ユーザー"),
         ("user-42%40acme.example", "user-42@acme.example"),
+        ("raw@acme.example", "raw@acme.example"),
         ("team%2Falice", "team/alice"),
         ("a+b%20c", "a+b c"),
     ] {
