@@ -262,7 +262,10 @@ pub trait Clock: Send + Sync {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    /// Millisecond precision: what the stores keep, so a response right after a write shows
+    /// the same timestamps as a later read.
     fn now(&self) -> Timestamp {
-        chrono::Utc::now()
+        use chrono::SubsecRound as _;
+        chrono::Utc::now().trunc_subsecs(3)
     }
 }

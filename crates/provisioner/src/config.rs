@@ -1,0 +1,275 @@
+//! Settings: defaults, then an optional TOML file (`PROVISIONER_CONFIG`), then `PROVISIONER_*`
+//! environment variables (the environment wins). Loaded and validated once at start.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use provisioner_api::{AuthConfig, HttpSettings};
+use provisioner_clarifai::ClientConfig;
+use provisioner_core::secret::MasterKey;
+use provisioner_core::service::ServiceConfig;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Every setting, with the environment variable that sets it (TOML keys are the field names).
+#[derive(Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// `PROVISIONER_LISTEN`: address to listen on.
+    pub listen: String,
+    /// `PROVISIONER_DATABASE_URL`: `sqlite://path` or `postgres://...`.
+    pub database_url: String,
+    /// `PROVISIONER_MASTER_KEY`: 32 random bytes, base64.
+    pub master_key: Option<SecretString>,
+    /// `PROVISIONER_MASTER_KEY_FILE`: a file holding the base64 master key.
+    pub master_key_file: Option<PathBuf>,
+    /// `PROVISIONER_JWT_HS256_SECRET`: shared secret for HS256 tokens.
+    pub jwt_hs256_secret: Option<SecretString>,
+    /// `PROVISIONER_JWT_PUBLIC_KEY_FILE`: RS256, ES256 or EdDSA public key (PEM).
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// `PROVISIONER_JWT_JWKS_FILE`: a JWKS document.
+    pub jwt_jwks_file: Option<PathBuf>,
+    /// `PROVISIONER_JWT_ISSUER`: required `iss`, unchecked when unset.
+    pub jwt_issuer: Option<String>,
+    /// `PROVISIONER_JWT_AUDIENCE`: required `aud`, unchecked when unset.
+    pub jwt_audience: Option<String>,
+    /// `PROVISIONER_LOG`: tracing env-filter.
+    pub log: String,
+    /// `PROVISIONER_LOG_FORMAT`: `text` or `json`.
+    pub log_format: String,
+    /// `PROVISIONER_BODY_LIMIT_BYTES`: largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// `PROVISIONER_CALLER_RATE_LIMIT`: requests per second per token subject (0 = off).
+    pub caller_rate_limit: u32,
+    /// `PROVISIONER_WORKERS`: HTTP worker threads (0 = one per core).
+    pub workers: usize,
+    /// `PROVISIONER_SHUTDOWN_TIMEOUT_SECS`: how long in-flight requests may finish on SIGTERM.
+    pub shutdown_timeout_secs: u64,
+    /// `PROVISIONER_LEASE_TTL_SECS`: how long an operation holds a user before recovery may resume it.
+    pub lease_ttl_secs: u64,
+    /// `PROVISIONER_LEASE_WAIT_SECS`: how long a request waits for another request on the same user.
+    pub lease_wait_secs: u64,
+    /// `PROVISIONER_RECOVERY_INTERVAL_SECS`: pause between recovery passes (0 = no worker).
+    pub recovery_interval_secs: u64,
+    /// `PROVISIONER_RETRY_BASE_SECS`: first recovery backoff after a failed step (doubles, capped at 300 s).
+    pub retry_base_secs: u64,
+    /// `PROVISIONER_UPSTREAM_TIMEOUT_SECS`: per-attempt timeout of upstream calls.
+    pub upstream_timeout_secs: u64,
+    /// `PROVISIONER_UPSTREAM_MAX_ATTEMPTS`: attempts per upstream call.
+    pub upstream_max_attempts: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            database_url: "sqlite://./data/provisioner.db".into(),
+            master_key: None,
+            master_key_file: None,
+            jwt_hs256_secret: None,
+            jwt_public_key_file: None,
+            jwt_jwks_file: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            log: "info".into(),
+            log_format: "text".into(),
+            body_limit_bytes: 1024 * 1024,
+            caller_rate_limit: 100,
+            workers: 0,
+            shutdown_timeout_secs: 30,
+            lease_ttl_secs: 120,
+            lease_wait_secs: 60,
+            recovery_interval_secs: 5,
+            retry_base_secs: 30,
+            upstream_timeout_secs: 15,
+            upstream_max_attempts: 5,
+        }
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("database_url", &redact_url(&self.database_url))
+            .field(
+                "master_key",
+                &self.master_key.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field("master_key_file", &self.master_key_file)
+            .field(
+                "jwt_hs256_secret",
+                &self.jwt_hs256_secret.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field("jwt_public_key_file", &self.jwt_public_key_file)
+            .field("jwt_jwks_file", &self.jwt_jwks_file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A database URL with its password replaced, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}://{}:***@{}", &url[..s], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Environment variables this service reads; any other `PROVISIONER_*` is probably a typo.
+const KNOWN_VARS: &[&str] = &[
+    "CONFIG",
+    "LISTEN",
+    "DATABASE_URL",
+    "MASTER_KEY",
+    "MASTER_KEY_FILE",
+    "JWT_HS256_SECRET",
+    "JWT_PUBLIC_KEY_FILE",
+    "JWT_JWKS_FILE",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "LOG",
+    "LOG_FORMAT",
+    "BODY_LIMIT_BYTES",
+    "CALLER_RATE_LIMIT",
+    "WORKERS",
+    "SHUTDOWN_TIMEOUT_SECS",
+    "LEASE_TTL_SECS",
+    "LEASE_WAIT_SECS",
+    "RECOVERY_INTERVAL_SECS",
+    "RETRY_BASE_SECS",
+    "UPSTREAM_TIMEOUT_SECS",
+    "UPSTREAM_MAX_ATTEMPTS",
+];
+
+impl Settings {
+    /// Loads defaults, the TOML file named by `PROVISIONER_CONFIG` (if any), then the environment.
+    pub fn load() -> anyhow::Result<Settings> {
+        let mut fig = Figment::new();
+        if let Ok(path) = std::env::var("PROVISIONER_CONFIG") {
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        let fig = fig.merge(Env::prefixed("PROVISIONER_").ignore(&["CONFIG"]));
+        fig.extract().context("invalid configuration")
+    }
+
+    /// `PROVISIONER_*` variables that are set but unknown (reported as warnings at start).
+    pub fn unknown_env_vars() -> Vec<String> {
+        std::env::vars()
+            .filter_map(|(k, _)| k.strip_prefix("PROVISIONER_").map(str::to_owned))
+            .filter(|k| !KNOWN_VARS.contains(&k.as_str()) && !k.starts_with("TEST_"))
+            .map(|k| format!("PROVISIONER_{k}"))
+            .collect()
+    }
+
+    /// The master key, from `PROVISIONER_MASTER_KEY` or `PROVISIONER_MASTER_KEY_FILE`.
+    pub fn master_key(&self) -> anyhow::Result<MasterKey> {
+        let encoded = match (&self.master_key, &self.master_key_file) {
+            (Some(k), _) => k.expose_secret().to_owned(),
+            (None, Some(path)) => std::fs::read_to_string(path).with_context(|| {
+                format!("reading PROVISIONER_MASTER_KEY_FILE {}", path.display())
+            })?,
+            (None, None) => bail!(
+                "no master key: set PROVISIONER_MASTER_KEY or PROVISIONER_MASTER_KEY_FILE (32 random bytes, base64; e.g. `head -c32 /dev/urandom | base64`)"
+            ),
+        };
+        MasterKey::from_base64(&encoded).map_err(|e| anyhow::anyhow!("PROVISIONER_MASTER_KEY: {e}"))
+    }
+
+    /// The JWT verifier settings; at least one verifier must be configured.
+    pub fn auth_config(&self) -> anyhow::Result<AuthConfig> {
+        let public_key_pem = match &self.jwt_public_key_file {
+            Some(p) => Some(std::fs::read(p).with_context(|| {
+                format!("reading PROVISIONER_JWT_PUBLIC_KEY_FILE {}", p.display())
+            })?),
+            None => None,
+        };
+        let jwks_json =
+            match &self.jwt_jwks_file {
+                Some(p) => Some(std::fs::read_to_string(p).with_context(|| {
+                    format!("reading PROVISIONER_JWT_JWKS_FILE {}", p.display())
+                })?),
+                None => None,
+            };
+        if self.jwt_hs256_secret.is_none() && public_key_pem.is_none() && jwks_json.is_none() {
+            bail!(
+                "no JWT verifier: set PROVISIONER_JWT_HS256_SECRET, PROVISIONER_JWT_PUBLIC_KEY_FILE or PROVISIONER_JWT_JWKS_FILE"
+            );
+        }
+        Ok(AuthConfig {
+            hs256_secret: self.jwt_hs256_secret.clone(),
+            public_key_pem,
+            jwks_json,
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+        })
+    }
+
+    /// HTTP server settings.
+    pub fn http(&self) -> HttpSettings {
+        HttpSettings {
+            body_limit_bytes: self.body_limit_bytes,
+            caller_rate_limit_per_sec: self.caller_rate_limit,
+            workers: if self.workers == 0 {
+                std::thread::available_parallelism().map_or(2, usize::from)
+            } else {
+                self.workers
+            },
+            shutdown_timeout_secs: self.shutdown_timeout_secs,
+        }
+    }
+
+    /// Timing of the provisioning state machine.
+    pub fn service(&self) -> ServiceConfig {
+        ServiceConfig {
+            lease_ttl: Duration::from_secs(self.lease_ttl_secs.max(1)),
+            lease_wait: Duration::from_secs(self.lease_wait_secs),
+            retry_base: Duration::from_secs(self.retry_base_secs.max(1)),
+            ..ServiceConfig::default()
+        }
+    }
+
+    /// Upstream client settings.
+    pub fn upstream(&self) -> ClientConfig {
+        ClientConfig {
+            request_timeout: Duration::from_secs(self.upstream_timeout_secs.max(1)),
+            max_attempts: self.upstream_max_attempts.max(1),
+            ..ClientConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let s = Settings {
+            master_key: Some(SecretString::from("bWFzdGVyLWtleS1zZWNyZXQ=")),
+            jwt_hs256_secret: Some(SecretString::from("hs-secret-value")),
+            database_url: "postgres://app:pg-password@db/prov".into(),
+            ..Settings::default()
+        };
+        let d = format!("{s:?}");
+        assert!(
+            !d.contains("bWFzdGVyLWtleS1zZWNyZXQ=")
+                && !d.contains("hs-secret-value")
+                && !d.contains("pg-password"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn serve_refuses_to_start_without_master_key_or_verifier() {
+        let s = Settings::default();
+        assert!(s.master_key().is_err());
+        assert!(s.auth_config().is_err());
+    }
+}
