@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::dto::*;
 use crate::problem::{FieldError, Problem};
-use crate::routes::{keys, ops, profiles, tenants, users};
+use crate::routes::{keys, ops, profiles, reconcile, tenants, users};
 use responses::*;
 
 /// Reusable problem responses (`components/responses`), named in the handlers' attributes.
@@ -83,6 +83,7 @@ impl Modify for BearerAuth {
         profiles::put_profile, profiles::get_profile, profiles::list_profiles, profiles::delete_profile,
         users::put_user, users::get_user, users::list_users, users::rotate_key, users::reveal_key,
         users::delete_user,
+        reconcile::reconcile,
         keys::lookup_key, keys::list_audit,
         ops::healthz, ops::readyz, ops::openapi_json,
     ),
@@ -91,7 +92,8 @@ impl Modify for BearerAuth {
             Problem, FieldError, TenantIn, UpstreamIn, AppDefaultsDto, RateLimitDto, TenantPatchIn,
             CredentialIn, TenantOut, UpstreamOut, TenantStatusDto, TenantPage, ProfileIn, ProfileOut,
             ProfilePage, UserPutIn, RotateIn, UserOut, AppOut, KeyOut, UserStatusDto, UserPage, RevealOut,
-            LookupIn, LookupOut, AuditEventOut, AuditPage, StatusOut,
+            LookupIn, LookupOut, AuditEventOut, AuditPage, StatusOut, ReconcileIn, ReconcileOut,
+            OrphanAppOut, OrphanKeyOut, UserRefOut, ScopeDriftOut,
         ),
         responses(
             BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, PayloadTooLarge,

@@ -7,6 +7,7 @@
 //! Pointer.
 
 mod profiles;
+mod reconcile;
 mod tenants;
 mod users;
 
@@ -19,6 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::problem::{ApiError, FieldError};
 
 pub use profiles::*;
+pub use reconcile::*;
 pub use tenants::*;
 pub use users::*;
 

@@ -3,6 +3,7 @@
 pub mod keys;
 pub mod ops;
 pub mod profiles;
+pub mod reconcile;
 pub mod tenants;
 pub mod users;
 
@@ -49,6 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .get(profiles::get_profile)
                 .delete(profiles::delete_profile),
         )
+        .service(resource(&format!("{TENANT}/reconcile")).post(reconcile::reconcile))
         .service(resource(&format!("{TENANT}/users")).get(users::list_users))
         .service(
             resource(&format!("{TENANT}/users/{{external_id}}"))

@@ -6,6 +6,7 @@ mod helpers;
 
 mod errors;
 mod isolation;
+mod reconcile;
 mod secrets;
 mod tenants;
 mod users;

@@ -434,6 +434,7 @@ async fn health_readiness_and_openapi(app: TestApp) {
         "/v1/tenants/{tenant_id}/users/{external_id}",
         "/v1/tenants/{tenant_id}/users/{external_id}/rotate-key",
         "/v1/tenants/{tenant_id}/users/{external_id}/reveal-key",
+        "/v1/tenants/{tenant_id}/reconcile",
         "/v1/keys/lookup",
         "/v1/audit-events",
         "/healthz",

@@ -1,0 +1,128 @@
+//! `POST /v1/tenants/{tenant_id}/reconcile`: body and report.
+
+use provisioner_core::service::{OrphanApp, OrphanKey, ReconcileReport, ScopeDrift, UserRef};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// What to do: report only (default), or repair too.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileIn {
+    /// Repair what is found (delete orphans, re-create what is missing, replace drifted keys).
+    #[serde(default)]
+    pub repair: bool,
+}
+
+/// An app of the tenant's upstream account that no user records.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrphanAppOut {
+    /// Upstream app id.
+    pub app_id: String,
+}
+
+/// A key on a managed app that is neither the user's current key nor its key in grace.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrphanKeyOut {
+    /// The app it was found on.
+    pub app_id: String,
+    /// First 8 hex of the SHA-256 of its secret (never the secret).
+    pub key_fingerprint: String,
+    /// Its upstream description.
+    pub description: String,
+}
+
+/// A user whose app or key is missing upstream.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserRefOut {
+    /// The caller's id of the user.
+    pub external_id: String,
+    /// Its app id.
+    pub app_id: String,
+}
+
+/// A key whose scopes upstream differ from the recorded ones.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScopeDriftOut {
+    /// The caller's id of the user.
+    pub external_id: String,
+    /// Its app id.
+    pub app_id: String,
+    /// Recorded scopes.
+    pub expected: Vec<String>,
+    /// Scopes upstream.
+    pub actual: Vec<String>,
+}
+
+/// What reconciliation found (and, with `repair`, fixed).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReconcileOut {
+    /// Apps with the tenant's prefix or marker that no user records.
+    pub orphan_apps: Vec<OrphanAppOut>,
+    /// Keys on managed apps the service did not record.
+    pub orphan_keys: Vec<OrphanKeyOut>,
+    /// Active users whose app is gone upstream.
+    pub missing_apps: Vec<UserRefOut>,
+    /// Active users whose key is gone upstream.
+    pub missing_keys: Vec<UserRefOut>,
+    /// Keys whose scopes drifted upstream.
+    pub scope_drift: Vec<ScopeDriftOut>,
+    /// True when a repair was asked for and every repair succeeded.
+    pub repaired: bool,
+    /// Repairs that failed (retry the call).
+    pub repair_errors: Vec<String>,
+}
+
+fn user_ref(u: UserRef) -> UserRefOut {
+    UserRefOut {
+        external_id: u.external_id.to_string(),
+        app_id: u.app_id.to_string(),
+    }
+}
+
+impl From<ReconcileReport> for ReconcileOut {
+    fn from(r: ReconcileReport) -> Self {
+        Self {
+            orphan_apps: r
+                .orphan_apps
+                .into_iter()
+                .map(|OrphanApp { app_id }| OrphanAppOut { app_id })
+                .collect(),
+            orphan_keys: r
+                .orphan_keys
+                .into_iter()
+                .map(
+                    |OrphanKey {
+                         app_id,
+                         key_fingerprint,
+                         description,
+                     }| OrphanKeyOut {
+                        app_id,
+                        key_fingerprint,
+                        description,
+                    },
+                )
+                .collect(),
+            missing_apps: r.missing_apps.into_iter().map(user_ref).collect(),
+            missing_keys: r.missing_keys.into_iter().map(user_ref).collect(),
+            scope_drift: r
+                .scope_drift
+                .into_iter()
+                .map(
+                    |ScopeDrift {
+                         external_id,
+                         app_id,
+                         expected,
+                         actual,
+                     }| ScopeDriftOut {
+                        external_id: external_id.to_string(),
+                        app_id: app_id.to_string(),
+                        expected,
+                        actual,
+                    },
+                )
+                .collect(),
+            repaired: r.repaired,
+            repair_errors: r.repair_errors,
+        }
+    }
+}

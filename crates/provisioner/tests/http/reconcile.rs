@@ -1,0 +1,155 @@
+//! Reconciliation over HTTP: orphans planted out of band are reported, then repaired.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{OTHER_USER, SIM_USER, TestApp, assert_problem};
+
+crate::on_both_backends!(planted_drift_is_reported_then_repaired);
+
+async fn planted_drift_is_reported_then_repaired(app: TestApp) {
+    // Arrange: three active users, then changes behind the service's back.
+    app.create_tenant("acme").await;
+    let w = app.token("provisioner:write", Some("acme"));
+    let mut app_ids = Vec::new();
+    for u in ["u1", "u2", "u3"] {
+        let r = app.put_user("acme", u, &w, json!({})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        app_ids.push(r.body["app"]["id"].as_str().unwrap().to_owned());
+    }
+    let clean = app
+        .call(
+            Method::POST,
+            "/v1/tenants/acme/reconcile",
+            Some(&w),
+            Some(json!({"repair": false})),
+        )
+        .await;
+    assert_eq!(clean.status, StatusCode::OK, "{}", clean.text);
+    for k in [
+        "orphan_apps",
+        "orphan_keys",
+        "missing_apps",
+        "missing_keys",
+        "scope_drift",
+    ] {
+        assert_eq!(clean.body[k], json!([]), "{k}: {}", clean.text);
+    }
+    // An app with the tenant's prefix, an extra key on a managed app, a key deleted upstream.
+    app.sim
+        .insert_app(SIM_USER, "acme-planted-orphan", json!({}));
+    let extra = app.sim.insert_key(
+        SIM_USER,
+        &app_ids[0],
+        &["Predict"],
+        "made by hand in the portal",
+    );
+    let u2_key = app
+        .sim
+        .keys(SIM_USER)
+        .into_iter()
+        .find(|k| k.app_ids == vec![app_ids[1].clone()])
+        .unwrap();
+    assert!(app.sim.remove_key(SIM_USER, &u2_key.id));
+    // Another customer's app on another account is none of our business.
+    app.sim.insert_app(OTHER_USER, "acme-not-ours", json!({}));
+
+    // Act: report.
+    let r = app
+        .call(Method::POST, "/v1/tenants/acme/reconcile", Some(&w), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.body["orphan_apps"],
+        json!([{"app_id": "acme-planted-orphan"}])
+    );
+    assert_eq!(
+        r.body["orphan_keys"].as_array().unwrap().len(),
+        1,
+        "{}",
+        r.text
+    );
+    assert_eq!(r.body["orphan_keys"][0]["app_id"], app_ids[0]);
+    assert!(
+        !r.text.contains(&extra),
+        "a report never shows a key's secret"
+    );
+    assert_eq!(
+        r.body["missing_keys"],
+        json!([{"external_id": "u2", "app_id": app_ids[1]}])
+    );
+    assert_eq!(r.body["repaired"], false);
+    assert_eq!(app.sim.apps(SIM_USER).len(), 4, "a report changes nothing");
+
+    // Act: repair.
+    let fixed = app
+        .call(
+            Method::POST,
+            "/v1/tenants/acme/reconcile",
+            Some(&w),
+            Some(json!({"repair": true})),
+        )
+        .await;
+    assert_eq!(fixed.status, StatusCode::OK, "{}", fixed.text);
+    assert_eq!(fixed.body["repaired"], true, "{}", fixed.text);
+
+    // Assert: one app and one key per user, nothing else; a second report is clean; audited.
+    let apps = app.sim.apps(SIM_USER);
+    assert_eq!(apps.len(), 3);
+    let keys = app.sim.keys(SIM_USER);
+    assert_eq!(keys.len(), 3);
+    for id in &app_ids {
+        assert_eq!(keys.iter().filter(|k| &k.app_ids[0] == id).count(), 1);
+    }
+    assert_eq!(app.sim.apps(OTHER_USER).len(), 1);
+    let again = app
+        .call(Method::POST, "/v1/tenants/acme/reconcile", Some(&w), None)
+        .await;
+    for k in [
+        "orphan_apps",
+        "orphan_keys",
+        "missing_apps",
+        "missing_keys",
+        "scope_drift",
+    ] {
+        assert_eq!(again.body[k], json!([]), "{k}: {}", again.text);
+    }
+    let a = app.token("provisioner:audit", Some("acme"));
+    let ev = app
+        .call(Method::GET, "/v1/audit-events?limit=1000", Some(&a), None)
+        .await;
+    let actions: Vec<&str> = ev.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "reconcile.delete_orphan_app",
+        "reconcile.delete_orphan_key",
+        "reconcile.recreate_key",
+    ] {
+        assert!(actions.contains(&a), "{a} audited: {actions:?}");
+    }
+    // Reading needs write; another tenant sees 404.
+    let read = app.token("provisioner:read", Some("acme"));
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/tenants/acme/reconcile",
+            Some(&read),
+            None,
+        )
+        .await;
+    assert_problem(&r, 403, "forbidden");
+    let other = app.token("provisioner:write", Some("globex"));
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/tenants/acme/reconcile",
+            Some(&other),
+            None,
+        )
+        .await;
+    assert_problem(&r, 404, "not_found");
+}
