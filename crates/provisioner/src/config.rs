@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use provisioner_api::{AuthConfig, HttpSettings};
-use provisioner_clarifai::ClientConfig;
+use provisioner_clarifai::{BreakerConfig, ClientConfig};
 use provisioner_core::secret::MasterKey;
 use provisioner_core::service::ServiceConfig;
 use secrecy::{ExposeSecret, SecretString};
@@ -60,6 +60,14 @@ pub struct Settings {
     pub upstream_timeout_secs: u64,
     /// `PROVISIONER_UPSTREAM_MAX_ATTEMPTS`: attempts per upstream call.
     pub upstream_max_attempts: u32,
+    /// `PROVISIONER_BREAKER_THRESHOLD`: consecutive failed upstream operations that open an
+    /// account's circuit breaker (0 = no breaker).
+    pub breaker_threshold: u32,
+    /// `PROVISIONER_BREAKER_OPEN_SECS`: how long an open breaker fails fast before one probe.
+    pub breaker_open_secs: u64,
+    /// `PROVISIONER_DRIFT_CHECK_INTERVAL_SECS`: pause between periodic drift checks of every
+    /// tenant (report only, counts in `/metrics`; 0 = off).
+    pub drift_check_interval_secs: u64,
 }
 
 impl Default for Settings {
@@ -86,6 +94,9 @@ impl Default for Settings {
             retry_base_secs: 30,
             upstream_timeout_secs: 15,
             upstream_max_attempts: 5,
+            breaker_threshold: 5,
+            breaker_open_secs: 10,
+            drift_check_interval_secs: 21_600,
         }
     }
 }
@@ -146,6 +157,9 @@ const KNOWN_VARS: &[&str] = &[
     "RETRY_BASE_SECS",
     "UPSTREAM_TIMEOUT_SECS",
     "UPSTREAM_MAX_ATTEMPTS",
+    "BREAKER_THRESHOLD",
+    "BREAKER_OPEN_SECS",
+    "DRIFT_CHECK_INTERVAL_SECS",
 ];
 
 impl Settings {
@@ -232,6 +246,17 @@ impl Settings {
             lease_wait: Duration::from_secs(self.lease_wait_secs),
             retry_base: Duration::from_secs(self.retry_base_secs.max(1)),
             ..ServiceConfig::default()
+        }
+    }
+
+    /// The per-account circuit breaker.
+    pub fn breaker(&self) -> BreakerConfig {
+        if self.breaker_threshold == 0 {
+            return BreakerConfig::disabled();
+        }
+        BreakerConfig {
+            failure_threshold: self.breaker_threshold,
+            open_for: Duration::from_secs(self.breaker_open_secs.max(1)),
         }
     }
 

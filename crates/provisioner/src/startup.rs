@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use provisioner_api::{ApiState, JwtVerifier};
 use provisioner_clarifai::ClarifaiUpstream;
+use provisioner_core::model::Page;
 use provisioner_core::ports::{SystemClock, Upstream};
 use provisioner_core::secret::AesGcmSealer;
 use provisioner_core::service::Provisioner;
@@ -14,13 +15,16 @@ use provisioner_storage::SqlStore;
 use tokio::sync::watch;
 
 use crate::config::{Settings, redact_url};
+use crate::metrics::Metrics;
 
 /// A built, bound, not yet running service.
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
     service: Provisioner,
+    metrics: Arc<Metrics>,
     recovery_interval: Duration,
+    drift_interval: Duration,
     store: SqlStore,
 }
 
@@ -28,14 +32,23 @@ impl Application {
     /// Connects and migrates the database, wires the ports, binds the listener.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let upstream = ClarifaiUpstream::from_config(settings.upstream())
-            .map_err(|e| anyhow::anyhow!("building the upstream client: {e}"))?;
-        Self::build_with_upstream(settings, Arc::new(upstream)).await
+            .map_err(|e| anyhow::anyhow!("building the upstream client: {e}"))?
+            .with_breaker(settings.breaker());
+        Self::assemble(settings, Arc::new(upstream.clone()), Some(upstream)).await
     }
 
     /// As [`Application::build`], with another upstream (tests use fakes).
     pub async fn build_with_upstream(
         settings: &Settings,
         upstream: Arc<dyn Upstream>,
+    ) -> anyhow::Result<Self> {
+        Self::assemble(settings, upstream, None).await
+    }
+
+    async fn assemble(
+        settings: &Settings,
+        upstream: Arc<dyn Upstream>,
+        clarifai: Option<ClarifaiUpstream>,
     ) -> anyhow::Result<Self> {
         let master_key = settings.master_key()?;
         let verifier = JwtVerifier::new(&settings.auth_config()?)
@@ -51,6 +64,7 @@ impl Application {
             Arc::new(AesGcmSealer::new(&master_key)),
             settings.service(),
         );
+        let metrics = Arc::new(Metrics::default());
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
         let port = listener.local_addr()?.port();
@@ -58,13 +72,16 @@ impl Application {
             service: service.clone(),
             verifier: Arc::new(verifier),
         };
+        let _ = clarifai; // rendered by /metrics once the route is wired
         let server = provisioner_api::server(listener, state, settings.http())?;
         tracing::info!(listen = %settings.listen, port, database = %redact_url(&settings.database_url), "provisioner ready");
         Ok(Self {
             port,
             server,
             service,
+            metrics,
             recovery_interval: Duration::from_secs(settings.recovery_interval_secs),
+            drift_interval: Duration::from_secs(settings.drift_check_interval_secs),
             store,
         })
     }
@@ -80,16 +97,28 @@ impl Application {
     }
 
     /// Serves until SIGTERM/SIGINT (or the server handle stops it): stops accepting, lets
-    /// in-flight requests finish within the shutdown timeout, then stops the recovery worker.
+    /// in-flight requests finish within the shutdown timeout, then stops the workers (between
+    /// passes; a request's lease is released when it finishes, and recovery resumes anything a
+    /// crash left behind).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let worker = (!self.recovery_interval.is_zero()).then(|| {
-            tokio::spawn(recovery_worker(
+        let mut workers = Vec::new();
+        if !self.recovery_interval.is_zero() {
+            workers.push(tokio::spawn(recovery_worker(
                 self.service.clone(),
+                self.metrics.clone(),
                 self.recovery_interval,
+                stop_rx.clone(),
+            )));
+        }
+        if !self.drift_interval.is_zero() {
+            workers.push(tokio::spawn(drift_worker(
+                self.service.clone(),
+                self.metrics.clone(),
+                self.drift_interval,
                 stop_rx,
-            ))
-        });
+            )));
+        }
         let handle = self.server.handle();
         let signals = tokio::spawn(async move {
             shutdown_signal().await;
@@ -99,7 +128,7 @@ impl Application {
         let served = self.server.await;
         signals.abort();
         let _ = stop_tx.send(true);
-        if let Some(w) = worker {
+        for w in workers {
             let _ = w.await;
         }
         self.store.close().await;
@@ -112,24 +141,79 @@ impl Application {
 /// pass every `interval` until told to stop (between passes, never in the middle of one).
 async fn recovery_worker(
     service: Provisioner,
+    metrics: Arc<Metrics>,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
         match service.run_recovery_pass(100).await {
-            Ok(r) if r.examined > 0 => tracing::info!(
-                recovery.examined = r.examined,
-                recovery.completed = r.completed,
-                recovery.failed = r.failed,
-                recovery.retired_keys_deleted = r.retired_keys_deleted,
-                "recovery pass"
-            ),
-            Ok(_) => {}
+            Ok(r) => {
+                metrics.record_recovery(&r);
+                if r.examined > 0 {
+                    tracing::info!(
+                        recovery.examined = r.examined,
+                        recovery.completed = r.completed,
+                        recovery.failed = r.failed,
+                        recovery.retired_keys_deleted = r.retired_keys_deleted,
+                        "recovery pass"
+                    );
+                }
+            }
             Err(e) => tracing::warn!(error.message = %e, "recovery pass failed"),
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Every `interval`, compares each active tenant's store with its upstream account and records
+/// the counts of findings (never repairs: drift is reported, not silently fixed).
+async fn drift_worker(
+    service: Provisioner,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        let mut cursor: Option<String> = None;
+        loop {
+            let page: Page<_> = match service.list_tenants(cursor.as_deref(), 100).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error.message = %e, "drift check: listing tenants failed");
+                    metrics.record_drift_failure();
+                    break;
+                }
+            };
+            for t in &page.items {
+                if *stop.borrow() {
+                    return;
+                }
+                match service.drift_counts(&t.id).await {
+                    Ok(c) => {
+                        if c.total() > 0 {
+                            tracing::warn!(tenant.id = %t.id, drift.orphan_apps = c.orphan_apps, drift.orphan_keys = c.orphan_keys,
+                                drift.missing_apps = c.missing_apps, drift.missing_keys = c.missing_keys,
+                                drift.scope_drift = c.scope_drift, "drift found (not repaired; POST .../reconcile to repair)");
+                        }
+                        metrics.record_drift(t.id.as_str(), c);
+                    }
+                    Err(e) => {
+                        tracing::warn!(tenant.id = %t.id, error.message = %e, "drift check failed");
+                        metrics.record_drift_failure();
+                    }
+                }
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
         }
     }
 }

@@ -372,6 +372,15 @@ impl Provisioner {
         }
     }
 
+    /// How many users of a tenant are in each status (for metrics: users left `failed`,
+    /// `provisioning` or `deprovisioning` are work recovery still owes).
+    pub async fn user_counts(
+        &self,
+        tenant_id: &TenantId,
+    ) -> Result<Vec<(UserStatus, u64)>, DomainError> {
+        Ok(self.store.count_users_by_status(tenant_id).await?)
+    }
+
     /// Which user a (leaked) key belongs to, by its fingerprint.
     pub async fn lookup_key(
         &self,
