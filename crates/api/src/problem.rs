@@ -177,9 +177,13 @@ pub enum ApiError {
     /// No such resource, or another tenant's (404).
     #[error("{0}")]
     NotFound(String),
-    /// Route exists, method does not (405).
-    #[error("method not allowed")]
-    MethodNotAllowed,
+    /// Route exists, method does not (405); `allow` lists the route's methods (the `Allow`
+    /// header, RFC 9110).
+    #[error("method not allowed; this route allows {allow}")]
+    MethodNotAllowed {
+        /// The methods the route answers, e.g. `GET, PUT, DELETE`.
+        allow: String,
+    },
     /// Conflicting state (409).
     #[error("{0}")]
     Conflict(String),
@@ -234,7 +238,7 @@ impl ApiError {
             ApiError::Unauthenticated { .. } => ProblemKind::Unauthenticated,
             ApiError::Forbidden(_) => ProblemKind::Forbidden,
             ApiError::NotFound(_) => ProblemKind::NotFound,
-            ApiError::MethodNotAllowed => ProblemKind::MethodNotAllowed,
+            ApiError::MethodNotAllowed { .. } => ProblemKind::MethodNotAllowed,
             ApiError::Conflict(_) => ProblemKind::Conflict,
             ApiError::PayloadTooLarge { .. } => ProblemKind::PayloadTooLarge,
             ApiError::RateLimited { .. } => ProblemKind::RateLimited,
@@ -326,6 +330,9 @@ impl ResponseError for ApiError {
             }
             ApiError::RateLimited { retry_after_secs } => {
                 res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            ApiError::MethodNotAllowed { allow } => {
+                res.insert_header((header::ALLOW, allow.as_str()));
             }
             _ => {}
         }

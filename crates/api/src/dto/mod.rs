@@ -24,6 +24,39 @@ pub use reconcile::*;
 pub use tenants::*;
 pub use users::*;
 
+/// The `{tenant_id}` path segment (documentation only; [`crate::auth::TenantAccess`] parses it).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct TenantIdParam {
+    /// Tenant id: 1-32 of `a-z 0-9 -`, starting with a letter.
+    #[param(pattern = "^[a-z][a-z0-9-]{0,31}$", example = "acme")]
+    tenant_id: String,
+}
+
+/// The `{name}` path segment of a scope profile (documentation only).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct ProfileNameParam {
+    /// Profile name: 1-32 of `a-z 0-9 -`, starting with a letter.
+    #[param(pattern = "^[a-z][a-z0-9-]{0,31}$", example = "standard")]
+    name: String,
+}
+
+/// The `{external_id}` path segment (documentation only).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct ExternalIdParam {
+    /// The caller's user id, percent-encoded: 1-128 characters, no control characters.
+    #[param(
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$",
+        example = "user-42@acme.example"
+    )]
+    external_id: String,
+}
+
 /// Default page size of list endpoints.
 pub const DEFAULT_LIMIT: u32 = 100;
 

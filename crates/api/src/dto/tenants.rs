@@ -49,11 +49,12 @@ pub struct UpstreamIn {
     /// Base URL of the tenant's Clarifai deployment.
     #[schema(example = "https://api.clarifai.com")]
     pub base_url: String,
-    /// The Clarifai user owning the tenant's apps.
-    #[schema(example = "acme-ml")]
+    /// The Clarifai user owning the tenant's apps (1-64 of letters, digits, `-`, `_`).
+    #[schema(example = "acme-ml", pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub user_id: String,
-    /// The personal access token (verified upstream first; never returned).
-    #[schema(value_type = String, format = Password)]
+    /// The personal access token (verified upstream first; never returned): 1-512 characters,
+    /// no spaces or control characters.
+    #[schema(value_type = String, format = Password, pattern = "^[^\\s\\u0000-\\u001F\\u007F-\\u009F]{1,512}$")]
     pub pat: SecretString,
 }
 
@@ -127,7 +128,7 @@ impl From<UpstreamRateLimit> for RateLimitDto {
 #[serde(deny_unknown_fields)]
 pub struct TenantIn {
     /// 1-32 of `a-z 0-9 -`, starting with a letter.
-    #[schema(example = "acme")]
+    #[schema(example = "acme", pattern = "^[a-z][a-z0-9-]{0,31}$")]
     pub id: String,
     /// Human name (1-200 characters).
     #[schema(example = "Acme Corp")]
@@ -142,6 +143,7 @@ pub struct TenantIn {
     #[schema(example = json!(["Predict", "Inputs:Get"]))]
     pub allowed_scopes: Vec<String>,
     /// Profile used when a PUT names neither a profile nor scopes.
+    #[schema(pattern = "^[a-z][a-z0-9-]{0,31}$", example = "standard")]
     pub default_scope_profile: Option<String>,
     /// Initial scope profiles, by name.
     #[serde(default)]
@@ -217,7 +219,7 @@ pub struct TenantPatchIn {
     pub allowed_scopes: Option<Vec<String>>,
     /// New default profile; `null` clears it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^[a-z][a-z0-9-]{0,31}$")]
     pub default_scope_profile: Option<Option<String>>,
     /// New upstream protection.
     pub upstream_rate_limit: Option<RateLimitDto>,
@@ -264,8 +266,9 @@ impl TryFrom<TenantPatchIn> for TenantPatch {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialIn {
-    /// The new personal access token (verified upstream first; never returned).
-    #[schema(value_type = String, format = Password)]
+    /// The new personal access token (verified upstream first; never returned): 1-512
+    /// characters, no spaces or control characters.
+    #[schema(value_type = String, format = Password, pattern = "^[^\\s\\u0000-\\u001F\\u007F-\\u009F]{1,512}$")]
     pub pat: SecretString,
 }
 

@@ -65,7 +65,7 @@ impl From<UserStatusDto> for UserStatus {
 #[serde(deny_unknown_fields)]
 pub struct UserPutIn {
     /// A scope profile of the tenant.
-    #[schema(example = "standard")]
+    #[schema(example = "standard", pattern = "^[a-z][a-z0-9-]{0,31}$")]
     pub scope_profile: Option<String>,
     /// Explicit scopes (within the tenant's allowed scopes).
     pub scopes: Option<Vec<String>>,
@@ -235,8 +235,8 @@ pub struct RevealOut {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LookupIn {
-    /// A (leaked) key secret.
-    #[schema(value_type = String, format = Password)]
+    /// A (leaked) key secret: 1-512 characters, no spaces or control characters.
+    #[schema(value_type = String, format = Password, pattern = "^[^\\s\\u0000-\\u001F\\u007F-\\u009F]{1,512}$")]
     pub secret: SecretString,
 }
 
@@ -265,6 +265,7 @@ pub struct LookupOut {
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only this tenant's events (a tenant-bound token sees only its own tenant).
+    #[param(pattern = "^[a-z][a-z0-9-]{0,31}$", example = "acme")]
     pub tenant_id: Option<String>,
     /// `next_cursor` of the previous page, or an RFC 3339 time (events not before it).
     pub after: Option<String>,

@@ -7,17 +7,27 @@ pub mod reconcile;
 pub mod tenants;
 pub mod users;
 
-use actix_web::{HttpResponse, Resource, web};
+use actix_web::http::Method;
+use actix_web::{HttpResponse, Resource, Route, web};
 
 use crate::problem::ApiError;
 
-/// A resource whose unmatched methods answer a 405 problem.
-fn resource(path: &str) -> Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
-}
-
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+/// A resource answering `routes` (each a method and its handler); any other method answers a
+/// 405 problem whose `Allow` header lists exactly these methods.
+fn resource<const N: usize>(path: &str, routes: [(Method, Route); N]) -> Resource {
+    let allow = routes
+        .iter()
+        .map(|(m, _)| m.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut resource = web::resource(path);
+    for (method, route) in routes {
+        resource = resource.route(route.method(method));
+    }
+    resource.default_service(web::to(move || {
+        let allow = allow.clone();
+        async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow }) }
+    }))
 }
 
 /// Unknown routes: a 404 problem.
@@ -27,43 +37,76 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
 
 /// Mounts every route of this crate.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    use Method as M;
     const TENANT: &str = "/v1/tenants/{tenant_id}";
-    cfg.service(resource("/healthz").get(ops::healthz))
-        .service(resource("/readyz").get(ops::readyz))
-        .service(resource("/openapi.json").get(ops::openapi_json))
-        .service(
-            resource("/v1/tenants")
-                .post(tenants::create_tenant)
-                .get(tenants::list_tenants),
-        )
-        .service(
-            resource(TENANT)
-                .get(tenants::get_tenant)
-                .patch(tenants::patch_tenant)
-                .delete(tenants::delete_tenant),
-        )
-        .service(resource(&format!("{TENANT}/upstream-credential")).put(tenants::set_credential))
-        .service(resource(&format!("{TENANT}/scope-profiles")).get(profiles::list_profiles))
-        .service(
-            resource(&format!("{TENANT}/scope-profiles/{{name}}"))
-                .put(profiles::put_profile)
-                .get(profiles::get_profile)
-                .delete(profiles::delete_profile),
-        )
-        .service(resource(&format!("{TENANT}/reconcile")).post(reconcile::reconcile))
-        .service(resource(&format!("{TENANT}/users")).get(users::list_users))
-        .service(
-            resource(&format!("{TENANT}/users/{{external_id}}"))
-                .put(users::put_user)
-                .get(users::get_user)
-                .delete(users::delete_user),
-        )
-        .service(
-            resource(&format!("{TENANT}/users/{{external_id}}/rotate-key")).post(users::rotate_key),
-        )
-        .service(
-            resource(&format!("{TENANT}/users/{{external_id}}/reveal-key")).post(users::reveal_key),
-        )
-        .service(resource("/v1/keys/lookup").post(keys::lookup_key))
-        .service(resource("/v1/audit-events").get(keys::list_audit));
+    let user = format!("{TENANT}/users/{{external_id}}");
+    cfg.service(resource("/healthz", [(M::GET, web::to(ops::healthz))]))
+        .service(resource("/readyz", [(M::GET, web::to(ops::readyz))]))
+        .service(resource(
+            "/openapi.json",
+            [(M::GET, web::to(ops::openapi_json))],
+        ))
+        .service(resource(
+            "/v1/tenants",
+            [
+                (M::POST, web::to(tenants::create_tenant)),
+                (M::GET, web::to(tenants::list_tenants)),
+            ],
+        ))
+        .service(resource(
+            TENANT,
+            [
+                (M::GET, web::to(tenants::get_tenant)),
+                (M::PATCH, web::to(tenants::patch_tenant)),
+                (M::DELETE, web::to(tenants::delete_tenant)),
+            ],
+        ))
+        .service(resource(
+            &format!("{TENANT}/upstream-credential"),
+            [(M::PUT, web::to(tenants::set_credential))],
+        ))
+        .service(resource(
+            &format!("{TENANT}/scope-profiles"),
+            [(M::GET, web::to(profiles::list_profiles))],
+        ))
+        .service(resource(
+            &format!("{TENANT}/scope-profiles/{{name}}"),
+            [
+                (M::PUT, web::to(profiles::put_profile)),
+                (M::GET, web::to(profiles::get_profile)),
+                (M::DELETE, web::to(profiles::delete_profile)),
+            ],
+        ))
+        .service(resource(
+            &format!("{TENANT}/reconcile"),
+            [(M::POST, web::to(reconcile::reconcile))],
+        ))
+        .service(resource(
+            &format!("{TENANT}/users"),
+            [(M::GET, web::to(users::list_users))],
+        ))
+        .service(resource(
+            &user,
+            [
+                (M::PUT, web::to(users::put_user)),
+                (M::GET, web::to(users::get_user)),
+                (M::DELETE, web::to(users::delete_user)),
+            ],
+        ))
+        .service(resource(
+            &format!("{user}/rotate-key"),
+            [(M::POST, web::to(users::rotate_key))],
+        ))
+        .service(resource(
+            &format!("{user}/reveal-key"),
+            [(M::POST, web::to(users::reveal_key))],
+        ))
+        .service(resource(
+            "/v1/keys/lookup",
+            [(M::POST, web::to(keys::lookup_key))],
+        ))
+        .service(resource(
+            "/v1/audit-events",
+            [(M::GET, web::to(keys::list_audit))],
+        ));
 }

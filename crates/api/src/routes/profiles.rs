@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::ApiState;
 use crate::auth::{Admin, Read, TenantAccess};
 use crate::body::JsonBody;
-use crate::dto::{ProfileIn, ProfileOut, ProfilePage};
+use crate::dto::{ProfileIn, ProfileNameParam, ProfileOut, ProfilePage, TenantIdParam};
 use crate::openapi::responses::*;
 use crate::problem::ApiError;
 
@@ -28,7 +28,7 @@ impl ProfilePath {
 /// Creates (201) or replaces (200) a scope profile (admin).
 #[utoipa::path(
     put, path = "/v1/tenants/{tenant_id}/scope-profiles/{name}", tag = "scope profiles", request_body = ProfileIn,
-    params(("tenant_id" = String, Path, description = "Tenant id"), ("name" = String, Path, description = "Profile name")),
+    params(TenantIdParam, ProfileNameParam),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = ProfileOut,
@@ -67,7 +67,7 @@ pub async fn put_profile(
 /// One scope profile.
 #[utoipa::path(
     get, path = "/v1/tenants/{tenant_id}/scope-profiles/{name}", tag = "scope profiles",
-    params(("tenant_id" = String, Path, description = "Tenant id"), ("name" = String, Path, description = "Profile name")),
+    params(TenantIdParam, ProfileNameParam),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The profile", body = ProfileOut),
@@ -90,7 +90,7 @@ pub async fn get_profile(
 /// A tenant's scope profiles, by name (one page).
 #[utoipa::path(
     get, path = "/v1/tenants/{tenant_id}/scope-profiles", tag = "scope profiles",
-    params(("tenant_id" = String, Path, description = "Tenant id")),
+    params(TenantIdParam),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The profiles", body = ProfilePage),
@@ -115,7 +115,7 @@ pub async fn list_profiles(
 /// Deletes a profile that is not the tenant's default (admin); 204.
 #[utoipa::path(
     delete, path = "/v1/tenants/{tenant_id}/scope-profiles/{name}", tag = "scope profiles",
-    params(("tenant_id" = String, Path, description = "Tenant id"), ("name" = String, Path, description = "Profile name")),
+    params(TenantIdParam, ProfileNameParam),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),

@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use crate::ApiState;
 use crate::auth::{TenantAccess, Write};
 use crate::body::OptionalJsonBody;
-use crate::dto::{ReconcileIn, ReconcileOut};
+use crate::dto::{ReconcileIn, ReconcileOut, TenantIdParam};
 use crate::openapi::responses::*;
 use crate::problem::ApiError;
 
@@ -14,8 +14,8 @@ use crate::problem::ApiError;
 /// asked. A report changes nothing.
 #[utoipa::path(
     post, path = "/v1/tenants/{tenant_id}/reconcile", tag = "tenants",
-    request_body(content = ReconcileIn, description = "Optional; empty means report only"),
-    params(("tenant_id" = String, Path, description = "Tenant id")),
+    request_body(content = Option<ReconcileIn>, description = "Optional; empty means report only"),
+    params(TenantIdParam),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The report", body = ReconcileOut),

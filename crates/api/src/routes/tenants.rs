@@ -8,7 +8,9 @@ use provisioner_core::service::{NewTenant, TenantPatch};
 use crate::ApiState;
 use crate::auth::{Admin, Global, Read, TenantAccess};
 use crate::body::JsonBody;
-use crate::dto::{CredentialIn, ListQuery, TenantIn, TenantOut, TenantPage, TenantPatchIn};
+use crate::dto::{
+    CredentialIn, ListQuery, TenantIdParam, TenantIn, TenantOut, TenantPage, TenantPatchIn,
+};
 use crate::openapi::responses::*;
 use crate::problem::ApiError;
 
@@ -73,7 +75,7 @@ pub async fn list_tenants(
 /// One tenant with its scope profiles (admin, or a token bound to it with `read`).
 #[utoipa::path(
     get, path = "/v1/tenants/{tenant_id}", tag = "tenants",
-    params(("tenant_id" = String, Path, description = "Tenant id")),
+    params(TenantIdParam),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The tenant", body = TenantOut),
@@ -94,7 +96,7 @@ pub async fn get_tenant(
 /// Changes a tenant's settings (admin). Absent fields stay; `default_scope_profile: null` clears it.
 #[utoipa::path(
     patch, path = "/v1/tenants/{tenant_id}", tag = "tenants", request_body = TenantPatchIn,
-    params(("tenant_id" = String, Path, description = "Tenant id")),
+    params(TenantIdParam),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The changed tenant", body = TenantOut),
@@ -121,7 +123,7 @@ pub async fn patch_tenant(
 /// Replaces the tenant's PAT after verifying it upstream (admin).
 #[utoipa::path(
     put, path = "/v1/tenants/{tenant_id}/upstream-credential", tag = "tenants", request_body = CredentialIn,
-    params(("tenant_id" = String, Path, description = "Tenant id")),
+    params(TenantIdParam),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The tenant with the new PAT's fingerprint", body = TenantOut),
@@ -149,7 +151,7 @@ pub async fn set_credential(
 /// Deletes a tenant whose users are all `deleted` (admin); 204.
 #[utoipa::path(
     delete, path = "/v1/tenants/{tenant_id}", tag = "tenants",
-    params(("tenant_id" = String, Path, description = "Tenant id")),
+    params(TenantIdParam),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),

@@ -12,7 +12,10 @@ use serde::Deserialize;
 use crate::ApiState;
 use crate::auth::{Read, Secrets, TenantAccess, Write};
 use crate::body::OptionalJsonBody;
-use crate::dto::{RevealOut, RotateIn, UserListQuery, UserOut, UserPage, UserPutIn};
+use crate::dto::{
+    ExternalIdParam, RevealOut, RotateIn, TenantIdParam, UserListQuery, UserOut, UserPage,
+    UserPutIn,
+};
 use crate::openapi::responses::*;
 use crate::problem::ApiError;
 
@@ -55,9 +58,8 @@ fn encode_segment(s: &str) -> String {
 /// Provisions an end user, idempotently: 201 with `secret` when created, 200 without when it
 /// exists with the same scopes, 409 when it exists with other scopes.
 #[utoipa::path(
-    put, path = "/v1/tenants/{tenant_id}/users/{external_id}", tag = "users", request_body(content = UserPutIn, description = "Optional; empty means the default profile"),
-    params(("tenant_id" = String, Path, description = "Tenant id"),
-        ("external_id" = String, Path, description = "The caller's user id, percent-encoded (1-128 characters)")),
+    put, path = "/v1/tenants/{tenant_id}/users/{external_id}", tag = "users", request_body(content = Option<UserPutIn>, description = "Optional; empty means the default profile"),
+    params(TenantIdParam, ExternalIdParam),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Provisioned now; `secret` is shown this once", body = UserOut,
@@ -102,8 +104,7 @@ pub async fn put_user(
 /// One end user.
 #[utoipa::path(
     get, path = "/v1/tenants/{tenant_id}/users/{external_id}", tag = "users",
-    params(("tenant_id" = String, Path, description = "Tenant id"),
-        ("external_id" = String, Path, description = "The caller's user id, percent-encoded")),
+    params(TenantIdParam, ExternalIdParam),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The user", body = UserOut),
@@ -127,7 +128,7 @@ pub async fn get_user(
 /// A tenant's users by external id (keyset pagination), optionally of one status.
 #[utoipa::path(
     get, path = "/v1/tenants/{tenant_id}/users", tag = "users",
-    params(("tenant_id" = String, Path, description = "Tenant id"), UserListQuery),
+    params(TenantIdParam, UserListQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of users", body = UserPage),
@@ -164,9 +165,8 @@ pub async fn list_users(
 /// `secret`. The old key is deleted upstream at once or after `grace_seconds`.
 #[utoipa::path(
     post, path = "/v1/tenants/{tenant_id}/users/{external_id}/rotate-key", tag = "users",
-    request_body(content = RotateIn, description = "Optional; empty means grace_seconds 0"),
-    params(("tenant_id" = String, Path, description = "Tenant id"),
-        ("external_id" = String, Path, description = "The caller's user id, percent-encoded")),
+    request_body(content = Option<RotateIn>, description = "Optional; empty means grace_seconds 0"),
+    params(TenantIdParam, ExternalIdParam),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Rotated; `secret` is the new key, shown this once", body = UserOut),
@@ -201,8 +201,7 @@ pub async fn rotate_key(
 /// The stored secret of the user's current key (`provisioner:secrets`; always audited).
 #[utoipa::path(
     post, path = "/v1/tenants/{tenant_id}/users/{external_id}/reveal-key", tag = "users",
-    params(("tenant_id" = String, Path, description = "Tenant id"),
-        ("external_id" = String, Path, description = "The caller's user id, percent-encoded")),
+    params(TenantIdParam, ExternalIdParam),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The secret", body = RevealOut),
@@ -230,8 +229,7 @@ pub async fn reveal_key(
 /// Deletes the user's key and app upstream; 200 with status `deleted` (again on repeats).
 #[utoipa::path(
     delete, path = "/v1/tenants/{tenant_id}/users/{external_id}", tag = "users",
-    params(("tenant_id" = String, Path, description = "Tenant id"),
-        ("external_id" = String, Path, description = "The caller's user id, percent-encoded")),
+    params(TenantIdParam, ExternalIdParam),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Deprovisioned", body = UserOut),

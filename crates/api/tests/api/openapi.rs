@@ -74,3 +74,55 @@ fn the_spec_from_code_matches_the_served_one() {
     let doc = provisioner_api::openapi();
     assert!(doc.paths.paths.len() >= 14);
 }
+
+#[actix_web::test]
+async fn every_path_answers_other_methods_with_405_and_an_allow_header_matching_the_document() {
+    // Arrange
+    let app = spawn().await;
+    let doc = provisioner_api::openapi();
+    let doc: Value = serde_json::from_str(&doc.to_json().unwrap()).unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let mut documented: Vec<String> = item
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|m| m.to_ascii_uppercase())
+            .collect();
+        documented.sort();
+        let uri = path
+            .replace("{tenant_id}", "acme")
+            .replace("{name}", "standard")
+            .replace("{external_id}", "alice");
+
+        // Act
+        let r = app.call("TRACE", &uri, Some(&admin()), None).await;
+
+        // Assert
+        r.problem(405, "method_not_allowed");
+        let allow = r.header("allow").unwrap_or_default();
+        let mut allowed: Vec<String> = allow.split(", ").map(str::to_owned).collect();
+        allowed.sort();
+        assert_eq!(allowed, documented, "Allow of {path}");
+    }
+}
+
+#[actix_web::test]
+async fn optional_bodies_are_documented_as_optional() {
+    let doc = provisioner_api::openapi();
+    let doc: Value = serde_json::from_str(&doc.to_json().unwrap()).unwrap();
+    for (path, method) in [
+        ("/v1/tenants/{tenant_id}/users/{external_id}", "put"),
+        (
+            "/v1/tenants/{tenant_id}/users/{external_id}/rotate-key",
+            "post",
+        ),
+        ("/v1/tenants/{tenant_id}/reconcile", "post"),
+    ] {
+        let body = &doc["paths"][path][method]["requestBody"];
+        assert!(body.is_object(), "{method} {path} documents its body");
+        assert_ne!(
+            body["required"], true,
+            "{method} {path}: the body is optional"
+        );
+    }
+}
