@@ -85,6 +85,10 @@ text_enum!(
         DeleteApp => "delete_app",
         /// Undo: delete an app this service created for a provisioning that failed.
         UndoApp => "undo_app",
+        /// Active, with a late look due: a key create that got no answer may still land
+        /// upstream after the key was settled; delete keys with this app's marker that are
+        /// neither the current nor the retired key.
+        SweepKeys => "sweep_keys",
     }
 );
 

@@ -8,7 +8,7 @@
 //! the upstream. "Not found" on delete is done.
 
 use crate::error::{DomainError, StoreError, UpstreamError};
-use crate::marker::{app_has_marker, app_marker, key_description};
+use crate::marker::{app_has_marker, app_marker, key_description, key_generation};
 use crate::model::{
     Actor, Lease, RetiredKey, Step, StoredKey, Tenant, UpstreamAccount, User, UserStatus,
 };
@@ -76,6 +76,8 @@ impl Provisioner {
         mut user: User,
     ) -> Result<Outcome, DomainError> {
         let mut secret = None;
+        // Whether an earlier create of the key just settled may still land upstream.
+        let mut sweep_later = false;
         for _ in 0..MAX_STEPS {
             let result = match user.step {
                 Step::Idle => break,
@@ -84,6 +86,7 @@ impl Provisioner {
                 }),
                 Step::CreateKey => match self.step_create_key(run, &user).await {
                     Ok(Some(key)) => {
+                        sweep_later |= run.look_first;
                         self.finish_key(run, &mut user, &key);
                         secret = Some(key.secret);
                         Ok(())
@@ -98,6 +101,9 @@ impl Provisioner {
                 },
                 Step::DeleteKey => self.step_delete_keys(run, &user).await.map(|()| {
                     user.step = Step::DeleteApp;
+                }),
+                Step::SweepKeys => self.step_sweep_keys(run, &user).await.map(|()| {
+                    user.step = Step::Idle;
                 }),
                 Step::DeleteApp | Step::UndoApp => {
                     self.step_delete_app(run, &user).await.map(|()| {
@@ -143,6 +149,12 @@ impl Provisioner {
                 Ok(()) => user.retired_key = None,
                 Err(m) => user.last_error = Some(format!("deleting the replaced key: {m}")),
             }
+        }
+        // A create that timed out (or was cut off) may still be processed upstream after the
+        // look-up that settled the key: look again once it must have landed.
+        if sweep_later && user.status == UserStatus::Active {
+            user.step = Step::SweepKeys;
+            user.next_attempt_at = Some(self.clock.now() + self.backoff(1));
         }
         let audit = self.audit(
             run.actor,
@@ -263,6 +275,36 @@ impl Provisioner {
         if let Some(key) = &user.key {
             let secret = self.open_key(user, &key.sealed).map_err(Fail::Permanent)?;
             match self.upstream.delete_key(&run.account, &secret).await {
+                Ok(()) | Err(UpstreamError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the keys on the user's app that carry one of its markers but are neither its
+    /// current nor its retired key: late effects of creates that got no answer.
+    async fn step_sweep_keys(&self, run: &Run<'_>, user: &User) -> Result<(), Fail> {
+        let keys = match self
+            .upstream
+            .list_app_keys(&run.account, &user.app_id)
+            .await
+        {
+            // No app, no keys (reconciliation reports the missing app).
+            Err(UpstreamError::NotFound) => return Ok(()),
+            other => other?,
+        };
+        let kept = [
+            user.key.as_ref().map(|k| k.fingerprint.as_str()),
+            user.retired_key.as_ref().map(|k| k.fingerprint.as_str()),
+        ];
+        for k in keys {
+            if key_generation(&k.description, &user.app_id).is_none()
+                || kept.contains(&Some(k.secret.fingerprint().as_str()))
+            {
+                continue;
+            }
+            match self.upstream.delete_key(&run.account, &k.secret).await {
                 Ok(()) | Err(UpstreamError::NotFound) => {}
                 Err(e) => return Err(e.into()),
             }

@@ -95,6 +95,12 @@ fn assert_one_app_one_key(t: &TestService, external_id: &str) {
     );
 }
 
+/// Lets the late look after an ambiguous key create come due, and recovery run it.
+async fn settle(t: &TestService) {
+    t.clock.advance(chrono::Duration::seconds(10));
+    t.service.run_recovery_pass(100).await.unwrap();
+}
+
 fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
@@ -234,7 +240,58 @@ async fn an_ambiguous_key_create_is_adopted_by_its_marker() {
         .await
         .unwrap();
     assert!(r.created && r.secret.is_some());
+    settle(&t).await;
     assert_one_app_one_key(&t, "amb");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_create_that_lands_after_the_look_up_is_swept_by_recovery() {
+    // A create times out (no answer: it may still be processed), the look-up finds nothing, so
+    // a second key is created; then the first create lands upstream after all.
+    let t = with_tenant().await;
+    let timed_out = UpstreamError::Unavailable {
+        message: "timeout".into(),
+        ambiguous: true,
+    };
+    t.upstream
+        .fault_on(Call::CreateKey, Fault::Fail(timed_out), 1);
+    let r = t
+        .service
+        .provision(&actor(), &tid(), &ext("late"), put_default())
+        .await
+        .unwrap();
+    assert!(r.created);
+    let app_id = r.user.app_id.as_str().to_owned();
+    let marker = crate::marker::key_description(&r.user.app_id, 1);
+    t.upstream.plant_key(
+        &app_id,
+        "late-landing-key",
+        &marker,
+        &["Predict", "Inputs:Get"],
+    );
+    t.upstream
+        .plant_key(&app_id, "made-by-hand", "portal", &["Predict"]);
+    let u = t
+        .store
+        .get_user(&tid(), &ext("late"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((u.status, u.step), (UserStatus::Active, Step::SweepKeys));
+    assert!(u.lease.is_none());
+    // Not before the late create must have landed.
+    assert_eq!(t.service.run_recovery_pass(10).await.unwrap().examined, 0);
+
+    settle(&t).await;
+
+    let left: Vec<_> = t.upstream.keys().into_iter().map(|k| k.id).collect();
+    assert!(!left.contains(&"late-landing-key".to_owned()), "{left:?}");
+    assert!(
+        left.contains(&"made-by-hand".to_owned()),
+        "a key without our marker is reconciliation's business: {left:?}"
+    );
+    t.upstream.remove_key("made-by-hand");
+    assert_one_app_one_key(&t, "late");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,6 +325,7 @@ async fn an_unavailable_upstream_keeps_the_intent_and_a_retry_resumes_it() {
         .await
         .unwrap();
     assert!(r.created && r.secret.is_some());
+    settle(&t).await;
     assert_one_app_one_key(&t, "retry");
 }
 
@@ -573,6 +631,7 @@ async fn crash_case(op: Op, at: usize, commit: bool) -> bool {
     }
     t.clock.advance(chrono::Duration::seconds(121));
     t.service.run_recovery_pass(100).await.unwrap();
+    settle(&t).await;
     match op {
         Op::Provision | Op::Rotate => assert_one_app_one_key(&t, "crash"),
         Op::Deprovision => {

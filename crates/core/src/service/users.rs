@@ -292,6 +292,10 @@ impl Provisioner {
                 }
                 u.retired_key = None;
             }
+            // A sweep still due covers every generation's marker: keep it due after rotating.
+            if u.step == Step::SweepKeys {
+                run.look_first = true;
+            }
             u.status = UserStatus::Rotating;
             u.step = Step::CreateKey;
             u.generation += 1;
