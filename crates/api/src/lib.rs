@@ -35,7 +35,13 @@ pub struct ApiState {
     pub service: Provisioner,
     /// Verifies bearer tokens.
     pub verifier: Arc<JwtVerifier>,
+    /// Renders `/metrics` (the binary owns the counters); `None` serves an empty exposition.
+    pub metrics: Option<MetricsRenderer>,
 }
+
+/// Renders the Prometheus text exposition on demand.
+pub type MetricsRenderer =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, String> + Send + Sync>;
 
 /// HTTP server settings.
 #[derive(Clone, Debug)]

@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::dto::*;
 use crate::problem::{FieldError, Problem};
-use crate::routes::{keys, ops, profiles, reconcile, tenants, users};
+use crate::routes::{docs, keys, ops, profiles, reconcile, tenants, users};
 use responses::*;
 
 /// Reusable problem responses (`components/responses`), named in the handlers' attributes.
@@ -85,7 +85,7 @@ impl Modify for BearerAuth {
         users::delete_user,
         reconcile::reconcile,
         keys::lookup_key, keys::list_audit,
-        ops::healthz, ops::readyz, ops::openapi_json,
+        ops::healthz, ops::readyz, ops::metrics, ops::openapi_json, docs::docs, docs::problems,
     ),
     components(
         schemas(

@@ -52,6 +52,23 @@ pub enum ProblemKind {
 }
 
 impl ProblemKind {
+    /// Every kind, in status order (for the problem-types page).
+    pub const ALL: [ProblemKind; 13] = [
+        ProblemKind::InvalidRequest,
+        ProblemKind::Unauthenticated,
+        ProblemKind::Forbidden,
+        ProblemKind::NotFound,
+        ProblemKind::MethodNotAllowed,
+        ProblemKind::Conflict,
+        ProblemKind::PayloadTooLarge,
+        ProblemKind::ValidationFailed,
+        ProblemKind::RateLimited,
+        ProblemKind::Internal,
+        ProblemKind::UpstreamRejected,
+        ProblemKind::UpstreamUnavailable,
+        ProblemKind::NotReady,
+    ];
+
     /// The table: status, machine-readable code, fixed title.
     pub const fn meta(self) -> (StatusCode, &'static str, &'static str) {
         use ProblemKind::*;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use provisioner_api::{ApiState, JwtVerifier};
+use provisioner_api::{ApiState, JwtVerifier, MetricsRenderer};
 use provisioner_clarifai::ClarifaiUpstream;
 use provisioner_core::model::Page;
 use provisioner_core::ports::{SystemClock, Upstream};
@@ -68,11 +68,20 @@ impl Application {
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
         let port = listener.local_addr()?.port();
+        let renderer: MetricsRenderer = {
+            let (metrics, service, clarifai) =
+                (metrics.clone(), service.clone(), clarifai.map(Arc::new));
+            Arc::new(move || {
+                let (metrics, service, clarifai) =
+                    (metrics.clone(), service.clone(), clarifai.clone());
+                Box::pin(async move { metrics.render(&service, clarifai.as_deref()).await })
+            })
+        };
         let state = ApiState {
             service: service.clone(),
             verifier: Arc::new(verifier),
+            metrics: Some(renderer),
         };
-        let _ = clarifai; // rendered by /metrics once the route is wired
         let server = provisioner_api::server(listener, state, settings.http())?;
         tracing::info!(listen = %settings.listen, port, database = %redact_url(&settings.database_url), "provisioner ready");
         Ok(Self {

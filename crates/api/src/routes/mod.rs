@@ -1,5 +1,6 @@
 //! Route table: each resource module's handlers, mounted by [`configure`].
 
+pub mod docs;
 pub mod keys;
 pub mod ops;
 pub mod profiles;
@@ -42,6 +43,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     let user = format!("{TENANT}/users/{{external_id}}");
     cfg.service(resource("/healthz", [(M::GET, web::to(ops::healthz))]))
         .service(resource("/readyz", [(M::GET, web::to(ops::readyz))]))
+        .service(resource("/metrics", [(M::GET, web::to(ops::metrics))]))
+        .service(resource("/docs", [(M::GET, web::to(docs::docs))]))
+        .service(resource(
+            "/docs/problems",
+            [(M::GET, web::to(docs::problems))],
+        ))
         .service(resource(
             "/openapi.json",
             [(M::GET, web::to(ops::openapi_json))],

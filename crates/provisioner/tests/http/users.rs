@@ -439,7 +439,56 @@ async fn health_readiness_and_openapi(app: TestApp) {
         "/v1/audit-events",
         "/healthz",
         "/readyz",
+        "/metrics",
+        "/docs",
     ] {
         assert!(paths.contains_key(p), "openapi lacks {p}");
     }
+
+    // /metrics: users per tenant and status, no secret.
+    app.create_tenant("acme").await;
+    let w = app.token("provisioner:write", Some("acme"));
+    let secret = app.put_user("acme", "m1", &w, json!({})).await.body["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let m = app.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(m.status, StatusCode::OK);
+    assert!(
+        m.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert!(
+        m.text
+            .contains("provisioner_users{tenant=\"acme\",status=\"active\"} 1"),
+        "{}",
+        m.text
+    );
+    assert!(m.text.contains("provisioner_recovery_passes_total"));
+    assert!(!m.text.contains(&secret) && !m.text.contains(crate::helpers::SIM_PAT));
+
+    // /docs: a self-contained reference page; /docs/problems: the problem types.
+    let d = app.call(Method::GET, "/docs", None, None).await;
+    assert_eq!(d.status, StatusCode::OK);
+    assert!(
+        d.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        d.text
+            .contains("/v1/tenants/{tenant_id}/users/{external_id}")
+    );
+    assert!(
+        !d.text.contains("<script")
+            && !d.text.contains("src=\"http")
+            && !d.text.contains("href=\"http"),
+        "no external assets"
+    );
+    let p = app.call(Method::GET, "/docs/problems", None, None).await;
+    assert_eq!(p.status, StatusCode::OK);
+    assert!(p.text.contains("id=\"conflict\"") && p.text.contains("upstream_unavailable"));
 }

@@ -1,0 +1,191 @@
+//! Provisioning throughput and latency against the simulator, printed as a table.
+//!
+//! `cargo run --release -p provisioner --example bench [-- USERS]`
+//!
+//! For each scenario: the simulator limits the account to `sim rps` (429 beyond, like the
+//! upstream), the tenant's `upstream_rate_limit` paces the service, `clients` onboarding clients
+//! PUT distinct users. Each user costs two upstream calls, so the floor is 2N / rate; the table
+//! shows how close the service gets, how many 429s the upstream answered, and the latency of an
+//! idempotent repeat PUT (no upstream call).
+
+use std::time::{Duration, Instant};
+
+use clarifai_sim::{Account, Faults, SimConfig, Simulator};
+use provisioner::config::Settings;
+use provisioner::startup::Application;
+use provisioner_core::secret::MasterKey;
+use secrecy::SecretString;
+use serde_json::json;
+
+struct Scenario {
+    name: &'static str,
+    rps: u32,
+    clients: usize,
+    latency_ms: u64,
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    provisioner::telemetry::init("error", false, std::io::stderr);
+    let users: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(150);
+    let scenarios = [
+        Scenario {
+            name: "default account limit",
+            rps: 15,
+            clients: 16,
+            latency_ms: 20,
+        },
+        Scenario {
+            name: "raised account limit",
+            rps: 100,
+            clients: 32,
+            latency_ms: 20,
+        },
+    ];
+    println!(
+        "| scenario | users | clients | rate (req/s) | wall (s) | users/s | floor 2N/rate (s) | efficiency | upstream 429s | repeat PUT p50 (ms) | p99 (ms) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for s in scenarios {
+        let r = run(&s, users).await?;
+        println!(
+            "| {} | {users} | {} | {} | {:.1} | {:.1} | {:.1} | {:.0} % | {} | {:.1} | {:.1} |",
+            s.name,
+            s.clients,
+            s.rps,
+            r.wall.as_secs_f64(),
+            users as f64 / r.wall.as_secs_f64(),
+            r.floor,
+            100.0 * r.floor / r.wall.as_secs_f64(),
+            r.throttled,
+            r.p50,
+            r.p99
+        );
+    }
+    Ok(())
+}
+
+struct Result {
+    wall: Duration,
+    floor: f64,
+    throttled: u64,
+    p50: f64,
+    p99: f64,
+}
+
+async fn run(s: &Scenario, users: usize) -> anyhow::Result<Result> {
+    let sim = Simulator::start(SimConfig {
+        accounts: vec![Account::new("bench-user", "bench-pat-0123456789")],
+        rate_limit_per_sec: Some(s.rps),
+        faults: Faults {
+            latency_ms: s.latency_ms,
+            ..Faults::none()
+        },
+        ..SimConfig::default()
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let secret = SecretString::from(MasterKey::generate().to_base64());
+    let settings = Settings {
+        listen: "127.0.0.1:0".into(),
+        database_url: format!("sqlite://{}/bench.db", dir.path().display()),
+        master_key: Some(SecretString::from(MasterKey::generate().to_base64())),
+        jwt_hs256_secret: Some(secret.clone()),
+        caller_rate_limit: 0,
+        recovery_interval_secs: 0,
+        drift_check_interval_secs: 0,
+        ..Settings::default()
+    };
+    let app = Application::build(&settings).await?;
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let admin = provisioner::token::mint(
+        &secret,
+        "provisioner:admin",
+        None,
+        3600,
+        "bench",
+        None,
+        None,
+    )?;
+    let http = reqwest::Client::new();
+    let tenant = json!({
+        "id": "bench", "display_name": "Bench",
+        "upstream": {"base_url": sim.base_url(), "user_id": "bench-user", "pat": "bench-pat-0123456789"},
+        "upstream_rate_limit": {"requests_per_second": s.rps, "max_concurrency": 16},
+        "allowed_scopes": ["Predict", "Inputs:Get"],
+        "default_scope_profile": "standard", "scope_profiles": {"standard": ["Predict", "Inputs:Get"]}
+    });
+    let r = http
+        .post(format!("{base}/v1/tenants"))
+        .bearer_auth(&admin)
+        .json(&tenant)
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().as_u16() == 201, "tenant: {}", r.text().await?);
+    // Let the token bucket refill after the PAT check.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let throttled_before = sim.fault_counts().rate_limited;
+
+    let start = Instant::now();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..s.clients {
+        let (http, base, admin, next) = (http.clone(), base.clone(), admin.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= users {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                loop {
+                    let r = http
+                        .put(format!("{base}/v1/tenants/bench/users/user-{i}"))
+                        .bearer_auth(&admin)
+                        .json(&json!({}))
+                        .send()
+                        .await?;
+                    match r.status().as_u16() {
+                        200 | 201 => break,
+                        503 => tokio::time::sleep(Duration::from_millis(100)).await,
+                        other => anyhow::bail!("unexpected {other}: {}", r.text().await?),
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let wall = start.elapsed();
+    let throttled = sim.fault_counts().rate_limited - throttled_before;
+    anyhow::ensure!(
+        sim.apps("bench-user").len() == users && sim.keys("bench-user").len() == users,
+        "one app and one key each"
+    );
+
+    let mut lat = Vec::new();
+    for i in 0..200 {
+        let t = Instant::now();
+        let r = http
+            .put(format!("{base}/v1/tenants/bench/users/user-{}", i % users))
+            .bearer_auth(&admin)
+            .json(&json!({}))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().as_u16() == 200);
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    lat.sort_by(f64::total_cmp);
+    sim.stop().await;
+    Ok(Result {
+        wall,
+        floor: 2.0 * users as f64 / f64::from(s.rps),
+        throttled,
+        p50: lat[lat.len() / 2],
+        p99: lat[lat.len() * 99 / 100],
+    })
+}
