@@ -5,21 +5,30 @@
 mod helpers;
 
 mod errors;
+mod faults;
 mod isolation;
 mod reconcile;
 mod secrets;
 mod tenants;
 mod users;
 
-/// Runs each listed `async fn(TestApp)` case on SQLite and on PostgreSQL.
+/// Runs each listed `async fn(TestApp)` case on SQLite and on PostgreSQL; with
+/// `settings = f;` first, each app is built with `spawn_app_with(db, f)` (`f` is resolved
+/// inside the generated `sqlite` / `postgres` modules: write `super::f`).
 #[macro_export]
 macro_rules! on_both_backends {
     ($($case:ident),* $(,)?) => {
+        $crate::on_both_backends!(@spawn ($crate::helpers::spawn_app); $($case),*);
+    };
+    (settings = $tweak:expr; $($case:ident),* $(,)?) => {
+        $crate::on_both_backends!(@spawn (|db| $crate::helpers::spawn_app_with(db, $tweak)); $($case),*);
+    };
+    (@spawn $spawn:tt; $($case:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    let app = $crate::helpers::spawn_app($crate::helpers::Db::Sqlite).await.expect("sqlite app");
+                    let app = $spawn($crate::helpers::Db::Sqlite).await.expect("sqlite app");
                     super::$case(app).await;
                 }
             )*
@@ -28,7 +37,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    let Some(app) = $crate::helpers::spawn_app($crate::helpers::Db::Postgres).await else {
+                    let Some(app) = $spawn($crate::helpers::Db::Postgres).await else {
                         eprintln!("PostgreSQL unreachable: skipped (set PROVISIONER_TEST_REQUIRE_PG=1 to fail instead)");
                         return;
                     };
