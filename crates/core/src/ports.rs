@@ -111,6 +111,9 @@ pub trait UserStore: Send + Sync {
         owner: &str,
         audit: Option<&AuditEvent>,
     ) -> Result<(), StoreError>;
+    /// Releases every lease whose owner starts with `owner_prefix` (a stopping process's own,
+    /// so a restart or another replica resumes its operations at once); returns how many.
+    async fn release_leases(&self, owner_prefix: &str) -> Result<u64, StoreError>;
     /// Which user a key belongs to, by the SHA-256 fingerprint of its secret (current or retired key).
     async fn find_by_fingerprint(
         &self,

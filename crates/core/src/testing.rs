@@ -289,6 +289,20 @@ impl UserStore for MemStore {
         st.users.insert(k, user.clone());
         Ok(())
     }
+    async fn release_leases(&self, owner_prefix: &str) -> Result<u64, StoreError> {
+        let mut st = lock(&self.state);
+        let mut n = 0;
+        for u in st.users.values_mut() {
+            if u.lease
+                .as_ref()
+                .is_some_and(|l| l.owner.starts_with(owner_prefix))
+            {
+                u.lease = None;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
     async fn find_by_fingerprint(
         &self,
         fingerprint: &str,

@@ -140,6 +140,16 @@ impl Application {
         for w in workers {
             let _ = w.await;
         }
+        match self.service.release_own_leases().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                leases = n,
+                "released the leases of operations cut off by the shutdown"
+            ),
+            Err(e) => {
+                tracing::warn!(error.message = %e, "could not release leases; they expire on their own")
+            }
+        }
         self.store.close().await;
         tracing::info!("provisioner stopped");
         served.context("HTTP server failed")

@@ -185,6 +185,27 @@ impl UserStore for SqlStore {
         row.map(User::try_from).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn release_leases(&self, owner_prefix: &str) -> Result<u64, StoreError> {
+        // Owner tokens are `<instance hex>-<uuid hex>`: no LIKE metacharacters to escape, but
+        // refuse anything else rather than match too much.
+        if owner_prefix.is_empty()
+            || !owner_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(StoreError::Backend("invalid lease owner prefix".into()));
+        }
+        let done = sqlx::query(
+            "UPDATE users SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner LIKE $1",
+        )
+        .bind(format!("{owner_prefix}%"))
+        .execute(self.pool())
+        .await
+        .map_err(backend("releasing leases"))?;
+        Ok(done.rows_affected())
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(tenant.id = %user.tenant_id))]
     async fn update_user(
         &self,

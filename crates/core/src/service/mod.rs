@@ -61,6 +61,8 @@ pub struct Provisioner {
     clock: Arc<dyn Clock>,
     sealer: Arc<dyn Sealer>,
     config: ServiceConfig,
+    /// Prefix of every lease owner token of this instance (one per process).
+    instance: String,
 }
 
 impl std::fmt::Debug for Provisioner {
@@ -80,13 +82,30 @@ impl Provisioner {
         sealer: Arc<dyn Sealer>,
         config: ServiceConfig,
     ) -> Self {
+        let instance = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         Self {
             store,
             upstream,
             clock,
             sealer,
             config,
+            instance,
         }
+    }
+
+    /// A lease owner token unique to one operation of this instance.
+    pub(crate) fn new_owner(&self) -> String {
+        format!("{}-{}", self.instance, uuid::Uuid::new_v4().simple())
+    }
+
+    /// Releases the leases this instance still holds (operations cut off by a shutdown), so a
+    /// restart or another replica resumes them at once instead of after the lease expires.
+    /// Call it only once this instance has stopped working.
+    pub async fn release_own_leases(&self) -> Result<u64, DomainError> {
+        Ok(self
+            .store
+            .release_leases(&format!("{}-", self.instance))
+            .await?)
     }
 
     /// Whether the store is reachable and migrated.

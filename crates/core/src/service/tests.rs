@@ -697,3 +697,39 @@ async fn recovery_retries_failing_cleanup_with_backoff_and_keeps_it_visible() {
     assert_eq!(t.service.run_recovery_pass(10).await.unwrap().completed, 1);
     assert!(t.upstream.apps().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_releases_its_leases_so_a_retry_resumes_at_once() {
+    // Arrange: a provisioning cut off while its key create hangs (the shutdown's drop).
+    let t = with_tenant().await;
+    let base = t.upstream.calls().len();
+    t.upstream.fault_at(base + 1, Fault::Hang { commit: true });
+    let svc = t.service.clone();
+    let cut = tokio::time::timeout(std::time::Duration::from_millis(200), async move {
+        svc.provision(&actor(), &tid(), &ext("cut"), put_default())
+            .await
+    })
+    .await;
+    assert!(cut.is_err(), "the call was cut off");
+    assert!(
+        t.store
+            .get_user(&tid(), &ext("cut"))
+            .await
+            .unwrap()
+            .unwrap()
+            .lease
+            .is_some()
+    );
+    // Act: the instance releases its own leases; the clock does not move.
+    assert_eq!(t.service.release_own_leases().await.unwrap(), 1);
+    // Assert: a retry resumes at once, adopts the key the cut-off call made, one key in all.
+    let r = t
+        .service
+        .provision(&actor(), &tid(), &ext("cut"), put_default())
+        .await
+        .unwrap();
+    assert!(r.created && r.secret.is_some());
+    t.clock.advance(chrono::Duration::seconds(3600));
+    t.service.run_recovery_pass(10).await.unwrap();
+    assert_one_app_one_key(&t, "cut");
+}

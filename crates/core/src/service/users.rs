@@ -77,7 +77,7 @@ impl Provisioner {
         loop {
             let now = self.clock.now();
             let Some(mut user) = self.store.get_user(tenant_id, external_id).await? else {
-                let owner = new_owner();
+                let owner = self.new_owner();
                 let user = self.new_user(&tenant, external_id, &scopes, &req, &owner, now);
                 match self.store.insert_user(&user, None).await {
                     Ok(()) => {
@@ -515,7 +515,7 @@ impl Provisioner {
     pub(super) async fn acquire(&self, user: &User) -> Result<Option<User>, DomainError> {
         let now = self.clock.now();
         let lease = Lease {
-            owner: new_owner(),
+            owner: self.new_owner(),
             expires_at: now + self.lease_ttl(),
         };
         Ok(self
@@ -563,10 +563,6 @@ impl Provisioner {
             }
         }
     }
-}
-
-fn new_owner() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
 }
 
 fn lease_owner(user: &User) -> String {

@@ -182,3 +182,50 @@ pub async fn due_users_returns_pending_and_expired_work_oldest_first(store: &Sql
     );
     assert_eq!(limited, due[..2]);
 }
+
+pub async fn release_leases_frees_only_one_instances_leases(store: &SqlStore) {
+    // Arrange: two rows held by instance "aaa", one by instance "bbb".
+    with_tenants(store, &["acme"]).await;
+    for (ext, owner) in [("u1", "aaa-1"), ("u2", "aaa-2"), ("u3", "bbb-1")] {
+        store
+            .insert_user(&user("acme", ext, owner), None)
+            .await
+            .expect("insert");
+    }
+    // Act.
+    let n = store.release_leases("aaa-").await.expect("release");
+    // Assert: exactly aaa's two are free; bbb's is untouched; nothing matches a bad prefix.
+    assert_eq!(n, 2);
+    let t = provisioner_core::ids::TenantId::parse("acme").unwrap();
+    assert!(
+        store
+            .get_user(&t, &xid("u1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .lease
+            .is_none()
+    );
+    assert!(
+        store
+            .get_user(&t, &xid("u2"))
+            .await
+            .unwrap()
+            .unwrap()
+            .lease
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .get_user(&t, &xid("u3"))
+            .await
+            .unwrap()
+            .unwrap()
+            .lease
+            .unwrap()
+            .owner,
+        "bbb-1"
+    );
+    assert!(store.release_leases("%").await.is_err());
+    assert!(store.release_leases("").await.is_err());
+}

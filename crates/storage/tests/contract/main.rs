@@ -48,6 +48,7 @@ contract!(
     users::concurrent_inserts_of_one_user_have_exactly_one_winner,
     leases::acquire_lease_takes_free_or_expired_leases_only,
     leases::update_user_requires_the_lease_owner,
+    leases::release_leases_frees_only_one_instances_leases,
     users::every_user_field_round_trips,
     users::list_users_paginates_in_byte_order_with_status_filter,
     users::find_by_fingerprint_finds_current_and_retired_keys,
