@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod cli;
 mod errors;
 mod faults;
 mod isolation;
