@@ -31,16 +31,9 @@ impl UserPath {
     }
 }
 
-/// The tenant's upstream user id, shown as `app.user_id`.
-// TODO(NOTES-for-lead.md #1): take it from core's answer once `User`/`Provisioned` carry it,
-// so user handlers make one core call.
+/// The tenant's upstream user id, shown as `app.user_id` (one primary-key read).
 async fn app_user_id(state: &ApiState, tenant: &TenantId) -> Result<UpstreamUserId, ApiError> {
-    Ok(state
-        .service
-        .get_tenant(tenant)
-        .await?
-        .tenant
-        .upstream_user_id)
+    Ok(state.service.tenant_upstream_user(tenant).await?)
 }
 
 /// Percent-encodes a path segment (everything but RFC 3986 unreserved characters).

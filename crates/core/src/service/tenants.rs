@@ -171,6 +171,11 @@ impl Provisioner {
         Ok(TenantView { tenant, profiles })
     }
 
+    /// The Clarifai user id owning a tenant's apps (shown as each user's `app.user_id`).
+    pub async fn tenant_upstream_user(&self, id: &TenantId) -> Result<UpstreamUserId, DomainError> {
+        Ok(self.tenant(id).await?.upstream_user_id)
+    }
+
     /// Tenants by id, `limit` per page.
     pub async fn list_tenants(
         &self,
