@@ -193,6 +193,54 @@ impl Sealer for AesGcmSealer {
     }
 }
 
+/// A sealer during a master key rotation: seals under the current key, opens under the current
+/// key and, failing that, under the previous one. A service configured with the new key as
+/// current and the old one as previous reads every value whether or not it has been re-sealed
+/// yet, so a re-seal can run (and be repeated) while values under both keys coexist.
+pub struct RotatingSealer {
+    current: AesGcmSealer,
+    previous: Option<AesGcmSealer>,
+}
+
+impl RotatingSealer {
+    /// Seals under `current`; opens under `current`, then `previous` (when given).
+    pub fn new(current: &MasterKey, previous: Option<&MasterKey>) -> Self {
+        Self {
+            current: AesGcmSealer::new(current),
+            previous: previous.map(AesGcmSealer::new),
+        }
+    }
+
+    /// Whether a previous (retired) key is configured.
+    pub fn has_previous(&self) -> bool {
+        self.previous.is_some()
+    }
+}
+
+impl fmt::Debug for RotatingSealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RotatingSealer")
+            .field("previous", &self.previous.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sealer for RotatingSealer {
+    fn seal(&self, plaintext: &str, aad: &str) -> Vec<u8> {
+        self.current.seal(plaintext, aad)
+    }
+
+    fn open(&self, sealed: &[u8], aad: &str) -> Result<SecretString, SealError> {
+        match self.current.open(sealed, aad) {
+            Ok(s) => Ok(s),
+            Err(e) => match &self.previous {
+                Some(p) => p.open(sealed, aad),
+                None => Err(e),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +277,41 @@ mod tests {
         assert!(MasterKey::from_base64(&m.to_base64()).is_ok());
         assert!(MasterKey::from_base64("c2hvcnQ=").is_err());
         assert!(MasterKey::from_base64("not base64!").is_err());
+    }
+
+    #[test]
+    fn a_rotating_sealer_seals_under_the_current_key_and_opens_under_either() {
+        let (a, b) = (MasterKey::generate(), MasterKey::generate());
+        let under_a = AesGcmSealer::new(&a).seal("old-secret", "pat:acme");
+        let rot = RotatingSealer::new(&b, Some(&a));
+        assert!(rot.has_previous());
+        assert_eq!(
+            rot.open(&under_a, "pat:acme").unwrap().expose_secret(),
+            "old-secret",
+            "falls back to the previous key"
+        );
+        assert!(
+            rot.open(&under_a, "pat:other").is_err(),
+            "still bound to its row"
+        );
+        let under_b = rot.seal("new-secret", "pat:acme");
+        assert!(AesGcmSealer::new(&a).open(&under_b, "pat:acme").is_err());
+        assert_eq!(
+            AesGcmSealer::new(&b)
+                .open(&under_b, "pat:acme")
+                .unwrap()
+                .expose_secret(),
+            "new-secret",
+            "seals under the current key"
+        );
+        let only_b = RotatingSealer::new(&b, None);
+        assert!(only_b.open(&under_a, "pat:acme").is_err());
+        assert!(only_b.open(&under_b, "pat:acme").is_ok());
+        assert!(rot.open(b"garbage", "pat:acme").is_err());
+        let d = format!("{rot:?}");
+        assert!(
+            !d.contains(&a.to_base64()) && !d.contains(&b.to_base64()),
+            "{d}"
+        );
     }
 }

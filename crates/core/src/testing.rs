@@ -20,7 +20,7 @@ use crate::ports::{
     AuditStore, Clock, NewApp, NewKey, Store, TenantDeletion, TenantStore, Upstream, UpstreamApp,
     UpstreamKey, UserStore,
 };
-use crate::secret::{AesGcmSealer, KeySecret, MasterKey};
+use crate::secret::{AesGcmSealer, KeySecret, MasterKey, Sealer};
 use crate::service::{Provisioner, ServiceConfig};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -732,10 +732,22 @@ pub struct TestService {
 
 /// Builds a [`TestService`] with short waits.
 pub fn service() -> TestService {
-    let store = Arc::new(MemStore::default());
-    let upstream = Arc::new(FakeUpstream::default());
-    let clock = Arc::new(FakeClock::new());
-    let sealer = Arc::new(AesGcmSealer::new(&MasterKey::generate()));
+    service_with(
+        Arc::new(MemStore::default()),
+        Arc::new(FakeUpstream::default()),
+        Arc::new(FakeClock::new()),
+        Arc::new(AesGcmSealer::new(&MasterKey::generate())),
+    )
+}
+
+/// Builds a [`TestService`] with short waits over the given ports: several services (say,
+/// before and after a master key rotation) can share one store, upstream and clock.
+pub fn service_with(
+    store: Arc<MemStore>,
+    upstream: Arc<FakeUpstream>,
+    clock: Arc<FakeClock>,
+    sealer: Arc<dyn Sealer>,
+) -> TestService {
     let config = ServiceConfig {
         lease_wait: std::time::Duration::from_secs(5),
         poll_interval: std::time::Duration::from_millis(2),

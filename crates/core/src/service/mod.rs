@@ -5,6 +5,7 @@
 
 mod reconcile;
 mod recovery;
+mod reseal;
 mod steps;
 mod tenants;
 mod users;
@@ -22,6 +23,7 @@ use crate::secret::{Pat, Sealer};
 
 pub use reconcile::{DriftCounts, OrphanApp, OrphanKey, ReconcileReport, ScopeDrift, UserRef};
 pub use recovery::RecoveryReport;
+pub use reseal::{ResealFailure, ResealReport};
 pub use tenants::{NewTenant, TenantPatch, TenantView};
 pub use users::{ProvisionRequest, Provisioned, ScopeRequest};
 
@@ -213,5 +215,7 @@ pub(crate) fn check_text(field: &str, s: &str, max: usize) -> Result<(), DomainE
 
 #[cfg(test)]
 mod reconcile_tests;
+#[cfg(test)]
+mod reseal_tests;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,243 @@
+//! Master key rotation: re-seal every stored secret (tenant PATs, users' current and retired
+//! keys) under the current master key.
+//!
+//! The service runs with a [`crate::secret::RotatingSealer`] (new key current, old key
+//! previous): every value opens whichever key sealed it, and every value written is sealed
+//! under the new key. [`Provisioner::reseal`] then rewrites what is left under the old key, so
+//! the old key can be dropped. It makes no upstream call, takes each user's lease (skipping a
+//! user another operation holds), and is safe to interrupt and to repeat: a value already under
+//! the current key is simply sealed again under it.
+
+use crate::error::{DomainError, StoreError};
+use crate::ids::{ExternalId, TenantId};
+use crate::model::{Actor, Tenant, User};
+
+use super::steps::user_target;
+use super::{Provisioner, key_aad, pat_aad};
+
+/// Rows read per page while walking tenants and users.
+const PAGE: u32 = 200;
+
+/// What a re-seal did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResealReport {
+    /// Tenants whose PAT was re-sealed under the current key.
+    pub tenants: u64,
+    /// Users whose row was rewritten with re-sealed keys.
+    pub users: u64,
+    /// Key values re-sealed (current and retired keys).
+    pub keys: u64,
+    /// Users skipped because another operation held their lease; run the re-seal again.
+    pub skipped_busy: u64,
+    /// Values that could not be re-sealed (they opened under neither key, or the write failed).
+    pub failures: Vec<ResealFailure>,
+}
+
+impl ResealReport {
+    /// Whether every stored secret is now sealed under the current key (nothing failed and no
+    /// user was skipped).
+    pub fn is_complete(&self) -> bool {
+        self.failures.is_empty() && self.skipped_busy == 0
+    }
+}
+
+/// One value that could not be re-sealed. Never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResealFailure {
+    /// `tenants/<id>` or `tenants/<id>/users/<external id>`.
+    pub target: String,
+    /// What went wrong.
+    pub reason: String,
+}
+
+const UNOPENED: &str =
+    "opens under neither the current nor the previous master key (wrong key or corrupt data)";
+
+impl Provisioner {
+    /// Re-seals every tenant's PAT and every user's current and retired key under the current
+    /// master key, with a `tenant.reseal` / `user.reseal` audit event per row. A value that
+    /// opens under no configured key is reported (by tenant and user) and the run goes on; a
+    /// user whose lease another operation holds is skipped and counted. Repeating it is
+    /// harmless. Only a failure to read the store ends it early (with an error).
+    pub async fn reseal(&self, actor: &Actor) -> Result<ResealReport, DomainError> {
+        let mut report = ResealReport::default();
+        let mut after: Option<TenantId> = None;
+        loop {
+            let page = self.store.list_tenants(after.as_ref(), PAGE).await?;
+            for tenant in &page {
+                self.reseal_tenant(actor, &tenant.id, &mut report).await?;
+                self.reseal_users(actor, &tenant.id, &mut report).await?;
+            }
+            if page.len() < PAGE as usize {
+                break;
+            }
+            after = page.last().map(|t| t.id.clone());
+        }
+        Ok(report)
+    }
+
+    async fn reseal_tenant(
+        &self,
+        actor: &Actor,
+        id: &TenantId,
+        report: &mut ResealReport,
+    ) -> Result<(), DomainError> {
+        // Read it again just before writing: the listing may be a while old.
+        let Some(mut tenant) = self.store.get_tenant(id).await? else {
+            return Ok(());
+        };
+        let target = format!("tenants/{id}");
+        let aad = pat_aad(id);
+        let Ok(pat) = self.sealer.open(&tenant.pat_sealed, &aad) else {
+            let reason = format!("the tenant's PAT {UNOPENED}");
+            self.reseal_failed(actor, &tenant, &target, &reason).await;
+            report.failures.push(ResealFailure { target, reason });
+            return Ok(());
+        };
+        tenant.pat_sealed = self
+            .sealer
+            .seal(secrecy::ExposeSecret::expose_secret(&pat), &aad);
+        let audit = self.audit(actor, Some(id), "tenant.reseal", target.clone(), "success");
+        match self.store.update_tenant(&tenant, &audit).await {
+            Ok(()) => report.tenants += 1,
+            // Deleted meanwhile: nothing left to re-seal.
+            Err(StoreError::NotFound) => {}
+            Err(e) => report.failures.push(ResealFailure {
+                target,
+                reason: format!("writing the re-sealed PAT: {e}"),
+            }),
+        }
+        Ok(())
+    }
+
+    async fn reseal_users(
+        &self,
+        actor: &Actor,
+        tenant_id: &TenantId,
+        report: &mut ResealReport,
+    ) -> Result<(), DomainError> {
+        let mut after: Option<ExternalId> = None;
+        loop {
+            let page = self
+                .store
+                .list_users(tenant_id, None, after.as_ref(), PAGE)
+                .await?;
+            for user in &page {
+                if user.key.is_none() && user.retired_key.is_none() {
+                    continue;
+                }
+                self.reseal_user(actor, user, report).await;
+            }
+            if page.len() < PAGE as usize {
+                return Ok(());
+            }
+            after = page.last().map(|u| u.external_id.clone());
+        }
+    }
+
+    /// Re-seals one user's keys under its lease; failures go to the report.
+    async fn reseal_user(&self, actor: &Actor, listed: &User, report: &mut ResealReport) {
+        let target = format!("tenants/{}/{}", listed.tenant_id, user_target(listed));
+        let mut user = match self.acquire(listed).await {
+            Ok(Some(u)) => u,
+            Ok(None) => {
+                report.skipped_busy += 1;
+                return;
+            }
+            Err(e) => {
+                report.failures.push(ResealFailure {
+                    target,
+                    reason: format!("taking the user's lease: {e}"),
+                });
+                return;
+            }
+        };
+        let owner = user
+            .lease
+            .as_ref()
+            .map(|l| l.owner.clone())
+            .unwrap_or_default();
+        let aad = key_aad(&user.tenant_id, &user.app_id);
+        let mut resealed = 0u64;
+        let mut unopened: Vec<&str> = Vec::new();
+        if let Some(k) = user.key.as_mut() {
+            match self.sealer.open(&k.sealed, &aad) {
+                Ok(s) => {
+                    k.sealed = self
+                        .sealer
+                        .seal(secrecy::ExposeSecret::expose_secret(&s), &aad);
+                    resealed += 1;
+                }
+                Err(_) => unopened.push("current key"),
+            }
+        }
+        if let Some(k) = user.retired_key.as_mut() {
+            match self.sealer.open(&k.sealed, &aad) {
+                Ok(s) => {
+                    k.sealed = self
+                        .sealer
+                        .seal(secrecy::ExposeSecret::expose_secret(&s), &aad);
+                    resealed += 1;
+                }
+                Err(_) => unopened.push("retired key"),
+            }
+        }
+        let failure = (!unopened.is_empty())
+            .then(|| format!("the user's {} {UNOPENED}", unopened.join(" and ")));
+        let outcome = match &failure {
+            None => "success".to_owned(),
+            Some(reason) => format!("failure: {reason}"),
+        };
+        // The row is written back as read (but for the re-sealed values), releasing the lease;
+        // `updated_at` stays: nothing a caller sees has changed.
+        user.lease = None;
+        let audit = self.audit(
+            actor,
+            Some(&user.tenant_id),
+            "user.reseal",
+            user_target(&user),
+            &outcome,
+        );
+        match self.store.update_user(&user, &owner, Some(&audit)).await {
+            Ok(()) => {
+                if resealed > 0 {
+                    report.users += 1;
+                    report.keys += resealed;
+                }
+            }
+            Err(StoreError::Stale) => {
+                report.skipped_busy += 1;
+                return;
+            }
+            Err(e) => {
+                // Nothing was written: give the row back at once rather than when the lease
+                // expires (the owner token is unique to this one operation).
+                if !owner.is_empty() {
+                    let _ = self.store.release_leases(&owner).await;
+                }
+                report.failures.push(ResealFailure {
+                    target,
+                    reason: format!("writing the re-sealed keys: {e}"),
+                });
+                return;
+            }
+        }
+        if let Some(reason) = failure {
+            report.failures.push(ResealFailure { target, reason });
+        }
+    }
+
+    /// Records a value that did not open (best effort: the report carries it regardless).
+    async fn reseal_failed(&self, actor: &Actor, tenant: &Tenant, target: &str, reason: &str) {
+        let audit = self.audit(
+            actor,
+            Some(&tenant.id),
+            "tenant.reseal",
+            target.to_owned(),
+            &format!("failure: {reason}"),
+        );
+        if let Err(e) = self.store.append_audit(&audit).await {
+            tracing::warn!(reseal.target = %target, error.message = %e, "could not audit a re-seal failure");
+        }
+    }
+}
