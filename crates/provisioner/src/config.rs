@@ -9,7 +9,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use provisioner_api::{AuthConfig, HttpSettings};
 use provisioner_clarifai::{BreakerConfig, ClientConfig};
-use provisioner_core::secret::MasterKey;
+use provisioner_core::secret::{MasterKey, RotatingSealer};
 use provisioner_core::service::ServiceConfig;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -26,6 +26,11 @@ pub struct Settings {
     pub master_key: Option<SecretString>,
     /// `PROVISIONER_MASTER_KEY_FILE`: a file holding the base64 master key.
     pub master_key_file: Option<PathBuf>,
+    /// `PROVISIONER_MASTER_KEY_PREVIOUS`: the master key being retired (during a rotation):
+    /// values still sealed under it open, nothing new is sealed under it.
+    pub master_key_previous: Option<SecretString>,
+    /// `PROVISIONER_MASTER_KEY_PREVIOUS_FILE`: a file holding the previous master key.
+    pub master_key_previous_file: Option<PathBuf>,
     /// `PROVISIONER_JWT_HS256_SECRET`: shared secret for HS256 tokens.
     pub jwt_hs256_secret: Option<SecretString>,
     /// `PROVISIONER_JWT_PUBLIC_KEY_FILE`: RS256, ES256 or EdDSA public key (PEM).
@@ -77,6 +82,8 @@ impl Default for Settings {
             database_url: "sqlite://./data/provisioner.db".into(),
             master_key: None,
             master_key_file: None,
+            master_key_previous: None,
+            master_key_previous_file: None,
             jwt_hs256_secret: None,
             jwt_public_key_file: None,
             jwt_jwks_file: None,
@@ -112,6 +119,11 @@ impl std::fmt::Debug for Settings {
             )
             .field("master_key_file", &self.master_key_file)
             .field(
+                "master_key_previous",
+                &self.master_key_previous.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field("master_key_previous_file", &self.master_key_previous_file)
+            .field(
                 "jwt_hs256_secret",
                 &self.jwt_hs256_secret.as_ref().map(|_| "[REDACTED]"),
             )
@@ -133,6 +145,24 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// A base64 master key from its variable or, failing that, its `_FILE` variable; `None` when
+/// neither is set. Errors name the variable, never the value.
+fn read_key(
+    var: &str,
+    value: Option<&SecretString>,
+    file: Option<&PathBuf>,
+) -> anyhow::Result<Option<MasterKey>> {
+    let encoded = match (value, file) {
+        (Some(k), _) => k.expose_secret().to_owned(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading {var}_FILE {}", path.display()))?,
+        (None, None) => return Ok(None),
+    };
+    MasterKey::from_base64(&encoded)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("{var}: {e}"))
+}
+
 /// Environment variables this service reads; any other `PROVISIONER_*` is probably a typo.
 const KNOWN_VARS: &[&str] = &[
     "CONFIG",
@@ -140,6 +170,8 @@ const KNOWN_VARS: &[&str] = &[
     "DATABASE_URL",
     "MASTER_KEY",
     "MASTER_KEY_FILE",
+    "MASTER_KEY_PREVIOUS",
+    "MASTER_KEY_PREVIOUS_FILE",
     "JWT_HS256_SECRET",
     "JWT_PUBLIC_KEY_FILE",
     "JWT_JWKS_FILE",
@@ -184,16 +216,43 @@ impl Settings {
 
     /// The master key, from `PROVISIONER_MASTER_KEY` or `PROVISIONER_MASTER_KEY_FILE`.
     pub fn master_key(&self) -> anyhow::Result<MasterKey> {
-        let encoded = match (&self.master_key, &self.master_key_file) {
-            (Some(k), _) => k.expose_secret().to_owned(),
-            (None, Some(path)) => std::fs::read_to_string(path).with_context(|| {
-                format!("reading PROVISIONER_MASTER_KEY_FILE {}", path.display())
-            })?,
-            (None, None) => bail!(
+        match read_key(
+            "PROVISIONER_MASTER_KEY",
+            self.master_key.as_ref(),
+            self.master_key_file.as_ref(),
+        )? {
+            Some(k) => Ok(k),
+            None => bail!(
                 "no master key: set PROVISIONER_MASTER_KEY or PROVISIONER_MASTER_KEY_FILE (32 random bytes, base64; e.g. `head -c32 /dev/urandom | base64`)"
             ),
-        };
-        MasterKey::from_base64(&encoded).map_err(|e| anyhow::anyhow!("PROVISIONER_MASTER_KEY: {e}"))
+        }
+    }
+
+    /// The master key being retired, from `PROVISIONER_MASTER_KEY_PREVIOUS` or
+    /// `PROVISIONER_MASTER_KEY_PREVIOUS_FILE`; `None` outside a rotation.
+    pub fn previous_master_key(&self) -> anyhow::Result<Option<MasterKey>> {
+        read_key(
+            "PROVISIONER_MASTER_KEY_PREVIOUS",
+            self.master_key_previous.as_ref(),
+            self.master_key_previous_file.as_ref(),
+        )
+    }
+
+    /// The sealer of stored secrets: seals under the master key, opens under it and, during a
+    /// rotation, under the previous one. Refuses a previous key equal to the current one (a
+    /// rotation that forgot to change the key).
+    pub fn sealer(&self) -> anyhow::Result<RotatingSealer> {
+        let current = self.master_key()?;
+        let previous = self.previous_master_key()?;
+        if previous
+            .as_ref()
+            .is_some_and(|p| p.to_base64() == current.to_base64())
+        {
+            bail!(
+                "PROVISIONER_MASTER_KEY_PREVIOUS is the same key as PROVISIONER_MASTER_KEY: set the new key as PROVISIONER_MASTER_KEY and the old one as PROVISIONER_MASTER_KEY_PREVIOUS"
+            );
+        }
+        Ok(RotatingSealer::new(&current, previous.as_ref()))
     }
 
     /// The JWT verifier settings; at least one verifier must be configured.
@@ -289,6 +348,42 @@ mod tests {
                 && !d.contains("pg-password"),
             "{d}"
         );
+    }
+
+    #[test]
+    fn the_previous_master_key_is_optional_redacted_and_must_differ() {
+        let (a, b) = (MasterKey::generate(), MasterKey::generate());
+        let mut s = Settings {
+            master_key: Some(SecretString::from(b.to_base64())),
+            ..Settings::default()
+        };
+        assert!(s.previous_master_key().unwrap().is_none());
+        assert!(!s.sealer().unwrap().has_previous());
+
+        s.master_key_previous = Some(SecretString::from(a.to_base64()));
+        assert!(s.previous_master_key().unwrap().is_some());
+        assert!(s.sealer().unwrap().has_previous());
+        let d = format!("{s:?}");
+        assert!(
+            !d.contains(&a.to_base64()) && !d.contains(&b.to_base64()),
+            "{d}"
+        );
+
+        s.master_key_previous = Some(SecretString::from("c2hvcnQ="));
+        let e = s.sealer().unwrap_err().to_string();
+        assert!(e.contains("PROVISIONER_MASTER_KEY_PREVIOUS"), "{e}");
+
+        s.master_key_previous = Some(SecretString::from(b.to_base64()));
+        let e = s.sealer().unwrap_err().to_string();
+        assert!(e.contains("same key"), "{e}");
+        assert!(!e.contains(&b.to_base64()));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("previous.key");
+        std::fs::write(&path, format!("{}\n", a.to_base64())).unwrap();
+        s.master_key_previous = None;
+        s.master_key_previous_file = Some(path);
+        assert!(s.sealer().unwrap().has_previous());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `provisioner`: serve, migrate, token, demo.
+//! `provisioner`: serve, migrate, reseal, token, demo.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use provisioner::config::{Settings, redact_url};
-use provisioner::startup::Application;
+use provisioner::startup::{self, Application};
 use provisioner::{demo, telemetry, token};
 
 /// Provisioner: one Clarifai app and one scoped key per end user, for every tenant.
@@ -23,6 +23,10 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Re-seal every stored secret (tenant PATs, user keys) under PROVISIONER_MASTER_KEY,
+    /// opening values under it or PROVISIONER_MASTER_KEY_PREVIOUS (master key rotation; see
+    /// README). Safe to repeat; exits non-zero unless everything was re-sealed.
+    Reseal,
     /// Print an HS256 token signed with PROVISIONER_JWT_HS256_SECRET.
     Token {
         /// Space-separated permissions, e.g. "provisioner:write provisioner:read".
@@ -75,6 +79,33 @@ async fn main() -> anyhow::Result<()> {
                 "migrations applied to {}",
                 redact_url(&settings.database_url)
             );
+            Ok(())
+        }
+        Command::Reseal => {
+            let r = startup::reseal(&settings).await?;
+            println!(
+                "re-sealed under the current master key: {} tenant PAT(s), {} user(s) ({} key(s)); {} user(s) skipped (busy); {} failure(s)",
+                r.tenants,
+                r.users,
+                r.keys,
+                r.skipped_busy,
+                r.failures.len()
+            );
+            for f in &r.failures {
+                println!("failed: {}: {}", f.target, f.reason);
+            }
+            if !r.failures.is_empty() {
+                anyhow::bail!(
+                    "{} value(s) could not be re-sealed: keep PROVISIONER_MASTER_KEY_PREVIOUS until they are fixed",
+                    r.failures.len()
+                );
+            }
+            if r.skipped_busy > 0 {
+                anyhow::bail!(
+                    "{} user(s) were busy (another operation held them): run `provisioner reseal` again",
+                    r.skipped_busy
+                );
+            }
             Ok(())
         }
         Command::Token {

@@ -7,10 +7,10 @@ use std::time::Duration;
 use anyhow::Context;
 use provisioner_api::{ApiState, JwtVerifier, MetricsRenderer};
 use provisioner_clarifai::ClarifaiUpstream;
+use provisioner_core::model::Actor;
 use provisioner_core::model::Page;
 use provisioner_core::ports::{SystemClock, Upstream};
-use provisioner_core::secret::AesGcmSealer;
-use provisioner_core::service::Provisioner;
+use provisioner_core::service::{Provisioner, ResealReport};
 use provisioner_storage::SqlStore;
 use tokio::sync::watch;
 
@@ -50,7 +50,7 @@ impl Application {
         upstream: Arc<dyn Upstream>,
         clarifai: Option<ClarifaiUpstream>,
     ) -> anyhow::Result<Self> {
-        let master_key = settings.master_key()?;
+        let sealer = settings.sealer()?;
         let verifier = JwtVerifier::new(&settings.auth_config()?)
             .map_err(|e| anyhow::anyhow!("JWT settings: {e}"))?;
         let store = SqlStore::connect(&settings.database_url)
@@ -61,9 +61,14 @@ impl Application {
             Arc::new(store.clone()),
             upstream,
             Arc::new(SystemClock),
-            Arc::new(AesGcmSealer::new(&master_key)),
+            Arc::new(sealer),
             settings.service(),
         );
+        if settings.previous_master_key()?.is_some() {
+            tracing::info!(
+                "a previous master key is configured (rotation in progress): run `provisioner reseal`, then remove PROVISIONER_MASTER_KEY_PREVIOUS and restart"
+            );
+        }
         let metrics = Arc::new(Metrics::default());
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
@@ -154,6 +159,35 @@ impl Application {
         tracing::info!("provisioner stopped");
         served.context("HTTP server failed")
     }
+}
+
+/// `provisioner reseal`: connects and migrates the database, then re-seals every tenant PAT and
+/// user key under the current master key (opening each under the current or the previous
+/// key). Makes no upstream call; run it while `serve` is stopped, or while every instance runs
+/// with both keys (users an instance is working on are skipped and counted).
+pub async fn reseal(settings: &Settings) -> anyhow::Result<ResealReport> {
+    let sealer = settings.sealer()?;
+    if !sealer.has_previous() {
+        tracing::warn!(
+            "PROVISIONER_MASTER_KEY_PREVIOUS is not set: values open only under the current key, and are re-sealed under it"
+        );
+    }
+    let upstream = ClarifaiUpstream::from_config(settings.upstream())
+        .map_err(|e| anyhow::anyhow!("building the upstream client: {e}"))?;
+    let store = SqlStore::connect(&settings.database_url)
+        .await
+        .with_context(|| format!("connecting to {}", redact_url(&settings.database_url)))?;
+    store.migrate().await.context("applying migrations")?;
+    let service = Provisioner::new(
+        Arc::new(store.clone()),
+        Arc::new(upstream),
+        Arc::new(SystemClock),
+        Arc::new(sealer),
+        settings.service(),
+    );
+    let report = service.reseal(&Actor::system("reseal")).await;
+    store.close().await;
+    Ok(report?)
 }
 
 /// Finishes or undoes operations whose lease expired, deletes keys whose grace ended; runs a

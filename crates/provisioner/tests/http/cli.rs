@@ -1,11 +1,13 @@
 //! The real binary's command line: `serve` refuses to start without its secrets, `migrate`
-//! migrates, `token` mints a token the service accepts, and SIGTERM stops it cleanly.
+//! migrates, `token` mints a token the service accepts, SIGTERM stops it cleanly, and
+//! `reseal` moves every stored secret to a new master key.
 
 use std::process::{Command, Stdio};
 
 use provisioner_core::secret::MasterKey;
 
-use crate::process::free_port;
+use crate::helpers::{SIM_USER, token};
+use crate::process::{Server, ServerEnv, call, free_port, simulator, tenant_body};
 
 const BIN: &str = env!("CARGO_BIN_EXE_provisioner");
 
@@ -140,5 +142,169 @@ async fn migrate_token_serve_and_sigterm_work_end_to_end() {
         panic!("serve did not stop within 5 s of SIGTERM")
     });
     assert!(status.success(), "{status:?}");
+    drop(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reseal_moves_every_secret_to_a_new_master_key() {
+    use reqwest::{Method, StatusCode};
+    use secrecy::SecretString;
+    use serde_json::json;
+
+    let (url, dir) = provisioner_storage::testing::fresh_sqlite_url();
+    let (key_a, key_b) = (
+        MasterKey::generate().to_base64(),
+        MasterKey::generate().to_base64(),
+    );
+    let jwt = SecretString::from("jwt-secret-for-the-reseal-test");
+    let admin = token(&jwt, "provisioner:admin", None);
+    let http = reqwest::Client::new();
+    let sim = simulator(0, 0).await;
+    let status = clean_env(&mut Command::new(BIN))
+        .arg("migrate")
+        .env("PROVISIONER_DATABASE_URL", &url)
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    // Under key A: a tenant, a user whose key was rotated with a grace period (two keys).
+    let mut env = ServerEnv::new(free_port(), &url, &jwt, &dir.path().join("serve.log"));
+    env.master_key = key_a.clone();
+    let mut server = Server::new(env.clone());
+    server.start().await;
+    let base = server.base();
+    let (st, _, text) = call(
+        &http,
+        Method::POST,
+        &format!("{base}/v1/tenants"),
+        &admin,
+        Some(tenant_body("acme", &sim.base_url())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, StatusCode::CREATED, "{text}");
+    let user = format!("{base}/v1/tenants/acme/users/alice");
+    let (st, _, text) = call(&http, Method::PUT, &user, &admin, Some(json!({})))
+        .await
+        .unwrap();
+    assert_eq!(st, StatusCode::CREATED, "{text}");
+    let (st, body, text) = call(
+        &http,
+        Method::POST,
+        &format!("{user}/rotate-key"),
+        &admin,
+        Some(json!({"grace_seconds": 3600})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, StatusCode::OK, "{text}");
+    let secret = body["secret"]
+        .as_str()
+        .expect("the new key's secret")
+        .to_owned();
+    assert_eq!(
+        sim.keys(SIM_USER).len(),
+        2,
+        "the replaced key is in its grace period"
+    );
+    server.kill();
+
+    // Re-seal: B current, A previous. Repeating it is harmless.
+    let reseal = |previous: Option<&str>| {
+        let mut cmd = Command::new(BIN);
+        clean_env(&mut cmd)
+            .arg("reseal")
+            .env("PROVISIONER_DATABASE_URL", &url)
+            .env("PROVISIONER_MASTER_KEY", &key_b);
+        if let Some(p) = previous {
+            cmd.env("PROVISIONER_MASTER_KEY_PREVIOUS", p);
+        }
+        cmd.output().unwrap()
+    };
+    for _ in 0..2 {
+        let out = reseal(Some(&key_a));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}{stderr}");
+        assert!(
+            stdout.contains(
+                "1 tenant PAT(s), 1 user(s) (2 key(s)); 0 user(s) skipped (busy); 0 failure(s)"
+            ),
+            "{stdout}"
+        );
+        for s in [&key_a, &key_b, &secret] {
+            assert!(!stdout.contains(s.as_str()) && !stderr.contains(s.as_str()));
+        }
+    }
+    // Everything is under B now: an unrelated previous key does not matter.
+    let out = reseal(Some(&MasterKey::generate().to_base64()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "everything is under B already: {stdout}"
+    );
+
+    // Key B alone: the same secret is revealed, the PAT opens (a new user is provisioned), the
+    // retired key opens (a rotation deletes it upstream).
+    let mut env_b = env.clone();
+    env_b.master_key = key_b.clone();
+    let mut server = Server::new(env_b);
+    server.start().await;
+    let base = server.base();
+    let user = format!("{base}/v1/tenants/acme/users/alice");
+    let (st, body, text) = call(
+        &http,
+        Method::POST,
+        &format!("{user}/reveal-key"),
+        &admin,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, StatusCode::OK, "{text}");
+    assert_eq!(body["secret"].as_str(), Some(secret.as_str()));
+    let (st, _, text) = call(
+        &http,
+        Method::PUT,
+        &format!("{base}/v1/tenants/acme/users/bob"),
+        &admin,
+        Some(json!({})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, StatusCode::CREATED, "{text}");
+    let (st, _, text) = call(
+        &http,
+        Method::POST,
+        &format!("{user}/rotate-key"),
+        &admin,
+        Some(json!({"grace_seconds": 0})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, StatusCode::OK, "{text}");
+    assert_eq!(
+        sim.keys(SIM_USER).len(),
+        2,
+        "alice's two old keys deleted upstream, her new key and bob's remain"
+    );
+    server.kill();
+
+    // Had the operator kept only the old key, nothing would open: reseal reports every value.
+    let out = {
+        let mut cmd = Command::new(BIN);
+        clean_env(&mut cmd)
+            .arg("reseal")
+            .env("PROVISIONER_DATABASE_URL", &url)
+            .env("PROVISIONER_MASTER_KEY", &key_a);
+        cmd.output().unwrap()
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("failed: tenants/acme:"), "{stdout}");
+    assert!(
+        stdout.contains("failed: tenants/acme/users/alice:"),
+        "{stdout}"
+    );
     drop(dir);
 }
