@@ -305,6 +305,11 @@ async fn upstream_failures_are_502_and_503(app: TestApp) {
     assert!(app.sim.revoke_pat(SIM_PAT));
     let r = app.put_user("acme", "u2", &w, json!({})).await;
     assert_problem(&r, 502, "upstream_rejected");
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("11009"),
+        "the upstream's status.code is in detail: {}",
+        r.text
+    );
     assert!(!r.text.contains(SIM_PAT));
     assert_eq!(app.upstream_counts(), (1, 1));
 }
