@@ -308,3 +308,79 @@ async fn reseal_moves_every_secret_to_a_new_master_key() {
     );
     drop(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_lets_in_flight_requests_finish_and_a_restart_serves_on() {
+    use crate::process::{Server, ServerEnv, simulator, tenant_body};
+    // Arrange: every upstream call takes 600 ms, so a provisioning is in flight for ~1.2 s.
+    let sim = simulator(600, 0).await;
+    let (url, dir) = provisioner_storage::testing::fresh_sqlite_url();
+    let jwt = secrecy::SecretString::from("jwt-secret-for-the-sigterm-test");
+    let env = ServerEnv::new(free_port(), &url, &jwt, &dir.path().join("serve.log"));
+    let mut server = Server::new(env);
+    server.start().await;
+    let base = server.base();
+    let admin = provisioner::token::mint(
+        &jwt,
+        "provisioner:admin",
+        None,
+        600,
+        "sigterm-test",
+        None,
+        None,
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{base}/v1/tenants"))
+        .bearer_auth(&admin)
+        .json(&tenant_body("acme", &sim.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+
+    // Act: a PUT is in flight when SIGTERM arrives.
+    let put = {
+        let (http, base, admin) = (http.clone(), base.clone(), admin.clone());
+        tokio::spawn(async move {
+            let r = http
+                .put(format!("{base}/v1/tenants/acme/users/in-flight"))
+                .bearer_auth(admin)
+                .json(&serde_json::json!({}))
+                .send()
+                .await?;
+            Ok::<_, reqwest::Error>((r.status().as_u16(), r.text().await?))
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let status = tokio::task::spawn_blocking(move || {
+        let s = server.terminate(std::time::Duration::from_secs(10));
+        (s, server)
+    })
+    .await
+    .unwrap();
+    let (exit, mut server) = status;
+
+    // Assert: the request finished (201), then the process exited cleanly.
+    let (code, body) = put
+        .await
+        .unwrap()
+        .expect("the in-flight request got its answer");
+    assert_eq!(code, 201, "{body}");
+    assert!(exit.expect("exited within 10 s").success());
+    assert_eq!(sim.apps(crate::helpers::SIM_USER).len(), 1);
+    assert_eq!(sim.keys(crate::helpers::SIM_USER).len(), 1);
+
+    // A restart serves on from the same database.
+    server.start().await;
+    let g = http
+        .get(format!("{base}/v1/tenants/acme/users/in-flight"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(g.status().as_u16(), 200);
+    let v: serde_json::Value = g.json().await.unwrap();
+    assert_eq!(v["status"], "active");
+}

@@ -171,6 +171,24 @@ impl Server {
         }
     }
 
+    /// SIGTERM, then waits (at most `within`) for the child to exit; its status, or `None`
+    /// if it was still running (it is then killed).
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let pid = c.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
     /// The last 4 KiB of the children's stderr.
     pub fn log_tail(&self) -> String {
         let mut s = String::new();

@@ -157,15 +157,24 @@ async fn planted_drift_is_reported_then_repaired(app: TestApp) {
     assert_problem(&r, 404, "not_found");
 }
 
-
 async fn the_periodic_drift_check_records_counts_without_repairing(app: TestApp) {
     // A second app of the same backend whose drift check runs every second.
-    let db = if app.db_url.starts_with("postgres") { crate::helpers::Db::Postgres } else { crate::helpers::Db::Sqlite };
-    let app = crate::helpers::spawn_app_with(db, |s| s.drift_check_interval_secs = 1).await.expect("app");
+    let db = if app.db_url.starts_with("postgres") {
+        crate::helpers::Db::Postgres
+    } else {
+        crate::helpers::Db::Sqlite
+    };
+    let app = crate::helpers::spawn_app_with(db, |s| s.drift_check_interval_secs = 1)
+        .await
+        .expect("app");
     app.create_tenant("acme").await;
     let w = app.token("provisioner:write", Some("acme"));
-    assert_eq!(app.put_user("acme", "u1", &w, json!({})).await.status, StatusCode::CREATED);
-    app.sim.insert_app(SIM_USER, "acme-planted-orphan", json!({}));
+    assert_eq!(
+        app.put_user("acme", "u1", &w, json!({})).await.status,
+        StatusCode::CREATED
+    );
+    app.sim
+        .insert_app(SIM_USER, "acme-planted-orphan", json!({}));
 
     // The check records the orphan in /metrics within a few passes.
     let want = "provisioner_drift{tenant=\"acme\",kind=\"orphan_apps\"} 1";
@@ -180,5 +189,10 @@ async fn the_periodic_drift_check_records_counts_without_repairing(app: TestApp)
     }
     assert!(seen, "drift recorded in /metrics");
     // Reported, never silently repaired.
-    assert!(app.sim.apps(SIM_USER).iter().any(|a| a.id == "acme-planted-orphan"));
+    assert!(
+        app.sim
+            .apps(SIM_USER)
+            .iter()
+            .any(|a| a.id == "acme-planted-orphan")
+    );
 }
