@@ -446,7 +446,7 @@ impl Provisioner {
             errors.push(format!(
                 "{target}: changed while reconciling; not repaired, run reconcile again"
             ));
-            if let Err(e) = self.save(&run, &mut u, false, None).await {
+            if let Err(e) = self.save(&run.owner, &mut u, false, None).await {
                 errors.push(format!("{target}: releasing the lease: {e}"));
             }
             return Ok(());
@@ -469,13 +469,13 @@ impl Provisioner {
                 )
                 .await
             {
-                let _ = self.save(&run, &mut u, false, None).await;
+                let _ = self.save(&run.owner, &mut u, false, None).await;
                 return Err(e);
             }
         }
 
         let Some(fix) = work.fix else {
-            if let Err(e) = self.save(&run, &mut u, false, None).await {
+            if let Err(e) = self.save(&run.owner, &mut u, false, None).await {
                 errors.push(format!("{target}: releasing the lease: {e}"));
             }
             return Ok(());
@@ -500,7 +500,7 @@ impl Provisioner {
                 // rotation), then the drifted key is replaced and deleted at once (grace 0).
                 if let Some(old) = u.retired_key.clone() {
                     if let Err(m) = self.delete_retired(&run, &u, &old).await {
-                        let released = self.save(&run, &mut u, false, None).await;
+                        let released = self.save(&run.owner, &mut u, false, None).await;
                         let reason = format!("deleting the replaced key: {m}");
                         self.audit_repair(
                             actor,
@@ -527,7 +527,7 @@ impl Provisioner {
         u.last_error = None;
         u.next_attempt_at = None;
         // The intent first; the drive's final write records the result with its audit event.
-        if let Err(e) = self.save(&run, &mut u, true, None).await {
+        if let Err(e) = self.save(&run.owner, &mut u, true, None).await {
             errors.push(format!("{target}: {e}"));
             return Ok(());
         }

@@ -94,7 +94,7 @@ impl Provisioner {
                 },
                 None => None,
             };
-            self.save(&run, &mut u, false, audit.as_ref()).await?;
+            self.save(&run.owner, &mut u, false, audit.as_ref()).await?;
         }
         Ok(report)
     }

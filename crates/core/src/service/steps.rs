@@ -125,7 +125,7 @@ impl Provisioner {
                         break;
                     }
                     // Record the step reached (the intent of the next one) and renew the lease.
-                    self.save(run, &mut user, true, None).await?;
+                    self.save(&run.owner, &mut user, true, None).await?;
                 }
                 Err(fail) => return self.on_failure(run, user, fail).await,
             }
@@ -163,7 +163,8 @@ impl Provisioner {
             user_target(&user),
             "success",
         );
-        self.save(run, &mut user, false, Some(&audit)).await?;
+        self.save(&run.owner, &mut user, false, Some(&audit))
+            .await?;
         Ok(Outcome { user, secret })
     }
 
@@ -398,14 +399,15 @@ impl Provisioner {
                 &o,
             )
         });
-        self.save(run, &mut user, false, audit.as_ref()).await?;
+        self.save(&run.owner, &mut user, false, audit.as_ref())
+            .await?;
         Err(err)
     }
 
-    /// Writes the row under our lease: renewed when `keep_lease`, released otherwise.
+    /// Writes the row under the lease `owner` holds: renewed when `keep_lease`, released otherwise.
     pub(super) async fn save(
         &self,
-        run: &Run<'_>,
+        owner: &str,
         user: &mut User,
         keep_lease: bool,
         audit: Option<&crate::model::AuditEvent>,
@@ -413,11 +415,11 @@ impl Provisioner {
         let now = self.clock.now();
         user.updated_at = now;
         user.lease = keep_lease.then(|| Lease {
-            owner: run.owner.clone(),
+            owner: owner.to_owned(),
             expires_at: now + self.lease_ttl(),
         });
         self.store
-            .update_user(user, &run.owner, audit)
+            .update_user(user, owner, audit)
             .await
             .map_err(|e| match e {
                 StoreError::Stale => DomainError::UpstreamUnavailable(

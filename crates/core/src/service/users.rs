@@ -160,9 +160,7 @@ impl Provisioner {
                     u.next_attempt_at = None;
                     apply_fields(&mut u, &req);
                     let owner = lease_owner(&u);
-                    let run =
-                        self.run(&tenant, actor, owner.clone(), false, 0, "user.provision")?;
-                    self.save(&run, &mut u, true, None).await?;
+                    self.save(&owner, &mut u, true, None).await?;
                     return self
                         .run_provisioning(actor, &tenant, u, owner, false, &scopes)
                         .await;
@@ -287,7 +285,7 @@ impl Provisioner {
             if let Some(old) = u.retired_key.clone() {
                 if let Err(m) = self.delete_retired(&run, &u, &old).await {
                     u.last_error = Some(format!("deleting the previously replaced key: {m}"));
-                    self.save(&run, &mut u, false, None).await?;
+                    self.save(&run.owner, &mut u, false, None).await?;
                     return Err(DomainError::UpstreamUnavailable(m));
                 }
                 u.retired_key = None;
@@ -299,7 +297,7 @@ impl Provisioner {
             u.status = UserStatus::Rotating;
             u.step = Step::CreateKey;
             u.generation += 1;
-            self.save(&run, &mut u, true, None).await?;
+            self.save(&run.owner, &mut u, true, None).await?;
             let out = self.drive(&mut run, u).await?;
             let secret = out.secret.ok_or_else(|| {
                 DomainError::Internal("rotation finished without a new key".into())
@@ -370,7 +368,7 @@ impl Provisioner {
                 u.status = UserStatus::Deprovisioning;
                 u.step = Step::DeleteKey;
                 u.attempts = 0;
-                self.save(&run, &mut u, true, None).await?;
+                self.save(&run.owner, &mut u, true, None).await?;
             }
             return self.drive(&mut run, u).await.map(|o| o.user);
         }
@@ -499,7 +497,6 @@ impl Provisioner {
         req: &ProvisionRequest,
     ) -> Result<User, DomainError> {
         apply_fields(&mut user, req);
-        let run = self.run(tenant, actor, lease_owner(&user), false, 0, "user.update")?;
         let audit = self.audit(
             actor,
             Some(&tenant.id),
@@ -507,7 +504,8 @@ impl Provisioner {
             user_target(&user),
             "success",
         );
-        self.save(&run, &mut user, false, Some(&audit)).await?;
+        self.save(&lease_owner(&user), &mut user, false, Some(&audit))
+            .await?;
         Ok(user)
     }
 
