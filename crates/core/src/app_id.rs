@@ -32,18 +32,46 @@ pub fn validate_prefix(prefix: &str) -> Result<(), ParseError> {
     }
 }
 
-/// A short stable hash of (tenant, external id): 8 lower-case hex characters.
-pub fn subject_hash(tenant: &TenantId, external_id: &ExternalId) -> String {
+/// The SHA-256 of (tenant, external id), 64 lower-case hex characters: what identifies a user
+/// beyond doubt in the app marker.
+pub fn subject_digest(tenant: &TenantId, external_id: &ExternalId) -> String {
     let mut h = Sha256::new();
     h.update(tenant.as_str().as_bytes());
     h.update([0u8]);
     h.update(external_id.as_str().as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// A short stable hash of (tenant, external id), salted by `salt` when it is not 0:
+/// 8 lower-case hex characters. Short, so it can clash: the store's unique (tenant, app id)
+/// index catches a clash and the next salt gives another id.
+fn short_hash(tenant: &TenantId, external_id: &ExternalId, salt: u32) -> String {
+    if salt == 0 {
+        return subject_digest(tenant, external_id)[..HASH_LEN].to_owned();
+    }
+    let mut h = Sha256::new();
+    h.update(tenant.as_str().as_bytes());
+    h.update([0u8]);
+    h.update(external_id.as_str().as_bytes());
+    h.update([0u8]);
+    h.update(salt.to_be_bytes());
     hex::encode(h.finalize())[..HASH_LEN].to_owned()
 }
 
 /// Derives the app id; `prefix` must have passed [`validate_prefix`].
 pub fn derive_app_id(prefix: &str, tenant: &TenantId, external_id: &ExternalId) -> AppId {
-    let hash = subject_hash(tenant, external_id);
+    derive_app_id_n(prefix, tenant, external_id, 0)
+}
+
+/// The `salt`-th candidate app id of (tenant, external id): [`derive_app_id`] for 0, another
+/// stable id for each other value (used after the first is taken by another user).
+pub fn derive_app_id_n(
+    prefix: &str,
+    tenant: &TenantId,
+    external_id: &ExternalId,
+    salt: u32,
+) -> AppId {
+    let hash = short_hash(tenant, external_id, salt);
     let (head, sep) = match prefix.strip_suffix(['-', '_']) {
         Some(core) => (core, &prefix[core.len()..]),
         None if prefix.is_empty() => ("", ""),
@@ -140,6 +168,17 @@ mod tests {
         assert!(validate_prefix("ac--").is_err());
         assert!(validate_prefix("a.b").is_err());
         assert!(validate_prefix(&"a".repeat(17)).is_err());
+    }
+
+    #[test]
+    fn salted_ids_differ_and_are_stable() {
+        let (a, x) = (t("acme"), e("user-1"));
+        let ids: std::collections::BTreeSet<_> =
+            (0..16).map(|n| derive_app_id_n("acme-", &a, &x, n)).collect();
+        assert_eq!(ids.len(), 16);
+        assert_eq!(derive_app_id_n("acme-", &a, &x, 0), derive_app_id("acme-", &a, &x));
+        assert_eq!(derive_app_id_n("acme-", &a, &x, 5), derive_app_id_n("acme-", &a, &x, 5));
+        assert_eq!(subject_digest(&a, &x).len(), 64);
     }
 
     proptest! {

@@ -71,6 +71,11 @@ pub enum StoreError {
     /// A uniqueness constraint refused the write (the row exists).
     #[error("already exists")]
     AlreadyExists,
+    /// Inserting a user: another user of the tenant already holds this upstream app id (the
+    /// unique `(tenant_id, app_id)` index), unlike [`StoreError::AlreadyExists`] on the row's
+    /// own key.
+    #[error("app id taken by another user")]
+    AppIdTaken,
     /// The row to change does not exist.
     #[error("not found")]
     NotFound,
@@ -86,6 +91,7 @@ impl From<StoreError> for DomainError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::AlreadyExists => DomainError::Conflict("already exists".into()),
+            StoreError::AppIdTaken => DomainError::Conflict("app id taken".into()),
             StoreError::NotFound => DomainError::NotFound("not found".into()),
             StoreError::Stale => DomainError::Conflict("changed concurrently; retry".into()),
             StoreError::Backend(m) => DomainError::Internal(m),

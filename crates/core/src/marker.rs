@@ -1,17 +1,18 @@
 //! Markers the service leaves upstream so a repeated step finds what it made.
 //!
-//! Apps carry `{"provisioner": {"tenant": <tenant>, "subject": <hash>}}` in their metadata (the
-//! hash, not the external id, so no end-user identifier is copied upstream by the marker). Keys
+//! Apps carry `{"provisioner": {"tenant": <tenant>, "subject": <digest>}}` in their metadata:
+//! the full SHA-256 of (tenant, external id) in hex, so it names one user beyond doubt (the app
+//! id's own 8-hex hash can clash) and no end-user identifier is copied upstream. Keys
 //! carry `prov:<app id>:g<generation>` in their description (short ASCII, at most 47 characters).
 
 use serde_json::{Value, json};
 
-use crate::app_id::subject_hash;
+use crate::app_id::subject_digest;
 use crate::ids::{AppId, ExternalId, TenantId};
 
 /// The metadata marker of the app of (tenant, external id).
 pub fn app_marker(tenant: &TenantId, external_id: &ExternalId) -> Value {
-    json!({"provisioner": {"tenant": tenant.as_str(), "subject": subject_hash(tenant, external_id)}})
+    json!({"provisioner": {"tenant": tenant.as_str(), "subject": subject_digest(tenant, external_id)}})
 }
 
 /// Whether an upstream app's metadata carries the marker of (tenant, external id).
@@ -55,6 +56,10 @@ mod tests {
         assert!(app_has_marker(&m, &t, &e));
         assert!(app_managed_by(&m, &t));
         assert!(!app_has_marker(&m, &t, &ExternalId::parse("u2").unwrap()));
+        // A marker of the short (8 hex) digest of older versions names nobody for sure.
+        let short = json!({"provisioner": {"tenant": "acme",
+            "subject": &crate::app_id::subject_digest(&t, &e)[..8]}});
+        assert!(!app_has_marker(&short, &t, &e));
         let app = AppId::parse("acme-u1-1234abcd").unwrap();
         assert_eq!(key_generation(&key_description(&app, 7), &app), Some(7));
         assert_eq!(key_generation("prov:other:g7", &app), None);

@@ -257,6 +257,15 @@ pub struct User {
     pub attempts: i64,
     /// Earliest time recovery retries the pending step.
     pub next_attempt_at: Option<Timestamp>,
+    /// Grace period, in seconds, that the rotation in progress keeps the key it replaces
+    /// (durable, so a rotation finished by recovery or another request keeps it).
+    pub rotation_grace_secs: i64,
+    /// Whether the current key's secret has reached no caller yet (recovery finished the
+    /// operation whose answer was lost): the next PUT carries it once.
+    pub secret_pending: bool,
+    /// Incremented by every write of the row; a lease is taken conditioned on the version
+    /// that was read, so a decision made on a read never applies to a changed row.
+    pub version: i64,
     /// Created.
     pub created_at: Timestamp,
     /// Last changed.

@@ -93,18 +93,50 @@ pub trait UserStore: Send + Sync {
     /// Inserts a new user row (normally holding a lease), with an optional audit event;
     /// [`StoreError::AlreadyExists`] if (tenant, external id) exists — the database enforces it.
     async fn insert_user(&self, user: &User, audit: Option<&AuditEvent>) -> Result<(), StoreError>;
-    /// Takes the row's lease if it is free or expired at `now`; returns the row as leased, or
-    /// `None` if someone else holds a live lease or the row does not exist.
+    /// Takes the row's lease if it is free or expired at `now` and, when `expected_version` is
+    /// given, the row still has that version (it is unchanged since it was read); bumps the
+    /// version. Returns the row as leased, or `None` if someone else holds a live lease, the
+    /// row changed, or it does not exist.
     async fn acquire_lease(
         &self,
         tenant: &TenantId,
         external_id: &ExternalId,
         lease: &Lease,
         now: Timestamp,
+        expected_version: Option<i64>,
     ) -> Result<Option<User>, StoreError>;
+    /// Compare-and-swap renewal: moves the lease's expiry to `expires_at` if `owner` still holds
+    /// it on `generation`. False when the lease was taken over (or the row is gone): the holder
+    /// must stop before its next upstream call.
+    async fn renew_lease(
+        &self,
+        tenant: &TenantId,
+        external_id: &ExternalId,
+        owner: &str,
+        generation: i64,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Backs off a row whose work failed outside the state machine (its tenant's credential
+    /// does not open, its save failed): one narrow write of `attempts + 1`, `last_error` and
+    /// `next_attempt_at`, releasing the lease if `owner` holds it or it is free or expired.
+    async fn defer_user(
+        &self,
+        tenant: &TenantId,
+        external_id: &ExternalId,
+        owner: &str,
+        now: Timestamp,
+        next_attempt_at: Timestamp,
+        last_error: &str,
+    ) -> Result<(), StoreError>;
+    /// Claims one user with work due at `now` (see [`UserStore::due_users`]) by taking its
+    /// lease in the same statement; concurrent claimers never get the same row (PostgreSQL:
+    /// `FOR UPDATE SKIP LOCKED`). `None` when nothing is due.
+    async fn claim_due_user(&self, lease: &Lease, now: Timestamp)
+    -> Result<Option<User>, StoreError>;
     /// Writes the whole row (all mutable fields, the lease included) if `owner` still holds the
-    /// lease, with an optional audit event in the same transaction; [`StoreError::Stale`] if the
-    /// lease was lost.
+    /// lease, with an optional audit event in the same transaction, and bumps the version (the
+    /// stored version is the caller's `user.version + 1`); [`StoreError::Stale`] if the lease
+    /// was lost.
     async fn update_user(
         &self,
         user: &User,
@@ -119,8 +151,9 @@ pub trait UserStore: Send + Sync {
         &self,
         fingerprint: &str,
     ) -> Result<Option<(TenantId, ExternalId)>, StoreError>;
-    /// Users with work due at `now`: a pending step whose lease is free or expired and whose
-    /// `next_attempt_at` has passed, or a retired key whose grace period ended. Oldest first.
+    /// Users with work due at `now`: a pending step, or a retired key whose grace period ended,
+    /// whose lease is free or expired and whose `next_attempt_at` (a back-off) has passed.
+    /// Oldest first.
     async fn due_users(
         &self,
         now: Timestamp,

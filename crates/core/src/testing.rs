@@ -248,6 +248,13 @@ impl UserStore for MemStore {
         if st.users.contains_key(&k) {
             return Err(StoreError::AlreadyExists);
         }
+        if st
+            .users
+            .values()
+            .any(|u| u.tenant_id == user.tenant_id && u.app_id == user.app_id)
+        {
+            return Err(StoreError::AppIdTaken);
+        }
         self.write_audit(&mut st, audit)?;
         st.users.insert(k, user.clone());
         Ok(())
@@ -258,15 +265,86 @@ impl UserStore for MemStore {
         external_id: &ExternalId,
         lease: &Lease,
         now: Timestamp,
+        expected_version: Option<i64>,
     ) -> Result<Option<User>, StoreError> {
         let mut st = lock(&self.state);
         let Some(u) = st.users.get_mut(&(tenant.clone(), external_id.clone())) else {
             return Ok(None);
         };
-        if u.lease.as_ref().is_some_and(|l| l.expires_at > now) {
+        if u.lease.as_ref().is_some_and(|l| l.expires_at >= now)
+            || expected_version.is_some_and(|v| v != u.version)
+        {
             return Ok(None);
         }
         u.lease = Some(lease.clone());
+        u.version += 1;
+        Ok(Some(u.clone()))
+    }
+    async fn renew_lease(
+        &self,
+        tenant: &TenantId,
+        external_id: &ExternalId,
+        owner: &str,
+        generation: i64,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut st = lock(&self.state);
+        let Some(u) = st.users.get_mut(&(tenant.clone(), external_id.clone())) else {
+            return Ok(false);
+        };
+        match u.lease.as_mut() {
+            Some(l) if l.owner == owner && u.generation == generation => {
+                l.expires_at = expires_at;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+    async fn defer_user(
+        &self,
+        tenant: &TenantId,
+        external_id: &ExternalId,
+        owner: &str,
+        now: Timestamp,
+        next_attempt_at: Timestamp,
+        last_error: &str,
+    ) -> Result<(), StoreError> {
+        let mut st = lock(&self.state);
+        let Some(u) = st.users.get_mut(&(tenant.clone(), external_id.clone())) else {
+            return Err(StoreError::NotFound);
+        };
+        if u
+            .lease
+            .as_ref()
+            .is_some_and(|l| l.owner != owner && l.expires_at >= now)
+        {
+            return Err(StoreError::Stale);
+        }
+        u.attempts += 1;
+        u.last_error = Some(last_error.to_owned());
+        u.next_attempt_at = Some(next_attempt_at);
+        u.lease = None;
+        u.version += 1;
+        Ok(())
+    }
+    async fn claim_due_user(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        let mut st = lock(&self.state);
+        let Some(k) = st
+            .users
+            .values()
+            .filter(|u| is_due(u, now))
+            .min_by_key(|u| (due_order(u), u.tenant_id.clone(), u.external_id.clone()))
+            .map(|u| (u.tenant_id.clone(), u.external_id.clone()))
+        else {
+            return Ok(None);
+        };
+        let u = st.users.get_mut(&k).expect("found above");
+        u.lease = Some(lease.clone());
+        u.version += 1;
         Ok(Some(u.clone()))
     }
     async fn update_user(
@@ -286,7 +364,10 @@ impl UserStore for MemStore {
             return Err(StoreError::Stale);
         }
         self.write_audit(&mut st, audit)?;
-        st.users.insert(k, user.clone());
+        let version = st.users.get(&k).map_or(0, |u| u.version) + 1;
+        let mut row = user.clone();
+        row.version = version;
+        st.users.insert(k, row);
         Ok(())
     }
     async fn release_leases(&self, owner_prefix: &str) -> Result<u64, StoreError> {
@@ -298,6 +379,7 @@ impl UserStore for MemStore {
                 .is_some_and(|l| l.owner.starts_with(owner_prefix))
             {
                 u.lease = None;
+                u.version += 1;
                 n += 1;
             }
         }
@@ -325,18 +407,8 @@ impl UserStore for MemStore {
         limit: u32,
     ) -> Result<Vec<(TenantId, ExternalId)>, StoreError> {
         let st = lock(&self.state);
-        let mut due: Vec<&User> = st
-            .users
-            .values()
-            .filter(|u| u.lease.as_ref().is_none_or(|l| l.expires_at <= now))
-            .filter(|u| {
-                (u.step != crate::model::Step::Idle && u.next_attempt_at.is_none_or(|t| t <= now))
-                    || u.retired_key
-                        .as_ref()
-                        .is_some_and(|k| k.delete_after <= now)
-            })
-            .collect();
-        due.sort_by_key(|u| u.updated_at);
+        let mut due: Vec<&User> = st.users.values().filter(|u| is_due(u, now)).collect();
+        due.sort_by_key(|u| due_order(u));
         Ok(due
             .into_iter()
             .take(limit as usize)
@@ -354,6 +426,22 @@ impl UserStore for MemStore {
         }
         Ok(counts.into_values().collect())
     }
+}
+
+/// Work due at `now` (the stores' `due_users` rule): a pending step or a retired key whose
+/// grace ended, not leased (or the lease expired), not backed off.
+fn is_due(u: &User, now: Timestamp) -> bool {
+    u.lease.as_ref().is_none_or(|l| l.expires_at < now)
+        && u.next_attempt_at.is_none_or(|t| t <= now)
+        && (u.step != crate::model::Step::Idle
+            || u.retired_key
+                .as_ref()
+                .is_some_and(|k| k.delete_after <= now))
+}
+
+/// Oldest first: by the back-off time when there is one, else by the last change.
+fn due_order(u: &User) -> Timestamp {
+    u.next_attempt_at.unwrap_or(u.updated_at)
 }
 
 #[async_trait]

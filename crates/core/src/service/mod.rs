@@ -7,6 +7,7 @@ mod reconcile;
 mod recovery;
 mod reseal;
 mod steps;
+mod fence;
 mod tenants;
 mod users;
 
@@ -30,9 +31,15 @@ pub use users::{ProvisionRequest, Provisioned, ScopeRequest};
 /// Timing policy of the state machine.
 #[derive(Clone, Debug)]
 pub struct ServiceConfig {
-    /// How long an operation holds a user's row before others may take over and resume it.
-    /// Longer than the upstream client's whole retry budget for one step.
+    /// How long an operation holds a user's row, from its last renewal, before others may take
+    /// over and resume it. The holder renews it (compare-and-swap) before every upstream call
+    /// and every `lease_ttl / 3` while a call is in flight, so it bounds how long a killed
+    /// process's users wait, not how long one step may take.
     pub lease_ttl: Duration,
+    /// The largest difference tolerated between replicas' clocks: a lease counts as expired
+    /// only once it is this much in the past, while its holder stops at its own (monotonic)
+    /// view of the expiry.
+    pub max_clock_skew: Duration,
     /// How long a request waits for another request's lease on the same user.
     pub lease_wait: Duration,
     /// How often a waiting request looks again.
@@ -46,8 +53,9 @@ pub struct ServiceConfig {
 impl Default for ServiceConfig {
     fn default() -> Self {
         Self {
-            lease_ttl: Duration::from_secs(120),
-            lease_wait: Duration::from_secs(60),
+            lease_ttl: Duration::from_secs(10),
+            max_clock_skew: Duration::from_secs(1),
+            lease_wait: Duration::from_secs(30),
             poll_interval: Duration::from_millis(25),
             retry_base: Duration::from_secs(2),
             retry_max: Duration::from_secs(300),

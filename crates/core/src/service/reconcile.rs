@@ -435,7 +435,7 @@ impl Provisioner {
             .map(|l| l.owner.clone())
             .unwrap_or_default();
         let action = work.fix.map_or("reconcile.delete_orphan_key", Fix::action);
-        let mut run = match self.run(tenant, actor, owner, false, 0, action) {
+        let mut run = match self.run(tenant, actor, owner, false, action, false) {
             Ok(run) => run,
             Err(e) => {
                 errors.push(format!("{target}: {e}"));

@@ -458,8 +458,7 @@ async fn users_with_an_operation_in_progress_are_skipped() {
                 owner: "someone-else".into(),
                 expires_at: now + chrono::Duration::minutes(5),
             },
-            now,
-        )
+            now, None)
         .await
         .unwrap()
         .unwrap();
@@ -586,7 +585,7 @@ async fn a_key_in_its_grace_period_is_not_an_orphan_and_drift_repair_keeps_two_a
     provision(&t, &acme(), "r").await;
     let rotated = t
         .service
-        .rotate_key(&actor(), &acme(), &ext("r"), 3600)
+        .rotate_key(&actor(), &acme(), &ext("r"), 3600, false)
         .await
         .unwrap();
     assert_eq!(t.upstream.keys().len(), 2);

@@ -3,11 +3,14 @@
 //! Failing work is retried with capped exponential backoff, indefinitely, and stays visible in
 //! the user's `last_error` and `attempts`.
 
+use std::collections::BTreeMap;
+
 use crate::error::DomainError;
-use crate::model::{Actor, Step, UserStatus};
+use crate::ids::TenantId;
+use crate::model::{Actor, Lease, Step, Tenant, User, UserStatus};
 
 use super::Provisioner;
-use super::steps::user_target;
+use super::steps::{Fail, lease_lost, user_target};
 
 /// What one recovery pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -24,78 +27,122 @@ pub struct RecoveryReport {
 
 impl Provisioner {
     /// One pass over at most `limit` users with work due. Safe to run on several replicas at
-    /// once: each user is worked on only under its lease.
+    /// once: each user is claimed with its lease (PostgreSQL skips rows another replica is
+    /// claiming), and worked on only under it. One bad row (its tenant's credential will not
+    /// open, its save fails) is backed off with the reason in `last_error` and the pass goes
+    /// on; only a store that cannot even claim stops the pass.
     pub async fn run_recovery_pass(&self, limit: u32) -> Result<RecoveryReport, DomainError> {
-        let now = self.clock.now();
-        let due = self.store.due_users(now, limit).await?;
         let actor = Actor::system("recovery");
-        let mut report = RecoveryReport {
-            examined: due.len(),
-            ..RecoveryReport::default()
-        };
-        for (tenant_id, external_id) in due {
-            let (Some(tenant), Some(user)) = (
-                self.store.get_tenant(&tenant_id).await?,
-                self.store.get_user(&tenant_id, &external_id).await?,
-            ) else {
-                continue;
+        let mut tenants: BTreeMap<TenantId, Option<Tenant>> = BTreeMap::new();
+        let mut report = RecoveryReport::default();
+        for _ in 0..limit {
+            let lease = Lease {
+                owner: self.new_owner(),
+                expires_at: self.clock.now() + self.lease_ttl(),
             };
-            let Some(mut u) = self.acquire(&user).await? else {
-                continue;
+            let Some(user) = self
+                .store
+                .claim_due_user(&lease, self.lease_horizon())
+                .await?
+            else {
+                break;
             };
-            let owner = u
-                .lease
-                .as_ref()
-                .map(|l| l.owner.clone())
-                .unwrap_or_default();
-            let mut run = self.run(&tenant, &actor, owner, true, 0, "user.recover")?;
-            if u.step != Step::Idle {
-                match self.drive(&mut run, u).await {
-                    Ok(_) => report.completed += 1,
-                    Err(e) => {
-                        report.failed += 1;
-                        tracing::warn!(tenant.id = %tenant_id, error.message = %e, "recovery step failed; will retry");
+            report.examined += 1;
+            let (tenant_id, external_id) = (user.tenant_id.clone(), user.external_id.clone());
+            let attempts = user.attempts;
+            let tenant = match tenants.get(&tenant_id) {
+                Some(t) => t.clone(),
+                None => {
+                    let t = self.store.get_tenant(&tenant_id).await.ok().flatten();
+                    tenants.insert(tenant_id.clone(), t.clone());
+                    t
+                }
+            };
+            let result = match tenant {
+                Some(tenant) => self.recover_one(&actor, &tenant, user, &mut report).await,
+                None => Err(DomainError::Internal("its tenant could not be read".into())),
+            };
+            match result {
+                Ok(()) => {}
+                // Handled by the state machine: the row records the failure and its back-off.
+                Err(e) if !matches!(e, DomainError::Internal(_)) => {
+                    report.failed += 1;
+                    tracing::warn!(tenant.id = %tenant_id, error.message = %e, "recovery step failed; will retry");
+                }
+                Err(e) => {
+                    report.failed += 1;
+                    let now = self.clock.now();
+                    let next = now + self.backoff(attempts + 1);
+                    let why = format!("recovery could not work on this user: {e}");
+                    tracing::warn!(tenant.id = %tenant_id, error.message = %e, "recovery skipped a user; backing it off");
+                    if let Err(e2) = self
+                        .store
+                        .defer_user(&tenant_id, &external_id, &lease.owner, now, next, &why)
+                        .await
+                    {
+                        tracing::warn!(tenant.id = %tenant_id, error.message = %e2, "could not back off a user; its lease expires on its own");
                     }
                 }
-                continue;
             }
-            let due_key = u.retired_key.clone().filter(|k| {
-                u.status == UserStatus::Active
-                    && k.delete_after <= now
-                    && u.key
-                        .as_ref()
-                        .is_none_or(|cur| cur.fingerprint != k.fingerprint)
-            });
-            let audit = match due_key {
-                Some(old) => match self.delete_retired(&run, &u, &old).await {
-                    Ok(()) => {
-                        u.retired_key = None;
-                        u.last_error = None;
-                        u.attempts = 0;
-                        report.retired_keys_deleted += 1;
-                        Some(self.audit(
-                            &actor,
-                            Some(&tenant_id),
-                            "user.retired_key_deleted",
-                            user_target(&u),
-                            "success",
-                        ))
-                    }
-                    Err(m) => {
-                        u.attempts += 1;
-                        let next = now + self.backoff(u.attempts);
-                        if let Some(k) = u.retired_key.as_mut() {
-                            k.delete_after = next;
-                        }
-                        u.last_error = Some(format!("deleting the replaced key: {m}"));
-                        report.failed += 1;
-                        None
-                    }
-                },
-                None => None,
-            };
-            self.save(&run.owner, &mut u, false, audit.as_ref()).await?;
         }
         Ok(report)
+    }
+
+    /// Works on one claimed user: finishes its pending step, or deletes a retired key whose
+    /// grace period ended.
+    async fn recover_one(
+        &self,
+        actor: &Actor,
+        tenant: &Tenant,
+        mut u: User,
+        report: &mut RecoveryReport,
+    ) -> Result<(), DomainError> {
+        let owner = u
+            .lease
+            .as_ref()
+            .map(|l| l.owner.clone())
+            .unwrap_or_default();
+        let mut run = self.run(tenant, actor, owner, true, "user.recover", false)?;
+        if u.step != Step::Idle {
+            self.drive(&mut run, u).await?;
+            report.completed += 1;
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let due_key = u.retired_key.clone().filter(|k| {
+            u.status == UserStatus::Active
+                && k.delete_after <= now
+                && u.key
+                    .as_ref()
+                    .is_none_or(|cur| cur.fingerprint != k.fingerprint)
+        });
+        let audit = match due_key {
+            Some(old) => match self.delete_retired(&run, &u, &old).await {
+                Ok(()) => {
+                    u.retired_key = None;
+                    u.last_error = None;
+                    u.attempts = 0;
+                    u.next_attempt_at = None;
+                    report.retired_keys_deleted += 1;
+                    Some(self.audit(
+                        actor,
+                        Some(&tenant.id),
+                        "user.retired_key_deleted",
+                        user_target(&u),
+                        "success",
+                    ))
+                }
+                Err(Fail::LeaseLost) => return Err(lease_lost()),
+                Err(m) => {
+                    u.attempts += 1;
+                    u.next_attempt_at = Some(now + self.backoff(u.attempts));
+                    u.last_error = Some(format!("deleting the replaced key: {m}"));
+                    report.failed += 1;
+                    None
+                }
+            },
+            None => None,
+        };
+        self.save(&run.owner, &mut u, false, audit.as_ref()).await
     }
 }

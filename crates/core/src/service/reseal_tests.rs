@@ -119,7 +119,7 @@ async fn set_key_blob(t: &TestService, tenant: &str, u: &str, blob: Vec<u8>) {
     };
     let mut row = t
         .store
-        .acquire_lease(&tid(tenant), &ext(u), &lease, now)
+        .acquire_lease(&tid(tenant), &ext(u), &lease, now, None)
         .await
         .unwrap()
         .unwrap();
@@ -162,7 +162,7 @@ async fn a_reseal_moves_every_secret_to_the_new_key() {
     provision(&before, "acme", "dave").await;
     let rotated = before
         .service
-        .rotate_key(&actor(), &tid("acme"), &ext("bob"), 3600)
+        .rotate_key(&actor(), &tid("acme"), &ext("bob"), 3600, false)
         .await
         .unwrap();
     let bob_new = rotated.secret.unwrap().expose().to_owned();
@@ -271,7 +271,7 @@ async fn a_reseal_moves_every_secret_to_the_new_key() {
     let bob_keys_before = after.upstream.keys().len();
     after
         .service
-        .rotate_key(&actor(), &tid("acme"), &ext("bob"), 0)
+        .rotate_key(&actor(), &tid("acme"), &ext("bob"), 0, true)
         .await
         .unwrap();
     assert_eq!(
@@ -285,7 +285,7 @@ async fn a_reseal_moves_every_secret_to_the_new_key() {
     );
     after
         .service
-        .rotate_key(&actor(), &tid("acme"), &ext("alice"), 0)
+        .rotate_key(&actor(), &tid("acme"), &ext("alice"), 0, false)
         .await
         .unwrap();
     assert!(
@@ -361,7 +361,7 @@ async fn a_value_that_opens_under_no_key_is_reported_and_the_rest_goes_on() {
     assert!(
         before
             .store
-            .acquire_lease(&tid("acme"), &ext("u4"), &busy, now)
+            .acquire_lease(&tid("acme"), &ext("u4"), &busy, now, None)
             .await
             .unwrap()
             .is_some()

@@ -15,6 +15,7 @@ use crate::model::{
 use crate::ports::{NewApp, NewKey, UpstreamKey};
 use crate::secret::KeySecret;
 
+use super::fence::Fenced;
 use super::{Provisioner, key_aad};
 
 /// Upper bound on steps per run: a full provisioning is two, a deprovisioning two, with room
@@ -29,10 +30,11 @@ pub(super) struct Run<'a> {
     pub actor: &'a Actor,
     /// Whether an earlier attempt at the current key generation may have reached the upstream.
     pub look_first: bool,
-    /// Grace period for the key replaced by a rotation.
-    pub grace: chrono::Duration,
     /// The audit action recorded when the run succeeds.
     pub action: &'static str,
+    /// Whether a key this run creates is answered to its caller. When not (recovery, or a
+    /// request finishing another's operation), the row records the secret as undelivered.
+    pub delivers: bool,
 }
 
 /// The end of a run: the row as saved, and the new key's secret if one was created.
@@ -42,11 +44,30 @@ pub(super) struct Outcome {
 }
 
 /// How a step failed.
-enum Fail {
+pub(super) enum Fail {
     /// Worth retrying later (unavailable, throttled, a race).
     Transient(String),
     /// Will not succeed by repeating (rejected, unauthorized, a foreign app holding the id).
     Permanent(DomainError),
+    /// The lease was taken over (or could have lapsed) before or during an upstream call: stop
+    /// without writing the row; its new holder resumes the operation.
+    LeaseLost,
+}
+
+impl std::fmt::Display for Fail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fail::Transient(m) => f.write_str(m),
+            Fail::Permanent(e) => write!(f, "{e}"),
+            Fail::LeaseLost => f.write_str("the lease was taken over"),
+        }
+    }
+}
+
+impl From<Fenced> for Fail {
+    fn from(_: Fenced) -> Self {
+        Fail::LeaseLost
+    }
 }
 
 impl From<UpstreamError> for Fail {
@@ -139,15 +160,23 @@ impl Provisioner {
                 )
                 .await;
         }
-        // Rotation with no grace period: delete the replaced key now. If that fails, the key
-        // stays recorded as retired and recovery deletes it later.
+        // Rotation with no grace period (or one that ended while the rotation was resumed):
+        // record the new key first (the old one stays recorded as retired, due now), then
+        // delete the old key. If the delete fails or is cut off, recovery deletes it later.
         if user.status == UserStatus::Active
             && let Some(old) = user.retired_key.clone()
             && old.delete_after <= self.clock.now()
         {
+            self.save(&run.owner, &mut user, true, None).await?;
             match self.delete_retired(run, &user, &old).await {
                 Ok(()) => user.retired_key = None,
-                Err(m) => user.last_error = Some(format!("deleting the replaced key: {m}")),
+                Err(Fail::LeaseLost) => return Err(lease_lost()),
+                Err(Fail::Transient(m)) => {
+                    user.last_error = Some(format!("deleting the replaced key: {m}"));
+                }
+                Err(Fail::Permanent(e)) => {
+                    user.last_error = Some(format!("deleting the replaced key: {e}"));
+                }
             }
         }
         // A create that timed out (or was cut off) may still be processed upstream after the
@@ -178,11 +207,16 @@ impl Provisioner {
             default_workflow: run.tenant.app_defaults.default_workflow.clone(),
             metadata: app_marker(&user.tenant_id, &user.external_id),
         };
-        match self.upstream.create_app(&run.account, &app).await {
+        match self
+            .fenced(run, user, self.upstream.create_app(&run.account, &app))
+            .await?
+        {
             Ok(_) => Ok(()),
             Err(UpstreamError::AlreadyExists) => {
                 // Ours from an earlier attempt (adopt it), or someone else's (never adopt).
-                let existing = self.upstream.get_app(&run.account, &user.app_id).await?;
+                let existing = self
+                    .fenced(run, user, self.upstream.get_app(&run.account, &user.app_id))
+                    .await??;
                 if app_has_marker(&existing.metadata, &user.tenant_id, &user.external_id) {
                     Ok(())
                 } else {
@@ -205,18 +239,28 @@ impl Provisioner {
         let marker = key_description(&user.app_id, user.generation);
         if run.look_first {
             let keys = match self
-                .upstream
-                .list_app_keys(&run.account, &user.app_id)
-                .await
+                .fenced(
+                    run,
+                    user,
+                    self.upstream.list_app_keys(&run.account, &user.app_id),
+                )
+                .await?
             {
                 Err(UpstreamError::NotFound) => return Err(Fail::Transient(VANISHED.into())),
                 other => other?,
             };
             let mut ours = keys.into_iter().filter(|k| k.description == marker);
             if let Some(found) = ours.next() {
-                // More than one with this generation's marker: keep the first, delete the rest.
+                // More than one with this generation's marker: keep the first, delete the rest
+                // (a failure here is caught by the sweep that an ambiguous create schedules).
                 for extra in ours {
-                    let _ = self.upstream.delete_key(&run.account, &extra.secret).await;
+                    let _ = self
+                        .fenced(
+                            run,
+                            user,
+                            self.upstream.delete_key(&run.account, &extra.secret),
+                        )
+                        .await?;
                 }
                 return Ok(Some(found));
             }
@@ -226,7 +270,18 @@ impl Provisioner {
             description: marker,
             scopes: user.scopes.clone(),
         };
-        match self.upstream.create_key(&run.account, &new).await {
+        let created = match self
+            .fenced(run, user, self.upstream.create_key(&run.account, &new))
+            .await
+        {
+            Ok(r) => r,
+            Err(lost) => {
+                // The create may have been sent: whoever resumes looks for its marker first.
+                run.look_first = true;
+                return Err(lost.into());
+            }
+        };
+        match created {
             Ok(k) => Ok(Some(k)),
             Err(e) if e.is_ambiguous() && !run.look_first => {
                 run.look_first = true;
@@ -259,23 +314,26 @@ impl Provisioner {
             user.retired_key = Some(RetiredKey {
                 sealed: old.sealed,
                 fingerprint: old.fingerprint,
-                delete_after: now + run.grace,
+                delete_after: now + chrono::Duration::seconds(user.rotation_grace_secs),
             });
         }
         user.key = Some(stored);
         user.status = UserStatus::Active;
         user.step = Step::Idle;
+        user.rotation_grace_secs = 0;
+        user.secret_pending = !run.delivers;
     }
 
     async fn step_delete_keys(&self, run: &Run<'_>, user: &User) -> Result<(), Fail> {
         if let Some(old) = &user.retired_key {
-            self.delete_retired(run, user, old)
-                .await
-                .map_err(Fail::Transient)?;
+            self.delete_retired(run, user, old).await?;
         }
         if let Some(key) = &user.key {
             let secret = self.open_key(user, &key.sealed).map_err(Fail::Permanent)?;
-            match self.upstream.delete_key(&run.account, &secret).await {
+            match self
+                .fenced(run, user, self.upstream.delete_key(&run.account, &secret))
+                .await?
+            {
                 Ok(()) | Err(UpstreamError::NotFound) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -287,9 +345,12 @@ impl Provisioner {
     /// current nor its retired key: late effects of creates that got no answer.
     async fn step_sweep_keys(&self, run: &Run<'_>, user: &User) -> Result<(), Fail> {
         let keys = match self
-            .upstream
-            .list_app_keys(&run.account, &user.app_id)
-            .await
+            .fenced(
+                run,
+                user,
+                self.upstream.list_app_keys(&run.account, &user.app_id),
+            )
+            .await?
         {
             // No app, no keys (reconciliation reports the missing app).
             Err(UpstreamError::NotFound) => return Ok(()),
@@ -305,7 +366,10 @@ impl Provisioner {
             {
                 continue;
             }
-            match self.upstream.delete_key(&run.account, &k.secret).await {
+            match self
+                .fenced(run, user, self.upstream.delete_key(&run.account, &k.secret))
+                .await?
+            {
                 Ok(()) | Err(UpstreamError::NotFound) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -314,24 +378,29 @@ impl Provisioner {
     }
 
     async fn step_delete_app(&self, run: &Run<'_>, user: &User) -> Result<(), Fail> {
-        match self.upstream.delete_app(&run.account, &user.app_id).await {
+        match self
+            .fenced(run, user, self.upstream.delete_app(&run.account, &user.app_id))
+            .await?
+        {
             Ok(()) | Err(UpstreamError::NotFound) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
 
+    /// Deletes a replaced key upstream ("not found" is done), under the run's lease.
     pub(super) async fn delete_retired(
         &self,
         run: &Run<'_>,
         user: &User,
         old: &RetiredKey,
-    ) -> Result<(), String> {
-        let secret = self
-            .open_key(user, &old.sealed)
-            .map_err(|e| e.to_string())?;
-        match self.upstream.delete_key(&run.account, &secret).await {
+    ) -> Result<(), Fail> {
+        let secret = self.open_key(user, &old.sealed).map_err(Fail::Permanent)?;
+        match self
+            .fenced(run, user, self.upstream.delete_key(&run.account, &secret))
+            .await?
+        {
             Ok(()) | Err(UpstreamError::NotFound) => Ok(()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(Fail::Transient(e.to_string())),
         }
     }
 
@@ -355,6 +424,7 @@ impl Provisioner {
     ) -> Result<Outcome, DomainError> {
         let now = self.clock.now();
         let (err, outcome) = match fail {
+            Fail::LeaseLost => return Err(lease_lost()),
             Fail::Transient(m) => {
                 user.attempts += 1;
                 user.next_attempt_at = Some(now + self.backoff(user.attempts));
@@ -376,9 +446,17 @@ impl Provisioner {
                         }
                     }
                     (UserStatus::Rotating, _) => {
+                        // Back to the current key. A key still in its grace period stays
+                        // recorded (it is live upstream); a create that got no answer may
+                        // still land, so sweep for it once it must have.
                         user.status = UserStatus::Active;
-                        user.step = Step::Idle;
-                        user.retired_key = None;
+                        user.rotation_grace_secs = 0;
+                        if run.look_first {
+                            user.step = Step::SweepKeys;
+                            user.next_attempt_at = Some(now + self.backoff(1));
+                        } else {
+                            user.step = Step::Idle;
+                        }
                     }
                     // Deletions must finish: keep the intent and retry with backoff.
                     _ => {
@@ -412,21 +490,31 @@ impl Provisioner {
         keep_lease: bool,
         audit: Option<&crate::model::AuditEvent>,
     ) -> Result<(), DomainError> {
+        self.try_save(owner, user, keep_lease, audit)
+            .await
+            .map_err(|e| match e {
+                StoreError::Stale => lease_lost(),
+                other => other.into(),
+            })
+    }
+
+    /// [`Provisioner::save`] with the store's own error.
+    pub(super) async fn try_save(
+        &self,
+        owner: &str,
+        user: &mut User,
+        keep_lease: bool,
+        audit: Option<&crate::model::AuditEvent>,
+    ) -> Result<(), StoreError> {
         let now = self.clock.now();
         user.updated_at = now;
         user.lease = keep_lease.then(|| Lease {
             owner: owner.to_owned(),
             expires_at: now + self.lease_ttl(),
         });
-        self.store
-            .update_user(user, owner, audit)
-            .await
-            .map_err(|e| match e {
-                StoreError::Stale => DomainError::UpstreamUnavailable(
-                    "the operation took longer than its lease and was taken over; retry".into(),
-                ),
-                other => other.into(),
-            })
+        self.store.update_user(user, owner, audit).await?;
+        user.version += 1;
+        Ok(())
     }
 
     pub(super) fn lease_ttl(&self) -> chrono::Duration {
@@ -446,6 +534,14 @@ impl Provisioner {
 }
 
 const VANISHED: &str = "the app vanished upstream; re-creating it";
+
+/// The answer when another holder took the operation over: it finishes it; a retry gets its
+/// outcome.
+pub(super) fn lease_lost() -> DomainError {
+    DomainError::UpstreamUnavailable(
+        "the operation was taken over by another worker before it finished; retry".into(),
+    )
+}
 
 /// `users/<external id>`, the audit target of a user.
 pub(super) fn user_target(user: &User) -> String {

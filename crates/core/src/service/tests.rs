@@ -375,7 +375,7 @@ async fn rotation_replaces_the_key_with_the_same_scopes() {
     let old = first.secret.unwrap();
     let r = t
         .service
-        .rotate_key(&actor(), &tid(), &ext("rot"), 0)
+        .rotate_key(&actor(), &tid(), &ext("rot"), 0, false)
         .await
         .unwrap();
     let new = r.secret.unwrap();
@@ -400,7 +400,7 @@ async fn rotation_with_grace_keeps_two_keys_until_recovery_deletes_the_old_one()
         .secret
         .unwrap();
     t.service
-        .rotate_key(&actor(), &tid(), &ext("g"), 60)
+        .rotate_key(&actor(), &tid(), &ext("g"), 60, false)
         .await
         .unwrap();
     assert_eq!(t.upstream.keys().len(), 2);
@@ -427,13 +427,20 @@ async fn rotation_with_grace_keeps_two_keys_until_recovery_deletes_the_old_one()
         1
     );
     assert_one_app_one_key(&t, "g");
-    // A second rotation during a grace period first ends it: never three keys.
+    // A second rotation during a grace period is refused unless it revokes the previous
+    // key first: never three keys.
     t.service
-        .rotate_key(&actor(), &tid(), &ext("g"), 60)
+        .rotate_key(&actor(), &tid(), &ext("g"), 60, false)
         .await
         .unwrap();
+    let refused = t
+        .service
+        .rotate_key(&actor(), &tid(), &ext("g"), 60, false)
+        .await;
+    assert!(matches!(refused, Err(DomainError::Conflict(_))), "{refused:?}");
+    assert_eq!(t.upstream.keys().len(), 2);
     t.service
-        .rotate_key(&actor(), &tid(), &ext("g"), 60)
+        .rotate_key(&actor(), &tid(), &ext("g"), 60, true)
         .await
         .unwrap();
     assert_eq!(t.upstream.keys().len(), 2);
@@ -618,7 +625,7 @@ async fn crash_case(op: Op, at: usize, commit: bool) -> bool {
                 .provision(&actor(), &tid(), &e2, put_default())
                 .await
                 .map(|_| ()),
-            Op::Rotate => svc.rotate_key(&actor(), &tid(), &e2, 0).await.map(|_| ()),
+            Op::Rotate => svc.rotate_key(&actor(), &tid(), &e2, 0, false).await.map(|_| ()),
             Op::Deprovision => svc.deprovision(&actor(), &tid(), &e2).await.map(|_| ()),
         }
     };

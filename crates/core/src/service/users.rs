@@ -2,9 +2,9 @@
 //! and the audit log.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use tokio::time::Instant;
 
-use crate::app_id::derive_app_id;
+use crate::app_id::{derive_app_id, derive_app_id_n};
 use crate::error::{DomainError, StoreError};
 use crate::ids::{ExternalId, ProfileName, TenantId};
 use crate::model::{
@@ -13,7 +13,7 @@ use crate::model::{
 use crate::scope::ScopeSet;
 use crate::secret::KeySecret;
 
-use super::steps::{Run, user_target};
+use super::steps::{Fail, Run, lease_lost, user_target};
 use super::tenants::check_scopes;
 use super::{
     Provisioner, check_limit, check_text, decode_cursor, decode_user_cursor, encode_cursor,
@@ -74,22 +74,36 @@ impl Provisioner {
         let scopes = self.resolve_scopes(&tenant, &req.scopes).await?;
         check_user_fields(req.display_name.as_deref(), req.metadata.as_ref())?;
         let deadline = Instant::now() + self.config.lease_wait;
+        // Another stored app id after a clash on the unique (tenant, app id) index.
+        let mut salt = 0u32;
         loop {
+            check_deadline(deadline)?;
             let now = self.clock.now();
-            let Some(mut user) = self.store.get_user(tenant_id, external_id).await? else {
+            let Some(user) = self.store.get_user(tenant_id, external_id).await? else {
                 let owner = self.new_owner();
-                let user = self.new_user(&tenant, external_id, &scopes, &req, &owner, now);
-                match self.store.insert_user(&user, None).await {
+                let mut user = self.new_user(&tenant, external_id, &scopes, &req, &owner, now);
+                user.app_id = derive_app_id_n(
+                    &tenant.app_defaults.id_prefix,
+                    tenant_id,
+                    external_id,
+                    salt,
+                );
+                let intent = self.intent_event(actor, &user, "user.provision");
+                match self.store.insert_user(&user, Some(&intent)).await {
                     Ok(()) => {
                         return self
                             .run_provisioning(actor, &tenant, user, owner, false, &scopes)
                             .await;
                     }
                     Err(StoreError::AlreadyExists) => continue,
+                    Err(StoreError::AppIdTaken) => {
+                        salt = next_salt(salt)?;
+                        continue;
+                    }
                     Err(e) => return Err(e.into()),
                 }
             };
-            if lease_live(&user, now) {
+            if lease_live(&user, self.lease_horizon()) {
                 self.wait_for_release(tenant_id, external_id, deadline)
                     .await?;
                 continue;
@@ -102,11 +116,11 @@ impl Provisioner {
                             user.scopes
                         )));
                     }
-                    if needs_update(&user, &req) {
+                    if needs_update(&user, &req) || user.secret_pending {
                         let Some(u) = self.acquire(&user).await? else {
                             continue;
                         };
-                        user = self.update_fields(actor, &tenant, u, &req).await?;
+                        return self.settle_active(actor, &tenant, u, &req).await;
                     }
                     return Ok(Provisioned {
                         user,
@@ -120,12 +134,13 @@ impl Provisioner {
                     ));
                 }
                 UserStatus::Rotating => {
-                    // A rotation that stalled: finish it, then answer as for an active user.
+                    // A rotation that stalled: finish it, then answer as for an active user
+                    // (the next pass carries the new secret, which reached no one yet).
                     let Some(u) = self.acquire(&user).await? else {
                         continue;
                     };
                     let owner = lease_owner(&u);
-                    let mut run = self.run(&tenant, actor, owner, true, 0, "user.recover")?;
+                    let mut run = self.run(&tenant, actor, owner, true, "user.recover", false)?;
                     self.drive(&mut run, u).await?;
                 }
                 UserStatus::Provisioning => {
@@ -144,9 +159,14 @@ impl Provisioner {
                     let Some(mut u) = self.acquire(&user).await? else {
                         continue;
                     };
+                    let mut acquired = u.clone();
                     if u.status == UserStatus::Deleted {
-                        u.app_id =
-                            derive_app_id(&tenant.app_defaults.id_prefix, tenant_id, external_id);
+                        u.app_id = derive_app_id_n(
+                            &tenant.app_defaults.id_prefix,
+                            tenant_id,
+                            external_id,
+                            salt,
+                        );
                         u.created_at = now;
                     }
                     u.status = UserStatus::Provisioning;
@@ -155,12 +175,26 @@ impl Provisioner {
                     u.scopes = scopes.clone();
                     u.key = None;
                     u.retired_key = None;
+                    u.rotation_grace_secs = 0;
+                    u.secret_pending = false;
                     u.attempts = 0;
                     u.last_error = None;
                     u.next_attempt_at = None;
                     apply_fields(&mut u, &req);
                     let owner = lease_owner(&u);
-                    self.save(&owner, &mut u, true, None).await?;
+                    let intent = self.intent_event(actor, &u, "user.provision");
+                    match self.try_save(&owner, &mut u, true, Some(&intent)).await {
+                        Ok(()) => {}
+                        Err(StoreError::AppIdTaken) => {
+                            // Another user holds the derived id: release the row unchanged and
+                            // take the next id.
+                            self.save(&owner, &mut acquired, false, None).await?;
+                            salt = next_salt(salt)?;
+                            continue;
+                        }
+                        Err(StoreError::Stale) => return Err(lease_lost()),
+                        Err(e) => return Err(e.into()),
+                    }
                     return self
                         .run_provisioning(actor, &tenant, u, owner, false, &scopes)
                         .await;
@@ -178,7 +212,7 @@ impl Provisioner {
         resumed: bool,
         wanted: &ScopeSet,
     ) -> Result<Provisioned, DomainError> {
-        let mut run = self.run(tenant, actor, owner, resumed, 0, "user.provision")?;
+        let mut run = self.run(tenant, actor, owner, resumed, "user.provision", true)?;
         let out = self.drive(&mut run, user).await?;
         if &out.user.scopes != wanted {
             return Err(DomainError::Conflict(format!(
@@ -229,13 +263,17 @@ impl Provisioner {
     }
 
     /// Replaces an active user's key with a new one of the same scopes. The old key is deleted
-    /// upstream at once, or once `grace_seconds` have passed.
+    /// upstream at once, or once `grace_seconds` have passed (kept in the row, so a rotation
+    /// finished by recovery or another request keeps it). While a key replaced earlier is still
+    /// in its grace period the rotation is refused, unless `revoke_previous` says to delete that
+    /// key first: never three keys.
     pub async fn rotate_key(
         &self,
         actor: &Actor,
         tenant_id: &TenantId,
         external_id: &ExternalId,
         grace_seconds: u32,
+        revoke_previous: bool,
     ) -> Result<Provisioned, DomainError> {
         if grace_seconds > MAX_GRACE_SECONDS {
             return Err(DomainError::Validation(format!(
@@ -250,8 +288,9 @@ impl Provisioner {
         }
         let deadline = Instant::now() + self.config.lease_wait;
         loop {
+            check_deadline(deadline)?;
             let user = self.get_user(tenant_id, external_id).await?;
-            if lease_live(&user, self.clock.now()) {
+            if lease_live(&user, self.lease_horizon()) {
                 self.wait_for_release(tenant_id, external_id, deadline)
                     .await?;
                 continue;
@@ -262,33 +301,42 @@ impl Provisioner {
                     user.status
                 )));
             }
+            if user.status == UserStatus::Active
+                && let Some(old) = &user.retired_key
+                && old.delete_after > self.clock.now()
+                && !revoke_previous
+            {
+                return Err(DomainError::Conflict(format!(
+                    "a previously replaced key is still in its grace period (until {}); \
+                     send \"revoke_previous\": true to delete it and rotate",
+                    old.delete_after.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )));
+            }
+            // Taken on the row just read: if it changed meanwhile, look again.
             let Some(mut u) = self.acquire(&user).await? else {
                 continue;
             };
             let owner = lease_owner(&u);
-            let mut run = self.run(
-                &tenant,
-                actor,
-                owner,
-                false,
-                i64::from(grace_seconds),
-                "user.rotate_key",
-            )?;
             if u.status == UserStatus::Rotating {
-                // Finish the stalled rotation first; it found or made a key of its own.
-                run.look_first = true;
-                run.action = "user.recover";
+                // Finish the stalled rotation first (with the grace its caller asked for);
+                // its new key reached no one, so it is recorded as undelivered.
+                let mut run = self.run(&tenant, actor, owner, true, "user.recover", false)?;
                 self.drive(&mut run, u).await?;
                 continue;
             }
-            // Never more than two keys: a key still in its grace period goes first.
+            let mut run = self.run(&tenant, actor, owner, false, "user.rotate_key", true)?;
+            // Never more than two keys: a key still recorded as replaced goes first.
             if let Some(old) = u.retired_key.clone() {
-                if let Err(m) = self.delete_retired(&run, &u, &old).await {
-                    u.last_error = Some(format!("deleting the previously replaced key: {m}"));
-                    self.save(&run.owner, &mut u, false, None).await?;
-                    return Err(DomainError::UpstreamUnavailable(m));
+                match self.delete_retired(&run, &u, &old).await {
+                    Ok(()) => u.retired_key = None,
+                    Err(Fail::LeaseLost) => return Err(lease_lost()),
+                    Err(f) => {
+                        let m = f.to_string();
+                        u.last_error = Some(format!("deleting the previously replaced key: {m}"));
+                        self.save(&run.owner, &mut u, false, None).await?;
+                        return Err(DomainError::UpstreamUnavailable(m));
+                    }
                 }
-                u.retired_key = None;
             }
             // A sweep still due covers every generation's marker: keep it due after rotating.
             if u.step == Step::SweepKeys {
@@ -297,7 +345,10 @@ impl Provisioner {
             u.status = UserStatus::Rotating;
             u.step = Step::CreateKey;
             u.generation += 1;
-            self.save(&run.owner, &mut u, true, None).await?;
+            u.rotation_grace_secs = i64::from(grace_seconds);
+            u.secret_pending = false;
+            let intent = self.intent_event(actor, &u, "user.rotate_key");
+            self.save(&run.owner, &mut u, true, Some(&intent)).await?;
             let out = self.drive(&mut run, u).await?;
             let secret = out.secret.ok_or_else(|| {
                 DomainError::Internal("rotation finished without a new key".into())
@@ -348,8 +399,9 @@ impl Provisioner {
         let tenant = self.tenant(tenant_id).await?;
         let deadline = Instant::now() + self.config.lease_wait;
         loop {
+            check_deadline(deadline)?;
             let user = self.get_user(tenant_id, external_id).await?;
-            if lease_live(&user, self.clock.now()) {
+            if lease_live(&user, self.lease_horizon()) {
                 self.wait_for_release(tenant_id, external_id, deadline)
                     .await?;
                 continue;
@@ -361,14 +413,19 @@ impl Provisioner {
                 continue;
             };
             let owner = lease_owner(&u);
-            let mut run = self.run(&tenant, actor, owner, false, 0, "user.deprovision")?;
+            let mut run = self.run(&tenant, actor, owner, false, "user.deprovision", true)?;
             if u.status != UserStatus::Deprovisioning
                 || !matches!(u.step, Step::DeleteKey | Step::DeleteApp)
             {
+                // A rotation or provisioning cut off mid-way may have created a key that is
+                // not recorded yet: deleting the app (the last step) deletes it with the app.
                 u.status = UserStatus::Deprovisioning;
                 u.step = Step::DeleteKey;
                 u.attempts = 0;
-                self.save(&run.owner, &mut u, true, None).await?;
+                u.rotation_grace_secs = 0;
+                u.secret_pending = false;
+                let intent = self.intent_event(actor, &u, "user.deprovision");
+                self.save(&run.owner, &mut u, true, Some(&intent)).await?;
             }
             return self.drive(&mut run, u).await.map(|o| o.user);
         }
@@ -482,6 +539,9 @@ impl Provisioner {
             last_error: None,
             attempts: 0,
             next_attempt_at: None,
+            rotation_grace_secs: 0,
+            secret_pending: false,
+            version: 0,
             created_at: now,
             updated_at: now,
         };
@@ -489,36 +549,66 @@ impl Provisioner {
         user
     }
 
-    async fn update_fields(
+    /// An active user with the same scopes, under its lease: applies changed fields and, when
+    /// recovery finished its key for a request whose answer was lost, hands the secret over
+    /// (once, audited).
+    async fn settle_active(
         &self,
         actor: &Actor,
         tenant: &Tenant,
         mut user: User,
         req: &ProvisionRequest,
-    ) -> Result<User, DomainError> {
+    ) -> Result<Provisioned, DomainError> {
+        let owner = lease_owner(&user);
+        let secret = match (&user.key, user.secret_pending) {
+            (Some(key), true) => Some(self.open_key(&user, &key.sealed)?),
+            _ => None,
+        };
+        let changed = needs_update(&user, req);
         apply_fields(&mut user, req);
-        let audit = self.audit(
+        user.secret_pending = false;
+        let (action, outcome) = match (changed, secret.is_some()) {
+            (_, true) => ("user.secret_delivered", "success"),
+            _ => ("user.update", "success"),
+        };
+        let audit = self.audit(actor, Some(&tenant.id), action, user_target(&user), outcome);
+        self.save(&owner, &mut user, false, Some(&audit)).await?;
+        Ok(Provisioned {
+            user,
+            secret,
+            created: false,
+        })
+    }
+
+    /// The audit event written with an operation's intent, before any upstream call, so an
+    /// upstream change is never without a trace even if the final audit write fails.
+    fn intent_event(&self, actor: &Actor, user: &User, action: &str) -> AuditEvent {
+        self.audit(
             actor,
-            Some(&tenant.id),
-            "user.update",
-            user_target(&user),
-            "success",
-        );
-        self.save(&lease_owner(&user), &mut user, false, Some(&audit))
-            .await?;
-        Ok(user)
+            Some(&user.tenant_id),
+            action,
+            user_target(user),
+            "started",
+        )
     }
 
     /// Takes the lease of a row whose lease is free or expired; `None` if someone was faster.
+    /// The lease is taken only if the row still has the version `user` was read at, so a
+    /// decision made on that read is never applied to a row changed meanwhile.
     pub(super) async fn acquire(&self, user: &User) -> Result<Option<User>, DomainError> {
-        let now = self.clock.now();
         let lease = Lease {
             owner: self.new_owner(),
-            expires_at: now + self.lease_ttl(),
+            expires_at: self.clock.now() + self.lease_ttl(),
         };
         Ok(self
             .store
-            .acquire_lease(&user.tenant_id, &user.external_id, &lease, now)
+            .acquire_lease(
+                &user.tenant_id,
+                &user.external_id,
+                &lease,
+                self.lease_horizon(),
+                Some(user.version),
+            )
             .await?)
     }
 
@@ -528,8 +618,8 @@ impl Provisioner {
         actor: &'a Actor,
         owner: String,
         look_first: bool,
-        grace_seconds: i64,
         action: &'static str,
+        delivers: bool,
     ) -> Result<Run<'a>, DomainError> {
         Ok(Run {
             tenant,
@@ -537,8 +627,8 @@ impl Provisioner {
             owner,
             actor,
             look_first,
-            grace: chrono::Duration::seconds(grace_seconds),
             action,
+            delivers,
         })
     }
 
@@ -556,7 +646,7 @@ impl Provisioner {
             }
             tokio::time::sleep(self.config.poll_interval).await;
             match self.store.get_user(tenant_id, external_id).await? {
-                Some(u) if lease_live(&u, self.clock.now()) => {}
+                Some(u) if lease_live(&u, self.lease_horizon()) => {}
                 _ => return Ok(()),
             }
         }
@@ -570,8 +660,32 @@ fn lease_owner(user: &User) -> String {
         .unwrap_or_default()
 }
 
-fn lease_live(user: &User, now: Timestamp) -> bool {
-    user.lease.as_ref().is_some_and(|l| l.expires_at > now)
+/// Whether someone holds the row's lease, as seen at `horizon` (now minus the skew allowed).
+fn lease_live(user: &User, horizon: Timestamp) -> bool {
+    user.lease.as_ref().is_some_and(|l| l.expires_at >= horizon)
+}
+
+/// Every wait loop has an end: a request that cannot settle in `lease_wait` answers 503.
+fn check_deadline(deadline: Instant) -> Result<(), DomainError> {
+    if Instant::now() >= deadline {
+        return Err(DomainError::UpstreamUnavailable(
+            "another request for this user is still in progress; retry".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// How many other app ids a provisioning tries after clashes on the stored ids.
+const MAX_APP_ID_SALTS: u32 = 16;
+
+fn next_salt(salt: u32) -> Result<u32, DomainError> {
+    if salt + 1 >= MAX_APP_ID_SALTS {
+        return Err(DomainError::Conflict(
+            "no free upstream app id could be derived for this user; contact the operator"
+                .into(),
+        ));
+    }
+    Ok(salt + 1)
 }
 
 fn needs_update(user: &User, req: &ProvisionRequest) -> bool {
