@@ -173,11 +173,18 @@ mod tests {
     #[test]
     fn salted_ids_differ_and_are_stable() {
         let (a, x) = (t("acme"), e("user-1"));
-        let ids: std::collections::BTreeSet<_> =
-            (0..16).map(|n| derive_app_id_n("acme-", &a, &x, n)).collect();
+        let ids: std::collections::BTreeSet<_> = (0..16)
+            .map(|n| derive_app_id_n("acme-", &a, &x, n))
+            .collect();
         assert_eq!(ids.len(), 16);
-        assert_eq!(derive_app_id_n("acme-", &a, &x, 0), derive_app_id("acme-", &a, &x));
-        assert_eq!(derive_app_id_n("acme-", &a, &x, 5), derive_app_id_n("acme-", &a, &x, 5));
+        assert_eq!(
+            derive_app_id_n("acme-", &a, &x, 0),
+            derive_app_id("acme-", &a, &x)
+        );
+        assert_eq!(
+            derive_app_id_n("acme-", &a, &x, 5),
+            derive_app_id_n("acme-", &a, &x, 5)
+        );
         assert_eq!(subject_digest(&a, &x).len(), 64);
     }
 

@@ -131,8 +131,11 @@ pub trait UserStore: Send + Sync {
     /// Claims one user with work due at `now` (see [`UserStore::due_users`]) by taking its
     /// lease in the same statement; concurrent claimers never get the same row (PostgreSQL:
     /// `FOR UPDATE SKIP LOCKED`). `None` when nothing is due.
-    async fn claim_due_user(&self, lease: &Lease, now: Timestamp)
-    -> Result<Option<User>, StoreError>;
+    async fn claim_due_user(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError>;
     /// Writes the whole row (all mutable fields, the lease included) if `owner` still holds the
     /// lease, with an optional audit event in the same transaction, and bumps the version (the
     /// stored version is the caller's `user.version + 1`); [`StoreError::Stale`] if the lease

@@ -313,8 +313,7 @@ impl UserStore for MemStore {
         let Some(u) = st.users.get_mut(&(tenant.clone(), external_id.clone())) else {
             return Err(StoreError::NotFound);
         };
-        if u
-            .lease
+        if u.lease
             .as_ref()
             .is_some_and(|l| l.owner != owner && l.expires_at >= now)
         {

@@ -10,6 +10,16 @@ use provisioner_core::StoreError;
 /// described with `context`.
 pub(crate) fn db_error(context: &'static str, e: sqlx::Error) -> StoreError {
     match &e {
+        // The users table has two unique keys: its primary key (the row exists) and
+        // (tenant_id, app_id) (another user holds the app id). PostgreSQL names the index,
+        // SQLite the columns.
+        sqlx::Error::Database(db)
+            if db.is_unique_violation()
+                && (db.constraint() == Some("users_tenant_app_id")
+                    || db.message().contains("users.app_id")) =>
+        {
+            StoreError::AppIdTaken
+        }
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::AlreadyExists,
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
         sqlx::Error::RowNotFound => StoreError::NotFound,

@@ -175,6 +175,9 @@ pub(crate) struct UserRow {
     pub last_error: Option<String>,
     pub attempts: i64,
     pub next_attempt_at: Option<i64>,
+    pub rotation_grace_secs: i64,
+    pub secret_pending: i64,
+    pub version: i64,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -207,6 +210,9 @@ impl UserRow {
             last_error: u.last_error.clone(),
             attempts: u.attempts,
             next_attempt_at: u.next_attempt_at.map(ms),
+            rotation_grace_secs: u.rotation_grace_secs,
+            secret_pending: i64::from(u.secret_pending),
+            version: u.version,
             created_at: ms(u.created_at),
             updated_at: ms(u.updated_at),
         })
@@ -283,6 +289,9 @@ impl TryFrom<UserRow> for User {
                 .next_attempt_at
                 .map(|t| time(row, "next_attempt_at", t))
                 .transpose()?,
+            rotation_grace_secs: r.rotation_grace_secs,
+            secret_pending: r.secret_pending != 0,
+            version: r.version,
             created_at: time(row, "created_at", r.created_at)?,
             updated_at: time(row, "updated_at", r.updated_at)?,
         })
@@ -352,6 +361,9 @@ mod tests {
             last_error: None,
             attempts: 0,
             next_attempt_at: None,
+            rotation_grace_secs: 0,
+            secret_pending: 0,
+            version: 0,
             created_at: 0,
             updated_at: 0,
         }

@@ -16,8 +16,8 @@ use crate::rows::{UserRow, ms};
 
 type AnyQuery = Query<'static, Any, AnyArguments>;
 
-/// Binds, in this order, the 22 columns shared by the insert and the update:
-/// tenant_id, external_id, then the mutable fields up to next_attempt_at.
+/// Binds, in this order, the 24 columns shared by the insert and the update:
+/// tenant_id, external_id, then the mutable fields up to secret_pending.
 fn bind_user(q: AnyQuery, r: UserRow) -> AnyQuery {
     q.bind(r.tenant_id)
         .bind(r.external_id)
@@ -41,37 +41,48 @@ fn bind_user(q: AnyQuery, r: UserRow) -> AnyQuery {
         .bind(r.last_error)
         .bind(r.attempts)
         .bind(r.next_attempt_at)
+        .bind(r.rotation_grace_secs)
+        .bind(r.secret_pending)
 }
 
 const INSERT_USER: &str = "INSERT INTO users (tenant_id, external_id, app_id, status, step, \
      generation, scopes, key_sealed, key_fingerprint, key_scopes, key_generation, key_created_at, \
      retired_key_sealed, retired_key_fingerprint, retired_key_delete_after, display_name, metadata, \
-     lease_owner, lease_expires_at, last_error, attempts, next_attempt_at, created_at, updated_at) \
+     lease_owner, lease_expires_at, last_error, attempts, next_attempt_at, rotation_grace_secs, \
+     secret_pending, created_at, updated_at, version) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-     $20, $21, $22, $23, $24)";
+     $20, $21, $22, $23, $24, $25, $26, $27)";
 
 /// Every mutable column (all but tenant_id, external_id and created_at), conditioned on the
-/// lease owner ($24).
+/// lease owner ($26); bumps the version.
 const UPDATE_USER: &str = "UPDATE users SET app_id = $3, status = $4, step = $5, generation = $6, \
      scopes = $7, key_sealed = $8, key_fingerprint = $9, key_scopes = $10, key_generation = $11, \
      key_created_at = $12, retired_key_sealed = $13, retired_key_fingerprint = $14, \
      retired_key_delete_after = $15, display_name = $16, metadata = $17, lease_owner = $18, \
      lease_expires_at = $19, last_error = $20, attempts = $21, next_attempt_at = $22, \
-     updated_at = $23 \
-     WHERE tenant_id = $1 AND external_id = $2 AND lease_owner = $24";
+     rotation_grace_secs = $23, secret_pending = $24, updated_at = $25, version = version + 1 \
+     WHERE tenant_id = $1 AND external_id = $2 AND lease_owner = $26";
 
-/// Rows with work due at $1, oldest change first, at most $2. Two branches, each served by
-/// its own partial index: a pending step whose retry time has come, and a retired key whose
-/// grace period ended. Either way the lease must be free or expired (its holder is working on
-/// it). UNION also removes rows that match both.
-const DUE_USERS: &str = "SELECT tenant_id, external_id, updated_at FROM users \
-     WHERE step <> 'idle' AND (next_attempt_at IS NULL OR next_attempt_at <= $1) \
-       AND (lease_owner IS NULL OR lease_expires_at < $1) \
-     UNION \
-     SELECT tenant_id, external_id, updated_at FROM users \
-     WHERE retired_key_delete_after <= $1 \
-       AND (lease_owner IS NULL OR lease_expires_at < $1) \
-     ORDER BY updated_at, tenant_id, external_id LIMIT $2";
+/// The rule for work due at $1 (shared by the scan and the claim): a pending step, or a retired
+/// key whose grace period ended; either way not backed off (`next_attempt_at`) and not leased
+/// (or the lease expired: its holder stopped). Each branch is served by its own partial index.
+const DUE_PENDING: &str = "step <> 'idle' AND (next_attempt_at IS NULL OR next_attempt_at <= $1) \
+     AND (lease_owner IS NULL OR lease_expires_at < $1)";
+const DUE_RETIRED: &str = "retired_key_delete_after <= $1 \
+     AND (next_attempt_at IS NULL OR next_attempt_at <= $1) \
+     AND (lease_owner IS NULL OR lease_expires_at < $1)";
+
+/// Rows with work due at $1, oldest first, at most $2. UNION also removes rows that match both.
+fn due_users_sql() -> String {
+    format!(
+        "SELECT tenant_id, external_id, COALESCE(next_attempt_at, updated_at) AS due_at FROM users \
+         WHERE {DUE_PENDING} \
+         UNION \
+         SELECT tenant_id, external_id, COALESCE(next_attempt_at, updated_at) AS due_at FROM users \
+         WHERE {DUE_RETIRED} \
+         ORDER BY due_at, tenant_id, external_id LIMIT $2"
+    )
+}
 
 fn parse_key(tenant: &str, external: &str) -> Result<(TenantId, ExternalId), StoreError> {
     let bad = |e| StoreError::Backend(format!("corrupt users row: {e}"));
@@ -142,17 +153,30 @@ impl UserStore for SqlStore {
     #[tracing::instrument(level = "debug", skip_all, fields(tenant.id = %user.tenant_id))]
     async fn insert_user(&self, user: &User, audit: Option<&AuditEvent>) -> Result<(), StoreError> {
         let r = UserRow::from_user(user)?;
-        let (created_at, updated_at) = (r.created_at, r.updated_at);
+        let (created_at, updated_at, version) = (r.created_at, r.updated_at, r.version);
         let mut tx = self.begin_write().await?;
         // The primary key (tenant_id, external_id) makes concurrent inserts race safely: one
         // wins, the others get a unique violation, reported as AlreadyExists. A missing tenant
         // fails the foreign key (NotFound).
-        bind_user(sqlx::query(INSERT_USER), r)
+        let inserted = bind_user(sqlx::query(INSERT_USER), r)
             .bind(created_at)
             .bind(updated_at)
+            .bind(version)
             .execute(&mut *tx)
             .await
-            .map_err(ctx("inserting a user"))?;
+            .map_err(ctx("inserting a user"));
+        // With both unique keys violated SQLite may name the app id's: the row existing is
+        // what the caller must hear.
+        if let Err(StoreError::AppIdTaken) = inserted {
+            drop(tx);
+            let exists = self.get_user(&user.tenant_id, &user.external_id).await?;
+            return Err(if exists.is_some() {
+                StoreError::AlreadyExists
+            } else {
+                StoreError::AppIdTaken
+            });
+        }
+        inserted?;
         insert_audit_opt(&mut tx, audit).await?;
         tx.commit().await.map_err(backend("committing a new user"))
     }
@@ -164,14 +188,17 @@ impl UserStore for SqlStore {
         external_id: &ExternalId,
         lease: &Lease,
         now: Timestamp,
+        expected_version: Option<i64>,
     ) -> Result<Option<User>, StoreError> {
         // One atomic statement: on PostgreSQL the row lock taken by UPDATE makes a concurrent
         // taker re-check the WHERE clause against our committed lease (and fail), so this is
-        // safe across replicas; SQLite serialises writers. The holder itself may renew.
+        // safe across replicas; SQLite serialises writers. The holder itself may renew. With
+        // an expected version ($6), a row changed since it was read is not taken.
         let row = sqlx::query_as::<_, UserRow>(
-            "UPDATE users SET lease_owner = $3, lease_expires_at = $4 \
+            "UPDATE users SET lease_owner = $3, lease_expires_at = $4, version = version + 1 \
              WHERE tenant_id = $1 AND external_id = $2 \
                AND (lease_owner IS NULL OR lease_expires_at < $5 OR lease_owner = $3) \
+               AND ($6 < 0 OR version = $6) \
              RETURNING *",
         )
         .bind(tenant.as_str().to_owned())
@@ -179,6 +206,7 @@ impl UserStore for SqlStore {
         .bind(lease.owner.clone())
         .bind(ms(lease.expires_at))
         .bind(ms(now))
+        .bind(expected_version.unwrap_or(-1))
         .fetch_optional(self.pool())
         .await
         .map_err(backend("acquiring a lease"))?;
@@ -197,7 +225,8 @@ impl UserStore for SqlStore {
             return Err(StoreError::Backend("invalid lease owner prefix".into()));
         }
         let done = sqlx::query(
-            "UPDATE users SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner LIKE $1",
+            "UPDATE users SET lease_owner = NULL, lease_expires_at = NULL, version = version + 1 \
+             WHERE lease_owner LIKE $1",
         )
         .bind(format!("{owner_prefix}%"))
         .execute(self.pool())
@@ -221,7 +250,7 @@ impl UserStore for SqlStore {
             .bind(owner.to_owned())
             .execute(&mut *tx)
             .await
-            .map_err(backend("updating a user"))?;
+            .map_err(ctx("updating a user"))?;
         if done.rows_affected() == 0 {
             // Someone else holds the lease now (or the row is gone with its tenant).
             return Err(StoreError::Stale);
@@ -230,6 +259,96 @@ impl UserStore for SqlStore {
         tx.commit()
             .await
             .map_err(backend("committing a user update"))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant.id = %tenant))]
+    async fn renew_lease(
+        &self,
+        tenant: &TenantId,
+        external_id: &ExternalId,
+        owner: &str,
+        generation: i64,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        // Not a version bump: the row's content does not change.
+        let done = sqlx::query(
+            "UPDATE users SET lease_expires_at = $4 \
+             WHERE tenant_id = $1 AND external_id = $2 AND lease_owner = $3 AND generation = $5",
+        )
+        .bind(tenant.as_str().to_owned())
+        .bind(external_id.as_str().to_owned())
+        .bind(owner.to_owned())
+        .bind(ms(expires_at))
+        .bind(generation)
+        .execute(self.pool())
+        .await
+        .map_err(backend("renewing a lease"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant.id = %tenant))]
+    async fn defer_user(
+        &self,
+        tenant: &TenantId,
+        external_id: &ExternalId,
+        owner: &str,
+        now: Timestamp,
+        next_attempt_at: Timestamp,
+        last_error: &str,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE users SET attempts = attempts + 1, last_error = $5, next_attempt_at = $6, \
+             lease_owner = NULL, lease_expires_at = NULL, version = version + 1 \
+             WHERE tenant_id = $1 AND external_id = $2 \
+               AND (lease_owner IS NULL OR lease_owner = $3 OR lease_expires_at < $4)",
+        )
+        .bind(tenant.as_str().to_owned())
+        .bind(external_id.as_str().to_owned())
+        .bind(owner.to_owned())
+        .bind(ms(now))
+        .bind(last_error.to_owned())
+        .bind(ms(next_attempt_at))
+        .execute(self.pool())
+        .await
+        .map_err(backend("backing off a user"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Stale);
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn claim_due_user(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        // One statement picks the oldest due row and leases it. PostgreSQL: the sub-select
+        // locks the row it picks and skips rows other claimers have locked, so replicas
+        // claiming at once get different rows; the outer WHERE re-checks the rule on the
+        // locked row. SQLite serialises writers.
+        let lock = match self.backend() {
+            crate::Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            crate::Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE users SET lease_owner = $2, lease_expires_at = $3, version = version + 1 \
+             WHERE (tenant_id, external_id) = ( \
+                 SELECT tenant_id, external_id FROM users \
+                 WHERE ({DUE_PENDING}) OR ({DUE_RETIRED}) \
+                 ORDER BY COALESCE(next_attempt_at, updated_at), tenant_id, external_id \
+                 LIMIT 1 {lock}) \
+               AND (lease_owner IS NULL OR lease_expires_at < $1) \
+             RETURNING *"
+        );
+        let row = sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
+            .bind(ms(now))
+            .bind(lease.owner.clone())
+            .bind(ms(lease.expires_at))
+            .fetch_optional(self.pool())
+            .await
+            .map_err(backend("claiming due work"))?;
+        row.map(User::try_from).transpose()
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -256,7 +375,7 @@ impl UserStore for SqlStore {
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<(TenantId, ExternalId)>, StoreError> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(DUE_USERS)
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(due_users_sql()))
             .bind(ms(now))
             .bind(i64::from(limit))
             .fetch_all(self.pool())

@@ -3,11 +3,11 @@
 //! [`Provisioner`] owns the ports. Each public method is one use case; the provisioning state
 //! machine (intent first, each upstream step safe to repeat, leases) lives in [`steps`].
 
+mod fence;
 mod reconcile;
 mod recovery;
 mod reseal;
 mod steps;
-mod fence;
 mod tenants;
 mod users;
 

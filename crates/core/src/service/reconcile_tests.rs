@@ -458,7 +458,9 @@ async fn users_with_an_operation_in_progress_are_skipped() {
                 owner: "someone-else".into(),
                 expires_at: now + chrono::Duration::minutes(5),
             },
-            now, None)
+            now,
+            None,
+        )
         .await
         .unwrap()
         .unwrap();

@@ -379,7 +379,11 @@ impl Provisioner {
 
     async fn step_delete_app(&self, run: &Run<'_>, user: &User) -> Result<(), Fail> {
         match self
-            .fenced(run, user, self.upstream.delete_app(&run.account, &user.app_id))
+            .fenced(
+                run,
+                user,
+                self.upstream.delete_app(&run.account, &user.app_id),
+            )
             .await?
         {
             Ok(()) | Err(UpstreamError::NotFound) => Ok(()),

@@ -437,7 +437,10 @@ async fn rotation_with_grace_keeps_two_keys_until_recovery_deletes_the_old_one()
         .service
         .rotate_key(&actor(), &tid(), &ext("g"), 60, false)
         .await;
-    assert!(matches!(refused, Err(DomainError::Conflict(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(DomainError::Conflict(_))),
+        "{refused:?}"
+    );
     assert_eq!(t.upstream.keys().len(), 2);
     t.service
         .rotate_key(&actor(), &tid(), &ext("g"), 60, true)
@@ -625,7 +628,10 @@ async fn crash_case(op: Op, at: usize, commit: bool) -> bool {
                 .provision(&actor(), &tid(), &e2, put_default())
                 .await
                 .map(|_| ()),
-            Op::Rotate => svc.rotate_key(&actor(), &tid(), &e2, 0, false).await.map(|_| ()),
+            Op::Rotate => svc
+                .rotate_key(&actor(), &tid(), &e2, 0, false)
+                .await
+                .map(|_| ()),
             Op::Deprovision => svc.deprovision(&actor(), &tid(), &e2).await.map(|_| ()),
         }
     };

@@ -82,12 +82,8 @@ impl Provisioner {
             let Some(user) = self.store.get_user(tenant_id, external_id).await? else {
                 let owner = self.new_owner();
                 let mut user = self.new_user(&tenant, external_id, &scopes, &req, &owner, now);
-                user.app_id = derive_app_id_n(
-                    &tenant.app_defaults.id_prefix,
-                    tenant_id,
-                    external_id,
-                    salt,
-                );
+                user.app_id =
+                    derive_app_id_n(&tenant.app_defaults.id_prefix, tenant_id, external_id, salt);
                 let intent = self.intent_event(actor, &user, "user.provision");
                 match self.store.insert_user(&user, Some(&intent)).await {
                     Ok(()) => {
@@ -309,7 +305,8 @@ impl Provisioner {
                 return Err(DomainError::Conflict(format!(
                     "a previously replaced key is still in its grace period (until {}); \
                      send \"revoke_previous\": true to delete it and rotate",
-                    old.delete_after.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    old.delete_after
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 )));
             }
             // Taken on the row just read: if it changed meanwhile, look again.
@@ -681,8 +678,7 @@ const MAX_APP_ID_SALTS: u32 = 16;
 fn next_salt(salt: u32) -> Result<u32, DomainError> {
     if salt + 1 >= MAX_APP_ID_SALTS {
         return Err(DomainError::Conflict(
-            "no free upstream app id could be derived for this user; contact the operator"
-                .into(),
+            "no free upstream app id could be derived for this user; contact the operator".into(),
         ));
     }
     Ok(salt + 1)

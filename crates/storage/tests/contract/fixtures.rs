@@ -100,6 +100,9 @@ pub fn user(tenant: &str, external: &str, owner: &str) -> User {
         last_error: None,
         attempts: 0,
         next_attempt_at: None,
+        rotation_grace_secs: 0,
+        secret_pending: false,
+        version: 0,
         created_at: at,
         updated_at: at,
     }

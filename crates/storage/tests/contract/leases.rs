@@ -26,7 +26,8 @@ pub async fn acquire_lease_takes_free_or_expired_leases_only(store: &SqlStore) {
                 &u.tenant_id,
                 &u.external_id,
                 &lease("op-2", 120),
-                plus(t0, 30)
+                plus(t0, 30),
+                None
             )
             .await
             .expect("acquire"),
@@ -35,7 +36,7 @@ pub async fn acquire_lease_takes_free_or_expired_leases_only(store: &SqlStore) {
     // Missing row: None.
     assert_eq!(
         store
-            .acquire_lease(&u.tenant_id, &xid("nobody"), &lease("op-2", 120), t0)
+            .acquire_lease(&u.tenant_id, &xid("nobody"), &lease("op-2", 120), t0, None)
             .await
             .expect("acquire"),
         None
@@ -47,6 +48,7 @@ pub async fn acquire_lease_takes_free_or_expired_leases_only(store: &SqlStore) {
             &u.external_id,
             &lease("op-2", 120),
             plus(t0, 61),
+            None,
         )
         .await
         .expect("acquire")
@@ -72,6 +74,7 @@ pub async fn acquire_lease_takes_free_or_expired_leases_only(store: &SqlStore) {
             &u.external_id,
             &lease("op-3", 200),
             plus(t0, 62),
+            None,
         )
         .await
         .expect("acquire");
@@ -101,6 +104,7 @@ pub async fn update_user_requires_the_lease_owner(store: &SqlStore) {
     // Assert
     assert!(matches!(wrong, Err(StoreError::Stale)), "{wrong:?}");
     right.expect("owner may update");
+    next.version += 1;
     assert_eq!(
         store
             .get_user(&u.tenant_id, &u.external_id)
@@ -228,4 +232,202 @@ pub async fn release_leases_frees_only_one_instances_leases(store: &SqlStore) {
     );
     assert!(store.release_leases("%").await.is_err());
     assert!(store.release_leases("").await.is_err());
+}
+
+pub async fn acquire_lease_is_conditioned_on_the_version_read(store: &SqlStore) {
+    // Arrange: alice, free, read at version v.
+    with_tenants(store, &["acme"]).await;
+    let mut u = user("acme", "alice", "op-1");
+    u.lease = None;
+    store.insert_user(&u, None).await.expect("insert");
+    let read = store
+        .get_user(&u.tenant_id, &u.external_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let t0 = u.created_at;
+    let lease = |owner: &str| Lease {
+        owner: owner.into(),
+        expires_at: plus(t0, 60),
+    };
+    // Act: someone changes the row (takes and releases a lease, i.e. writes it).
+    let other = store
+        .acquire_lease(&u.tenant_id, &u.external_id, &lease("op-2"), t0, None)
+        .await
+        .unwrap()
+        .expect("free");
+    assert_eq!(other.version, read.version + 1);
+    let mut written = other.clone();
+    written.status = UserStatus::Deleted;
+    written.lease = None;
+    store.update_user(&written, "op-2", None).await.unwrap();
+    // Assert: a lease on the stale read is refused; on the fresh one it is granted.
+    let stale = store
+        .acquire_lease(
+            &u.tenant_id,
+            &u.external_id,
+            &lease("op-3"),
+            t0,
+            Some(read.version),
+        )
+        .await
+        .unwrap();
+    assert!(stale.is_none(), "a lease on a stale read must be refused");
+    let fresh = store
+        .get_user(&u.tenant_id, &u.external_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(fresh.version, read.version + 2);
+    let got = store
+        .acquire_lease(
+            &u.tenant_id,
+            &u.external_id,
+            &lease("op-3"),
+            t0,
+            Some(fresh.version),
+        )
+        .await
+        .unwrap()
+        .expect("fresh read");
+    assert_eq!(got.status, UserStatus::Deleted);
+}
+
+pub async fn renew_lease_is_a_compare_and_swap_on_owner_and_generation(store: &SqlStore) {
+    with_tenants(store, &["acme"]).await;
+    let u = user("acme", "alice", "op-1");
+    store.insert_user(&u, None).await.expect("insert");
+    let (t, x) = (&u.tenant_id, &u.external_id);
+    let later = plus(u.created_at, 300);
+    assert!(store.renew_lease(t, x, "op-1", 1, later).await.unwrap());
+    let row = store.get_user(t, x).await.unwrap().unwrap();
+    assert_eq!(row.lease.unwrap().expires_at, later);
+    assert_eq!(
+        row.version, u.version,
+        "a renewal is not a change of the row"
+    );
+    assert!(!store.renew_lease(t, x, "op-2", 1, later).await.unwrap());
+    assert!(!store.renew_lease(t, x, "op-1", 2, later).await.unwrap());
+    assert!(
+        !store
+            .renew_lease(t, &xid("nobody"), "op-1", 1, later)
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn defer_user_backs_a_row_off_and_releases_it(store: &SqlStore) {
+    with_tenants(store, &["acme"]).await;
+    let u = user("acme", "alice", "op-1");
+    store.insert_user(&u, None).await.expect("insert");
+    let (t, x) = (&u.tenant_id, &u.external_id);
+    let now = u.created_at;
+    let next = plus(now, 30);
+    // Another live holder: refused.
+    assert!(matches!(
+        store.defer_user(t, x, "op-2", now, next, "why").await,
+        Err(StoreError::Stale)
+    ));
+    store
+        .defer_user(
+            t,
+            x,
+            "op-1",
+            now,
+            next,
+            "its tenant's credential does not open",
+        )
+        .await
+        .unwrap();
+    let row = store.get_user(t, x).await.unwrap().unwrap();
+    assert_eq!(row.attempts, 1);
+    assert_eq!(row.next_attempt_at, Some(next));
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("its tenant's credential does not open")
+    );
+    assert!(row.lease.is_none());
+    // Backed off: not due before `next`, due after.
+    assert!(store.due_users(plus(now, 29), 10).await.unwrap().is_empty());
+    assert_eq!(store.due_users(plus(now, 31), 10).await.unwrap().len(), 1);
+}
+
+pub async fn claim_due_user_never_hands_one_row_to_two_claimers(store: &SqlStore) {
+    // Arrange: five rows due, one leased, one idle.
+    with_tenants(store, &["acme"]).await;
+    let t0 = now();
+    for i in 0..7 {
+        let mut u = user("acme", &format!("u{i}"), "op");
+        u.updated_at = plus(t0, i);
+        u.lease = None;
+        if i == 5 {
+            u.lease = Some(Lease {
+                owner: "busy".into(),
+                expires_at: plus(t0, 10_000),
+            });
+        }
+        if i == 6 {
+            u.step = Step::Idle;
+        }
+        store.insert_user(&u, None).await.expect("insert");
+    }
+    let at = plus(t0, 100);
+    // Act: eight claimers at once.
+    let claims = futures::future::join_all((0..8).map(|i| {
+        let lease = Lease {
+            owner: format!("claimer-{i}"),
+            expires_at: plus(t0, 200),
+        };
+        async move { store.claim_due_user(&lease, at).await.expect("claim") }
+    }))
+    .await;
+    // Assert: each due row went to exactly one claimer, with its lease.
+    let mut got: Vec<String> = claims
+        .iter()
+        .flatten()
+        .map(|u| {
+            assert!(u.lease.as_ref().unwrap().owner.starts_with("claimer-"));
+            u.external_id.as_str().to_owned()
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, ["u0", "u1", "u2", "u3", "u4"]);
+    assert!(
+        store
+            .claim_due_user(
+                &Lease {
+                    owner: "late".into(),
+                    expires_at: plus(t0, 200)
+                },
+                at
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub async fn an_app_id_clash_is_not_reported_as_the_row_existing(store: &SqlStore) {
+    with_tenants(store, &["acme"]).await;
+    let a = user("acme", "alice", "op-1");
+    store.insert_user(&a, None).await.expect("insert");
+    let mut b = user("acme", "bob", "op-2");
+    b.app_id = a.app_id.clone();
+    assert!(matches!(
+        store.insert_user(&b, None).await,
+        Err(StoreError::AppIdTaken)
+    ));
+    assert!(matches!(
+        store.insert_user(&a, None).await,
+        Err(StoreError::AlreadyExists)
+    ));
+    // An update onto a taken id too.
+    let b = user("acme", "bob", "op-2");
+    store.insert_user(&b, None).await.expect("insert bob");
+    let mut moved = b.clone();
+    moved.app_id = a.app_id.clone();
+    assert!(matches!(
+        store.update_user(&moved, "op-2", None).await,
+        Err(StoreError::AppIdTaken)
+    ));
 }

@@ -107,6 +107,9 @@ pub async fn every_user_field_round_trips(store: &SqlStore) {
     u.last_error = Some("upstream said: 503 «busy»".into());
     u.attempts = 3;
     u.next_attempt_at = Some(ms(at.timestamp_millis() + 1234));
+    u.rotation_grace_secs = 86_400;
+    u.secret_pending = true;
+    u.version = 41;
     u.updated_at = ms(at.timestamp_millis() + 1);
 
     // Act
@@ -126,6 +129,8 @@ pub async fn every_user_field_round_trips(store: &SqlStore) {
         .update_user(&cleared, "op-1", None)
         .await
         .expect("update");
+    // The stored version is bumped by the write, whatever the caller's copy says.
+    cleared.version = u.version + 1;
     assert_eq!(
         store
             .get_user(&u.tenant_id, &u.external_id)
