@@ -73,7 +73,15 @@ pub struct MemStore {
     state: Mutex<MemState>,
     /// When set, every write that carries an audit event fails (audit fails closed).
     pub fail_audit: std::sync::atomic::AtomicBool,
+    /// When set, a write whose audit event matches fails (audit fails closed).
+    fail_audit_if: Mutex<Option<AuditFilter>>,
+    /// Applied once to the row, inside the next `acquire_lease`, before its conditions are
+    /// checked: another request's change landing between a read and the lease.
+    on_next_acquire: Mutex<Option<RowHook>>,
 }
+
+type AuditFilter = Box<dyn Fn(&AuditEvent) -> bool + Send>;
+type RowHook = Box<dyn FnOnce(&mut User) + Send>;
 
 impl MemStore {
     /// All audit events.
@@ -81,9 +89,21 @@ impl MemStore {
         lock(&self.state).audit.clone()
     }
 
+    /// Makes every write whose audit event matches `f` fail.
+    pub fn fail_audit_if(&self, f: impl Fn(&AuditEvent) -> bool + Send + 'static) {
+        *lock(&self.fail_audit_if) = Some(Box::new(f));
+    }
+
+    /// Runs `f` on the row inside the next `acquire_lease`, before it checks anything.
+    pub fn on_next_acquire(&self, f: impl FnOnce(&mut User) + Send + 'static) {
+        *lock(&self.on_next_acquire) = Some(Box::new(f));
+    }
+
     fn write_audit(&self, st: &mut MemState, audit: Option<&AuditEvent>) -> Result<(), StoreError> {
         if let Some(a) = audit {
-            if self.fail_audit.load(Ordering::SeqCst) {
+            if self.fail_audit.load(Ordering::SeqCst)
+                || lock(&self.fail_audit_if).as_ref().is_some_and(|f| f(a))
+            {
                 return Err(StoreError::Backend("audit log unavailable".into()));
             }
             if st.audit.iter().any(|e| e.id == a.id) {
@@ -267,10 +287,14 @@ impl UserStore for MemStore {
         now: Timestamp,
         expected_version: Option<i64>,
     ) -> Result<Option<User>, StoreError> {
+        let hook = lock(&self.on_next_acquire).take();
         let mut st = lock(&self.state);
         let Some(u) = st.users.get_mut(&(tenant.clone(), external_id.clone())) else {
             return Ok(None);
         };
+        if let Some(hook) = hook {
+            hook(u);
+        }
         if u.lease.as_ref().is_some_and(|l| l.expires_at >= now)
             || expected_version.is_some_and(|v| v != u.version)
         {
@@ -835,11 +859,26 @@ pub fn service_with(
     clock: Arc<FakeClock>,
     sealer: Arc<dyn Sealer>,
 ) -> TestService {
-    let config = ServiceConfig {
+    service_with_config(store, upstream, clock, sealer, test_config())
+}
+
+/// The timing [`service`] uses: short waits.
+pub fn test_config() -> ServiceConfig {
+    ServiceConfig {
         lease_wait: std::time::Duration::from_secs(5),
         poll_interval: std::time::Duration::from_millis(2),
         ..ServiceConfig::default()
-    };
+    }
+}
+
+/// [`service_with`] with the given timing.
+pub fn service_with_config(
+    store: Arc<MemStore>,
+    upstream: Arc<FakeUpstream>,
+    clock: Arc<FakeClock>,
+    sealer: Arc<dyn Sealer>,
+    config: ServiceConfig,
+) -> TestService {
     let service = Provisioner::new(
         store.clone(),
         upstream.clone(),

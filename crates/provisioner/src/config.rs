@@ -53,7 +53,9 @@ pub struct Settings {
     pub workers: usize,
     /// `PROVISIONER_SHUTDOWN_TIMEOUT_SECS`: how long in-flight requests may finish on SIGTERM.
     pub shutdown_timeout_secs: u64,
-    /// `PROVISIONER_LEASE_TTL_SECS`: how long an operation holds a user before recovery may resume it.
+    /// `PROVISIONER_LEASE_TTL_SECS`: how long an operation holds a user, from its last renewal
+    /// (the holder renews it before every upstream call and every third of it while a call is in
+    /// flight), before another replica or recovery may resume it.
     pub lease_ttl_secs: u64,
     /// `PROVISIONER_LEASE_WAIT_SECS`: how long a request waits for another request on the same user.
     pub lease_wait_secs: u64,
@@ -95,8 +97,8 @@ impl Default for Settings {
             caller_rate_limit: 100,
             workers: 0,
             shutdown_timeout_secs: 30,
-            lease_ttl_secs: 120,
-            lease_wait_secs: 60,
+            lease_ttl_secs: 10,
+            lease_wait_secs: 30,
             recovery_interval_secs: 5,
             retry_base_secs: 30,
             upstream_timeout_secs: 15,

@@ -110,6 +110,10 @@ pub struct RotateIn {
     #[schema(minimum = 0, maximum = 86400, default = 0)]
     #[serde(default)]
     pub grace_seconds: u32,
+    /// Delete a key still in the grace period of an earlier rotation first (default false:
+    /// such a rotation answers 409, so there are never three keys).
+    #[serde(default)]
+    pub revoke_previous: bool,
 }
 
 /// The user's upstream app.

@@ -57,7 +57,7 @@ fn encode_segment(s: &str) -> String {
     responses(
         (status = 201, description = "Provisioned now; `secret` is shown this once", body = UserOut,
             headers(("location" = String, description = "URL of the user"))),
-        (status = 200, description = "Already provisioned with the same scopes (no `secret`)", body = UserOut),
+        (status = 200, description = "Already provisioned with the same scopes: no `secret`, except once when the key was finished by recovery after the answer that carried it was lost", body = UserOut),
         (status = 400, response = BadRequest), (status = 401, response = Unauthenticated),
         (status = 403, response = Forbidden), (status = 404, response = NotFound),
         (status = 409, response = Conflict), (status = 413, response = PayloadTooLarge),
@@ -155,7 +155,8 @@ pub async fn list_users(
 }
 
 /// Replaces the user's key with a new one of the same scopes; the answer carries the new
-/// `secret`. The old key is deleted upstream at once or after `grace_seconds`.
+/// `secret`. The old key is deleted upstream at once or after `grace_seconds` (kept durably).
+/// While an earlier replaced key is still in its grace period: 409, unless `revoke_previous`.
 #[utoipa::path(
     post, path = "/v1/tenants/{tenant_id}/users/{external_id}/rotate-key", tag = "users",
     request_body(content = Option<RotateIn>, description = "Optional; empty means grace_seconds 0"),
@@ -186,6 +187,7 @@ pub async fn rotate_key(
             &auth.tenant,
             &external_id,
             body.grace_seconds,
+            body.revoke_previous,
         )
         .await?;
     Ok(HttpResponse::Ok().json(UserOut::new(out.user, &owner, out.secret.as_ref())))

@@ -222,6 +222,8 @@ pub(crate) fn check_text(field: &str, s: &str, max: usize) -> Result<(), DomainE
 }
 
 #[cfg(test)]
+mod interleavings_tests;
+#[cfg(test)]
 mod reconcile_tests;
 #[cfg(test)]
 mod reseal_tests;

@@ -10,23 +10,23 @@ use crate::ports::{TenantStore, UserStore};
 use crate::scope::ScopeSet;
 use crate::testing::{Call, Fault, TestService, service};
 
-fn actor() -> Actor {
+pub(super) fn actor() -> Actor {
     Actor {
         subject: "tester".into(),
         request_id: Some("req-1".into()),
     }
 }
-fn tid() -> TenantId {
+pub(super) fn tid() -> TenantId {
     TenantId::parse("acme").unwrap()
 }
-fn ext(s: &str) -> ExternalId {
+pub(super) fn ext(s: &str) -> ExternalId {
     ExternalId::parse(s).unwrap()
 }
 fn scopes(v: &[&str]) -> ScopeSet {
     ScopeSet::parse(v).unwrap()
 }
 
-async fn with_tenant() -> TestService {
+pub(super) async fn with_tenant() -> TestService {
     let t = service();
     let mut profiles = BTreeMap::new();
     profiles.insert(
@@ -58,7 +58,7 @@ async fn with_tenant() -> TestService {
     t
 }
 
-fn put_default() -> ProvisionRequest {
+pub(super) fn put_default() -> ProvisionRequest {
     ProvisionRequest {
         scopes: ScopeRequest::Default,
         display_name: None,
@@ -67,7 +67,7 @@ fn put_default() -> ProvisionRequest {
 }
 
 /// Invariant 1: each active user has exactly one app and one key upstream, with its scopes.
-fn assert_one_app_one_key(t: &TestService, external_id: &str) {
+pub(super) fn assert_one_app_one_key(t: &TestService, external_id: &str) {
     let user = futures_lite_block(t.store.get_user(&tid(), &ext(external_id)))
         .unwrap()
         .unwrap();
