@@ -41,9 +41,16 @@ pub trait TenantStore: Send + Sync {
         after: Option<&TenantId>,
         limit: u32,
     ) -> Result<Vec<Tenant>, StoreError>;
-    /// Replaces a tenant's mutable fields (all but id and created_at) with the audit event;
-    /// [`StoreError::NotFound`] if it is gone.
-    async fn update_tenant(&self, tenant: &Tenant, audit: &AuditEvent) -> Result<(), StoreError>;
+    /// Replaces a tenant's mutable fields (all but id and created_at) with the audit event, if
+    /// the row still has `read_version` (the version the caller read it at); the row's version
+    /// becomes `read_version + 1` (`tenant.version` is ignored). [`StoreError::Stale`] if the
+    /// row changed meanwhile (nothing is written), [`StoreError::NotFound`] if it is gone.
+    async fn update_tenant(
+        &self,
+        tenant: &Tenant,
+        read_version: i64,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
     /// Deletes a tenant that has no live users, with the audit event.
     async fn delete_tenant(
         &self,

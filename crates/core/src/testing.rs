@@ -73,9 +73,21 @@ pub struct MemStore {
     state: Mutex<MemState>,
     /// When set, every write that carries an audit event fails (audit fails closed).
     pub fail_audit: std::sync::atomic::AtomicBool,
+    /// A change another writer makes to a tenant row just before the next `update_tenant`
+    /// (see [`MemStore::before_next_tenant_update`]).
+    tenant_hook: Mutex<Option<TenantHook>>,
 }
 
+type TenantHook = Box<dyn FnOnce(&mut Tenant) + Send>;
+
 impl MemStore {
+    /// Makes `change` land on the stored tenant row just before the next `update_tenant` is
+    /// applied, as a concurrent writer's committed update would (a race between a read and a
+    /// write of the same row; the change should bump `version` as such a write does).
+    pub fn before_next_tenant_update(&self, change: impl FnOnce(&mut Tenant) + Send + 'static) {
+        *lock(&self.tenant_hook) = Some(Box::new(change));
+    }
+
     /// All audit events.
     pub fn audit_events(&self) -> Vec<AuditEvent> {
         lock(&self.state).audit.clone()
@@ -132,13 +144,26 @@ impl TenantStore for MemStore {
             .cloned()
             .collect())
     }
-    async fn update_tenant(&self, tenant: &Tenant, audit: &AuditEvent) -> Result<(), StoreError> {
+    async fn update_tenant(
+        &self,
+        tenant: &Tenant,
+        read_version: i64,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let hook = lock(&self.tenant_hook).take();
         let mut st = lock(&self.state);
-        if !st.tenants.contains_key(&tenant.id) {
-            return Err(StoreError::NotFound);
+        if let (Some(change), Some(row)) = (hook, st.tenants.get_mut(&tenant.id)) {
+            change(row);
+        }
+        match st.tenants.get(&tenant.id) {
+            None => return Err(StoreError::NotFound),
+            Some(t) if t.version != read_version => return Err(StoreError::Stale),
+            Some(_) => {}
         }
         self.write_audit(&mut st, Some(audit))?;
-        st.tenants.insert(tenant.id.clone(), tenant.clone());
+        let mut row = tenant.clone();
+        row.version = read_version + 1;
+        st.tenants.insert(tenant.id.clone(), row);
         Ok(())
     }
     async fn delete_tenant(

@@ -218,4 +218,6 @@ mod reconcile_tests;
 #[cfg(test)]
 mod reseal_tests;
 #[cfg(test)]
+mod tenant_tests;
+#[cfg(test)]
 mod tests;

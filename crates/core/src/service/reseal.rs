@@ -18,6 +18,9 @@ use super::{Provisioner, key_aad, pat_aad};
 /// Rows read per page while walking tenants and users.
 const PAGE: u32 = 200;
 
+/// Times a tenant's PAT is re-read and re-sealed when the row keeps changing meanwhile.
+const TENANT_ATTEMPTS: usize = 5;
+
 /// What a re-seal did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResealReport {
@@ -82,31 +85,46 @@ impl Provisioner {
         id: &TenantId,
         report: &mut ResealReport,
     ) -> Result<(), DomainError> {
-        // Read it again just before writing: the listing may be a while old.
-        let Some(mut tenant) = self.store.get_tenant(id).await? else {
-            return Ok(());
-        };
         let target = format!("tenants/{id}");
-        let aad = pat_aad(id);
-        let Ok(pat) = self.sealer.open(&tenant.pat_sealed, &aad) else {
-            let reason = format!("the tenant's PAT {UNOPENED}");
-            self.reseal_failed(actor, &tenant, &target, &reason).await;
-            report.failures.push(ResealFailure { target, reason });
+        // The write is conditioned on the version read: a change made meanwhile (a suspension,
+        // a new PAT) is never overwritten; the row is read again and re-sealed as it now is.
+        for _ in 0..TENANT_ATTEMPTS {
+            // Read it again just before writing: the listing may be a while old.
+            let Some(mut tenant) = self.store.get_tenant(id).await? else {
+                return Ok(());
+            };
+            let aad = pat_aad(id);
+            let Ok(pat) = self.sealer.open(&tenant.pat_sealed, &aad) else {
+                let reason = format!("the tenant's PAT {UNOPENED}");
+                self.reseal_failed(actor, &tenant, &target, &reason).await;
+                report.failures.push(ResealFailure { target, reason });
+                return Ok(());
+            };
+            tenant.pat_sealed = self
+                .sealer
+                .seal(secrecy::ExposeSecret::expose_secret(&pat), &aad);
+            let audit = self.audit(actor, Some(id), "tenant.reseal", target.clone(), "success");
+            match self
+                .store
+                .update_tenant(&tenant, tenant.version, &audit)
+                .await
+            {
+                Ok(()) => report.tenants += 1,
+                // Changed meanwhile: read it again.
+                Err(StoreError::Stale) => continue,
+                // Deleted meanwhile: nothing left to re-seal.
+                Err(StoreError::NotFound) => {}
+                Err(e) => report.failures.push(ResealFailure {
+                    target,
+                    reason: format!("writing the re-sealed PAT: {e}"),
+                }),
+            }
             return Ok(());
-        };
-        tenant.pat_sealed = self
-            .sealer
-            .seal(secrecy::ExposeSecret::expose_secret(&pat), &aad);
-        let audit = self.audit(actor, Some(id), "tenant.reseal", target.clone(), "success");
-        match self.store.update_tenant(&tenant, &audit).await {
-            Ok(()) => report.tenants += 1,
-            // Deleted meanwhile: nothing left to re-seal.
-            Err(StoreError::NotFound) => {}
-            Err(e) => report.failures.push(ResealFailure {
-                target,
-                reason: format!("writing the re-sealed PAT: {e}"),
-            }),
         }
+        report.failures.push(ResealFailure {
+            target,
+            reason: "the tenant kept changing concurrently; run the re-seal again".into(),
+        });
         Ok(())
     }
 

@@ -351,7 +351,11 @@ async fn a_value_that_opens_under_no_key_is_reported_and_the_rest_goes_on() {
         "tenants/broken".into(),
         "success",
     );
-    before.store.update_tenant(&broken, &audit).await.unwrap();
+    before
+        .store
+        .update_tenant(&broken, broken.version, &audit)
+        .await
+        .unwrap();
     // u4: another operation holds its lease.
     let now = crate::ports::Clock::now(&*world.clock);
     let busy = Lease {
