@@ -13,7 +13,7 @@ use crate::ids::{ExternalId, TenantId};
 use crate::model::{Actor, Tenant, User};
 
 use super::steps::user_target;
-use super::{Provisioner, key_aad, pat_aad};
+use super::{KeySlot, Provisioner, key_aad, legacy_key_aad, legacy_pat_aad, pat_aad};
 
 /// Rows read per page while walking tenants and users.
 const PAGE: u32 = 200;
@@ -93,8 +93,10 @@ impl Provisioner {
             let Some(mut tenant) = self.store.get_tenant(id).await? else {
                 return Ok(());
             };
-            let aad = pat_aad(id);
-            let Ok(pat) = self.sealer.open(&tenant.pat_sealed, &aad) else {
+            // Bound to where the PAT is sent. A value sealed by a version before that binding
+            // (tenant only) opens here, and only here, and is rewritten under the binding.
+            let aad = pat_aad(id, &tenant.base_url, &tenant.upstream_user_id);
+            let Ok(pat) = self.open_or_legacy(&tenant.pat_sealed, &aad, &legacy_pat_aad(id)) else {
                 let reason = format!("the tenant's PAT {UNOPENED}");
                 self.reseal_failed(actor, &tenant, &target, &reason).await;
                 report.failures.push(ResealFailure { target, reason });
@@ -175,26 +177,32 @@ impl Provisioner {
             .as_ref()
             .map(|l| l.owner.clone())
             .unwrap_or_default();
-        let aad = key_aad(&user.tenant_id, &user.app_id);
+        let current = key_aad(&user.tenant_id, &user.app_id, KeySlot::Current);
+        let retired = key_aad(&user.tenant_id, &user.app_id, KeySlot::Retired);
+        // Values sealed by a version before the slot binding open under the legacy data here,
+        // and only here, and are rewritten under their slot's binding.
+        let legacy = legacy_key_aad(&user.tenant_id, &user.app_id);
         let mut resealed = 0u64;
         let mut unopened: Vec<&str> = Vec::new();
         if let Some(k) = user.key.as_mut() {
-            match self.sealer.open(&k.sealed, &aad) {
+            let aad = &current;
+            match self.open_or_legacy(&k.sealed, aad, &legacy) {
                 Ok(s) => {
                     k.sealed = self
                         .sealer
-                        .seal(secrecy::ExposeSecret::expose_secret(&s), &aad);
+                        .seal(secrecy::ExposeSecret::expose_secret(&s), aad);
                     resealed += 1;
                 }
                 Err(_) => unopened.push("current key"),
             }
         }
         if let Some(k) = user.retired_key.as_mut() {
-            match self.sealer.open(&k.sealed, &aad) {
+            let aad = &retired;
+            match self.open_or_legacy(&k.sealed, aad, &legacy) {
                 Ok(s) => {
                     k.sealed = self
                         .sealer
-                        .seal(secrecy::ExposeSecret::expose_secret(&s), &aad);
+                        .seal(secrecy::ExposeSecret::expose_secret(&s), aad);
                     resealed += 1;
                 }
                 Err(_) => unopened.push("retired key"),
@@ -243,6 +251,19 @@ impl Provisioner {
         if let Some(reason) = failure {
             report.failures.push(ResealFailure { target, reason });
         }
+    }
+
+    /// Opens a value under its binding or, failing that, under the legacy binding of versions
+    /// before it. Only the re-seal may do this: the request path opens under the binding alone.
+    fn open_or_legacy(
+        &self,
+        sealed: &[u8],
+        aad: &str,
+        legacy: &str,
+    ) -> Result<secrecy::SecretString, crate::secret::SealError> {
+        self.sealer
+            .open(sealed, aad)
+            .or_else(|_| self.sealer.open(sealed, legacy))
     }
 
     /// Records a value that did not open (best effort: the report carries it regardless).

@@ -15,7 +15,7 @@ use crate::model::{
 use crate::ports::{NewApp, NewKey, UpstreamKey};
 use crate::secret::KeySecret;
 
-use super::{Provisioner, key_aad};
+use super::{KeySlot, Provisioner, key_aad};
 
 /// Upper bound on steps per run: a full provisioning is two, a deprovisioning two, with room
 /// for a re-create after an app vanished and a look-up after an ambiguous create.
@@ -245,9 +245,10 @@ impl Provisioner {
     fn finish_key(&self, run: &Run<'_>, user: &mut User, key: &UpstreamKey) {
         let now = self.clock.now();
         let stored = StoredKey {
-            sealed: self
-                .sealer
-                .seal(key.secret.expose(), &key_aad(&user.tenant_id, &user.app_id)),
+            sealed: self.sealer.seal(
+                key.secret.expose(),
+                &key_aad(&user.tenant_id, &user.app_id, KeySlot::Current),
+            ),
             fingerprint: key.secret.fingerprint(),
             scopes: user.scopes.clone(),
             generation: user.generation,
@@ -257,7 +258,7 @@ impl Provisioner {
             && let Some(old) = user.key.take()
         {
             user.retired_key = Some(RetiredKey {
-                sealed: old.sealed,
+                sealed: self.reseal_retired(user, old.sealed),
                 fingerprint: old.fingerprint,
                 delete_after: now + run.grace,
             });
@@ -274,7 +275,9 @@ impl Provisioner {
                 .map_err(Fail::Transient)?;
         }
         if let Some(key) = &user.key {
-            let secret = self.open_key(user, &key.sealed).map_err(Fail::Permanent)?;
+            let secret = self
+                .open_key(user, &key.sealed, KeySlot::Current)
+                .map_err(Fail::Permanent)?;
             match self.upstream.delete_key(&run.account, &secret).await {
                 Ok(()) | Err(UpstreamError::NotFound) => {}
                 Err(e) => return Err(e.into()),
@@ -327,7 +330,7 @@ impl Provisioner {
         old: &RetiredKey,
     ) -> Result<(), String> {
         let secret = self
-            .open_key(user, &old.sealed)
+            .open_key(user, &old.sealed, KeySlot::Retired)
             .map_err(|e| e.to_string())?;
         match self.upstream.delete_key(&run.account, &secret).await {
             Ok(()) | Err(UpstreamError::NotFound) => Ok(()),
@@ -335,10 +338,27 @@ impl Provisioner {
         }
     }
 
-    pub(super) fn open_key(&self, user: &User, sealed: &[u8]) -> Result<KeySecret, DomainError> {
+    /// Moves a current key's sealed value to the retired slot's binding. A value that does
+    /// not open stays as it is (it opens in neither slot; deleting it is reported).
+    fn reseal_retired(&self, user: &User, sealed: Vec<u8>) -> Vec<u8> {
+        match self.open_key(user, &sealed, KeySlot::Current) {
+            Ok(secret) => self.sealer.seal(
+                secret.expose(),
+                &key_aad(&user.tenant_id, &user.app_id, KeySlot::Retired),
+            ),
+            Err(_) => sealed,
+        }
+    }
+
+    pub(super) fn open_key(
+        &self,
+        user: &User,
+        sealed: &[u8],
+        slot: KeySlot,
+    ) -> Result<KeySecret, DomainError> {
         let s = self
             .sealer
-            .open(sealed, &key_aad(&user.tenant_id, &user.app_id))
+            .open(sealed, &key_aad(&user.tenant_id, &user.app_id, slot))
             .map_err(|e| DomainError::Internal(format!("user {}: {e}", user_target(user))))?;
         KeySecret::parse(secrecy::ExposeSecret::expose_secret(&s).to_owned())
             .map_err(|_| DomainError::Internal("stored key is malformed".into()))

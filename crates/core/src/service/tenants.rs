@@ -120,7 +120,14 @@ impl Provisioner {
 
         let now = self.clock.now();
         let tenant = Tenant {
-            pat_sealed: self.sealer.seal(new.pat.expose(), &pat_aad(&new.id)),
+            pat_sealed: self.sealer.seal(
+                new.pat.expose(),
+                &pat_aad(
+                    &new.id,
+                    new.base_url.trim_end_matches('/'),
+                    &new.upstream_user_id,
+                ),
+            ),
             pat_fingerprint: new.pat.fingerprint(),
             id: new.id,
             display_name: new.display_name,
@@ -282,7 +289,10 @@ impl Provisioner {
             tenant.rate_limit,
         )
         .await?;
-        tenant.pat_sealed = self.sealer.seal(pat.expose(), &pat_aad(id));
+        tenant.pat_sealed = self.sealer.seal(
+            pat.expose(),
+            &pat_aad(id, &tenant.base_url, &tenant.upstream_user_id),
+        );
         tenant.pat_fingerprint = pat.fingerprint();
         tenant.updated_at = self.clock.now();
         let audit = self.audit(

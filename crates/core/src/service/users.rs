@@ -325,7 +325,7 @@ impl Provisioner {
                 user.status
             )));
         };
-        let secret = self.open_key(&user, &key.sealed)?;
+        let secret = self.open_key(&user, &key.sealed, super::KeySlot::Current)?;
         let audit = self.audit(
             actor,
             Some(tenant_id),
