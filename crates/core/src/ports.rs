@@ -156,9 +156,18 @@ pub trait AuditStore: Send + Sync {
     ) -> Result<Vec<AuditEvent>, StoreError>;
 }
 
+/// One-time maintenance tasks (data upgrades a release runs once per database).
+#[async_trait]
+pub trait MaintenanceStore: Send + Sync {
+    /// Whether the named task was recorded as done.
+    async fn maintenance_done(&self, name: &str) -> Result<bool, StoreError>;
+    /// Records the named task as done at `at` (recording it again changes nothing).
+    async fn record_maintenance(&self, name: &str, at: Timestamp) -> Result<(), StoreError>;
+}
+
 /// Everything the service stores; implemented for SQLite and PostgreSQL by crates/storage.
 #[async_trait]
-pub trait Store: TenantStore + UserStore + AuditStore {
+pub trait Store: TenantStore + UserStore + AuditStore + MaintenanceStore {
     /// Whether the database is reachable and migrated.
     async fn ready(&self) -> Result<(), StoreError>;
 }

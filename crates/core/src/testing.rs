@@ -17,8 +17,8 @@ use crate::model::{
     AuditEvent, Lease, ScopeProfile, Tenant, Timestamp, UpstreamAccount, User, UserStatus,
 };
 use crate::ports::{
-    AuditStore, Clock, NewApp, NewKey, Store, TenantDeletion, TenantStore, Upstream, UpstreamApp,
-    UpstreamKey, UserStore,
+    AuditStore, Clock, MaintenanceStore, NewApp, NewKey, Store, TenantDeletion, TenantStore,
+    Upstream, UpstreamApp, UpstreamKey, UserStore,
 };
 use crate::secret::{AesGcmSealer, KeySecret, MasterKey, Sealer};
 use crate::service::{Provisioner, ServiceConfig};
@@ -65,6 +65,7 @@ struct MemState {
     profiles: BTreeMap<(TenantId, ProfileName), ScopeProfile>,
     users: BTreeMap<(TenantId, ExternalId), User>,
     audit: Vec<AuditEvent>,
+    maintenance: BTreeMap<String, Timestamp>,
 }
 
 /// An in-memory [`Store`].
@@ -406,6 +407,20 @@ impl AuditStore for MemStore {
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v.truncate(limit as usize);
         Ok(v)
+    }
+}
+
+#[async_trait]
+impl MaintenanceStore for MemStore {
+    async fn maintenance_done(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(lock(&self.state).maintenance.contains_key(name))
+    }
+    async fn record_maintenance(&self, name: &str, at: Timestamp) -> Result<(), StoreError> {
+        lock(&self.state)
+            .maintenance
+            .entry(name.to_owned())
+            .or_insert(at);
+        Ok(())
     }
 }
 

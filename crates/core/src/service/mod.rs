@@ -23,7 +23,7 @@ use crate::secret::{Pat, Sealer};
 
 pub use reconcile::{DriftCounts, OrphanApp, OrphanKey, ReconcileReport, ScopeDrift, UserRef};
 pub use recovery::RecoveryReport;
-pub use reseal::{ResealFailure, ResealReport};
+pub use reseal::{ResealFailure, ResealReport, SEALING_UPGRADE};
 pub use tenants::{NewTenant, TenantPatch, TenantView};
 pub use users::{ProvisionRequest, Provisioned, ScopeRequest};
 

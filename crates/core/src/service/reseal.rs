@@ -53,8 +53,12 @@ pub struct ResealFailure {
     pub reason: String,
 }
 
-const UNOPENED: &str =
-    "opens under neither the current nor the previous master key (wrong key or corrupt data)";
+const UNOPENED: &str = "opens under neither the current nor the previous master key, nor under \
+     its legacy binding (wrong key, corrupt data, or a row altered in the database)";
+
+/// The one-time upgrade of values sealed before PATs were bound to their base URL and upstream
+/// user and keys to their slot (docs/security.md, "Upgrading").
+pub const SEALING_UPGRADE: &str = "sealing-binding-v2";
 
 impl Provisioner {
     /// Re-seals every tenant's PAT and every user's current and retired key under the current
@@ -76,7 +80,29 @@ impl Provisioner {
             }
             after = page.last().map(|t| t.id.clone());
         }
+        // Every row was visited and written (values that open under nothing are corrupt or
+        // altered rows, which no re-run fixes): legacy-sealed values are gone.
+        if report.skipped_busy == 0 && report.failures.iter().all(|f| f.reason.contains(UNOPENED)) {
+            let now = self.clock.now();
+            if let Err(e) = self.store.record_maintenance(SEALING_UPGRADE, now).await {
+                tracing::warn!(error.message = %e, "could not record the sealing upgrade as done");
+            }
+        }
         Ok(report)
+    }
+
+    /// Runs the re-seal once per database, to migrate values sealed by a version before the
+    /// sealing binding: `serve` and `demo` call it at start-up, before they accept requests.
+    /// `None` when it was already recorded as done (by an earlier start-up or `provisioner
+    /// reseal`); otherwise the re-seal's report (recorded as done when it left nothing behind).
+    pub async fn upgrade_sealing(
+        &self,
+        actor: &Actor,
+    ) -> Result<Option<ResealReport>, DomainError> {
+        if self.store.maintenance_done(SEALING_UPGRADE).await? {
+            return Ok(None);
+        }
+        self.reseal(actor).await.map(Some)
     }
 
     async fn reseal_tenant(

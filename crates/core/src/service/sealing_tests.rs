@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::*;
 use crate::ids::{ProfileName, UpstreamUserId};
 use crate::model::{Lease, User};
-use crate::ports::{TenantStore, UserStore};
+use crate::ports::{MaintenanceStore, TenantStore, UserStore};
 use crate::scope::ScopeSet;
 use crate::secret::{AesGcmSealer, MasterKey, Sealer};
 use crate::testing::{FakeClock, FakeUpstream, MemStore, TestService, service_with};
@@ -378,4 +378,57 @@ async fn legacy_sealed_rows_do_not_open_until_reseal_migrates_them() {
             .expose(),
         alice
     );
+}
+
+#[tokio::test]
+async fn the_start_up_upgrade_runs_once_and_is_recorded_only_when_complete() {
+    let key = MasterKey::generate();
+    let t = with_tenant(&key).await;
+    let alice = provision(&t, "alice").await;
+    provision(&t, "bob").await;
+    make_legacy(&t, &key, &["alice", "bob"]).await;
+
+    // Bob's row is busy: the upgrade migrates the rest but is not recorded as done.
+    let now = crate::ports::Clock::now(&*t.clock);
+    let busy = Lease {
+        owner: "someone-else".into(),
+        expires_at: now + chrono::Duration::seconds(60),
+    };
+    assert!(
+        t.store
+            .acquire_lease(&tid(), &ext("bob"), &busy, now)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let first = t.service.upgrade_sealing(&actor()).await.unwrap().unwrap();
+    assert_eq!(first.skipped_busy, 1, "{first:?}");
+    assert!(!t.store.maintenance_done(SEALING_UPGRADE).await.unwrap());
+    assert!(
+        t.service.drift_counts(&tid()).await.is_ok(),
+        "the PAT opens"
+    );
+    assert_eq!(
+        t.service
+            .reveal_key(&actor(), &tid(), &ext("alice"))
+            .await
+            .unwrap()
+            .expose(),
+        alice
+    );
+
+    // The next start-up runs it again and finishes; later ones do nothing.
+    t.clock.advance(chrono::Duration::seconds(120));
+    let second = t.service.upgrade_sealing(&actor()).await.unwrap().unwrap();
+    assert!(second.is_complete(), "{second:?}");
+    assert!(t.store.maintenance_done(SEALING_UPGRADE).await.unwrap());
+    assert!(
+        t.service
+            .reveal_key(&actor(), &tid(), &ext("bob"))
+            .await
+            .is_ok()
+    );
+    let events = t.store.audit_events().len();
+    assert!(t.service.upgrade_sealing(&actor()).await.unwrap().is_none());
+    assert_eq!(t.store.audit_events().len(), events, "not repeated");
 }

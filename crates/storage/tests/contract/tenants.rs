@@ -2,7 +2,9 @@
 
 use provisioner_core::StoreError;
 use provisioner_core::model::{TenantStatus, UserStatus};
-use provisioner_core::ports::{AuditStore, TenantDeletion, TenantStore, UserStore};
+use provisioner_core::ports::{
+    AuditStore, MaintenanceStore, TenantDeletion, TenantStore, UserStore,
+};
 use provisioner_storage::SqlStore;
 
 use crate::fixtures::*;
@@ -373,4 +375,28 @@ pub async fn delete_tenant_refuses_live_users_and_cascades(store: &SqlStore) {
         .map(|e| e.action)
         .collect();
     assert_eq!(actions, ["tenant.create", "tenant.delete"]);
+}
+
+pub async fn maintenance_tasks_are_recorded_once(store: &SqlStore) {
+    assert!(
+        !store
+            .maintenance_done("sealing-binding-v2")
+            .await
+            .expect("read")
+    );
+    store
+        .record_maintenance("sealing-binding-v2", now())
+        .await
+        .expect("record");
+    store
+        .record_maintenance("sealing-binding-v2", now())
+        .await
+        .expect("recording again is harmless");
+    assert!(
+        store
+            .maintenance_done("sealing-binding-v2")
+            .await
+            .expect("read")
+    );
+    assert!(!store.maintenance_done("other").await.expect("read"));
 }
