@@ -196,7 +196,7 @@ pub struct ScopeProfile {
 /// A user's current key as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredKey {
-    /// Sealed secret (associated data: `key:<tenant>:<app id>`).
+    /// Sealed secret, bound to tenant, app and the `current` slot (see `service::key_aad`).
     pub sealed: Vec<u8>,
     /// SHA-256 of the secret, hex.
     pub fingerprint: String,
@@ -211,7 +211,7 @@ pub struct StoredKey {
 /// A key replaced by a rotation, deleted upstream once `delete_after` has passed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RetiredKey {
-    /// Sealed secret (same associated data as the current key).
+    /// Sealed secret, bound to tenant, app and the `retired` slot (see `service::key_aad`).
     pub sealed: Vec<u8>,
     /// SHA-256 of the secret, hex.
     pub fingerprint: String,
