@@ -141,7 +141,8 @@ pub struct Tenant {
     pub base_url: String,
     /// The Clarifai user owning the tenant's apps.
     pub upstream_user_id: UpstreamUserId,
-    /// The PAT, sealed under the master key (associated data: `pat:<tenant>`).
+    /// The PAT, sealed under the master key, bound to the tenant, base URL and upstream user
+    /// it is sent to (see `service::pat_aad`).
     pub pat_sealed: Vec<u8>,
     /// SHA-256 of the PAT, hex.
     pub pat_fingerprint: String,
@@ -157,6 +158,9 @@ pub struct Tenant {
     pub created_at: Timestamp,
     /// Last changed.
     pub updated_at: Timestamp,
+    /// Optimistic concurrency: 1 on creation, incremented by every update. An update is
+    /// conditioned on the version that was read ([`crate::ports::TenantStore::update_tenant`]).
+    pub version: i64,
 }
 
 /// What an upstream call needs to act for a tenant.
@@ -192,7 +196,7 @@ pub struct ScopeProfile {
 /// A user's current key as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredKey {
-    /// Sealed secret (associated data: `key:<tenant>:<app id>`).
+    /// Sealed secret, bound to tenant, app and the `current` slot (see `service::key_aad`).
     pub sealed: Vec<u8>,
     /// SHA-256 of the secret, hex.
     pub fingerprint: String,
@@ -207,7 +211,7 @@ pub struct StoredKey {
 /// A key replaced by a rotation, deleted upstream once `delete_after` has passed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RetiredKey {
-    /// Sealed secret (same associated data as the current key).
+    /// Sealed secret, bound to tenant, app and the `retired` slot (see `service::key_aad`).
     pub sealed: Vec<u8>,
     /// SHA-256 of the secret, hex.
     pub fingerprint: String,

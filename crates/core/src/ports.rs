@@ -41,9 +41,16 @@ pub trait TenantStore: Send + Sync {
         after: Option<&TenantId>,
         limit: u32,
     ) -> Result<Vec<Tenant>, StoreError>;
-    /// Replaces a tenant's mutable fields (all but id and created_at) with the audit event;
-    /// [`StoreError::NotFound`] if it is gone.
-    async fn update_tenant(&self, tenant: &Tenant, audit: &AuditEvent) -> Result<(), StoreError>;
+    /// Replaces a tenant's mutable fields (all but id and created_at) with the audit event, if
+    /// the row still has `read_version` (the version the caller read it at); the row's version
+    /// becomes `read_version + 1` (`tenant.version` is ignored). [`StoreError::Stale`] if the
+    /// row changed meanwhile (nothing is written), [`StoreError::NotFound`] if it is gone.
+    async fn update_tenant(
+        &self,
+        tenant: &Tenant,
+        read_version: i64,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
     /// Deletes a tenant that has no live users, with the audit event.
     async fn delete_tenant(
         &self,
@@ -185,9 +192,18 @@ pub trait AuditStore: Send + Sync {
     ) -> Result<Vec<AuditEvent>, StoreError>;
 }
 
+/// One-time maintenance tasks (data upgrades a release runs once per database).
+#[async_trait]
+pub trait MaintenanceStore: Send + Sync {
+    /// Whether the named task was recorded as done.
+    async fn maintenance_done(&self, name: &str) -> Result<bool, StoreError>;
+    /// Records the named task as done at `at` (recording it again changes nothing).
+    async fn record_maintenance(&self, name: &str, at: Timestamp) -> Result<(), StoreError>;
+}
+
 /// Everything the service stores; implemented for SQLite and PostgreSQL by crates/storage.
 #[async_trait]
-pub trait Store: TenantStore + UserStore + AuditStore {
+pub trait Store: TenantStore + UserStore + AuditStore + MaintenanceStore {
     /// Whether the database is reachable and migrated.
     async fn ready(&self) -> Result<(), StoreError>;
 }

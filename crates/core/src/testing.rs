@@ -17,8 +17,8 @@ use crate::model::{
     AuditEvent, Lease, ScopeProfile, Tenant, Timestamp, UpstreamAccount, User, UserStatus,
 };
 use crate::ports::{
-    AuditStore, Clock, NewApp, NewKey, Store, TenantDeletion, TenantStore, Upstream, UpstreamApp,
-    UpstreamKey, UserStore,
+    AuditStore, Clock, MaintenanceStore, NewApp, NewKey, Store, TenantDeletion, TenantStore,
+    Upstream, UpstreamApp, UpstreamKey, UserStore,
 };
 use crate::secret::{AesGcmSealer, KeySecret, MasterKey, Sealer};
 use crate::service::{Provisioner, ServiceConfig};
@@ -65,6 +65,7 @@ struct MemState {
     profiles: BTreeMap<(TenantId, ProfileName), ScopeProfile>,
     users: BTreeMap<(TenantId, ExternalId), User>,
     audit: Vec<AuditEvent>,
+    maintenance: BTreeMap<String, Timestamp>,
 }
 
 /// An in-memory [`Store`].
@@ -78,12 +79,23 @@ pub struct MemStore {
     /// Applied once to the row, inside the next `acquire_lease`, before its conditions are
     /// checked: another request's change landing between a read and the lease.
     on_next_acquire: Mutex<Option<RowHook>>,
+    /// A change another writer makes to a tenant row just before the next `update_tenant`
+    /// (see [`MemStore::before_next_tenant_update`]).
+    tenant_hook: Mutex<Option<TenantHook>>,
 }
 
 type AuditFilter = Box<dyn Fn(&AuditEvent) -> bool + Send>;
 type RowHook = Box<dyn FnOnce(&mut User) + Send>;
+type TenantHook = Box<dyn FnOnce(&mut Tenant) + Send>;
 
 impl MemStore {
+    /// Makes `change` land on the stored tenant row just before the next `update_tenant` is
+    /// applied, as a concurrent writer's committed update would (a race between a read and a
+    /// write of the same row; the change should bump `version` as such a write does).
+    pub fn before_next_tenant_update(&self, change: impl FnOnce(&mut Tenant) + Send + 'static) {
+        *lock(&self.tenant_hook) = Some(Box::new(change));
+    }
+
     /// All audit events.
     pub fn audit_events(&self) -> Vec<AuditEvent> {
         lock(&self.state).audit.clone()
@@ -152,13 +164,26 @@ impl TenantStore for MemStore {
             .cloned()
             .collect())
     }
-    async fn update_tenant(&self, tenant: &Tenant, audit: &AuditEvent) -> Result<(), StoreError> {
+    async fn update_tenant(
+        &self,
+        tenant: &Tenant,
+        read_version: i64,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let hook = lock(&self.tenant_hook).take();
         let mut st = lock(&self.state);
-        if !st.tenants.contains_key(&tenant.id) {
-            return Err(StoreError::NotFound);
+        if let (Some(change), Some(row)) = (hook, st.tenants.get_mut(&tenant.id)) {
+            change(row);
+        }
+        match st.tenants.get(&tenant.id) {
+            None => return Err(StoreError::NotFound),
+            Some(t) if t.version != read_version => return Err(StoreError::Stale),
+            Some(_) => {}
         }
         self.write_audit(&mut st, Some(audit))?;
-        st.tenants.insert(tenant.id.clone(), tenant.clone());
+        let mut row = tenant.clone();
+        row.version = read_version + 1;
+        st.tenants.insert(tenant.id.clone(), row);
         Ok(())
     }
     async fn delete_tenant(
@@ -492,6 +517,20 @@ impl AuditStore for MemStore {
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v.truncate(limit as usize);
         Ok(v)
+    }
+}
+
+#[async_trait]
+impl MaintenanceStore for MemStore {
+    async fn maintenance_done(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(lock(&self.state).maintenance.contains_key(name))
+    }
+    async fn record_maintenance(&self, name: &str, at: Timestamp) -> Result<(), StoreError> {
+        lock(&self.state)
+            .maintenance
+            .entry(name.to_owned())
+            .or_insert(at);
+        Ok(())
     }
 }
 

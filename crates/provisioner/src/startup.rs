@@ -64,6 +64,7 @@ impl Application {
             Arc::new(sealer),
             settings.service(),
         );
+        upgrade_sealing(&service).await?;
         if settings.previous_master_key()?.is_some() {
             tracing::info!(
                 "a previous master key is configured (rotation in progress): run `provisioner reseal`, then remove PROVISIONER_MASTER_KEY_PREVIOUS and restart"
@@ -188,6 +189,35 @@ pub async fn reseal(settings: &Settings) -> anyhow::Result<ResealReport> {
     let report = service.reseal(&Actor::system("reseal")).await;
     store.close().await;
     Ok(report?)
+}
+
+/// Migrates values sealed before PATs were bound to their base URL and upstream user and keys
+/// to their slot, once per database (recorded; later start-ups skip it), before the listener
+/// opens: the request path never opens a value under the legacy binding.
+async fn upgrade_sealing(service: &Provisioner) -> anyhow::Result<()> {
+    let Some(report) = service
+        .upgrade_sealing(&Actor::system("upgrade"))
+        .await
+        .context("upgrading sealed values (the same as `provisioner reseal`)")?
+    else {
+        return Ok(());
+    };
+    tracing::info!(
+        reseal.tenants = report.tenants,
+        reseal.users = report.users,
+        reseal.keys = report.keys,
+        "sealed values bound to their base URL, upstream user and key slot"
+    );
+    for f in &report.failures {
+        tracing::warn!(reseal.target = %f.target, reseal.reason = %f.reason, "a sealed value could not be upgraded");
+    }
+    if report.skipped_busy > 0 {
+        tracing::warn!(
+            reseal.skipped_busy = report.skipped_busy,
+            "users busy during the sealing upgrade; it runs again at the next start, or run `provisioner reseal`"
+        );
+    }
+    Ok(())
 }
 
 /// Finishes or undoes operations whose lease expired, deletes keys whose grace ended; runs a

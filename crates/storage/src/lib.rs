@@ -14,6 +14,7 @@
 
 mod audit;
 mod error;
+mod maintenance;
 mod rows;
 mod store;
 mod tenants;

@@ -72,6 +72,7 @@ pub(crate) struct TenantRow {
     pub default_scope_profile: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    pub version: i64,
 }
 
 impl TenantRow {
@@ -94,6 +95,7 @@ impl TenantRow {
                 .map(|p| p.as_str().to_owned()),
             created_at: ms(t.created_at),
             updated_at: ms(t.updated_at),
+            version: t.version,
         })
     }
 }
@@ -121,6 +123,7 @@ impl TryFrom<TenantRow> for Tenant {
                 .transpose()?,
             created_at: time(row, "created_at", r.created_at)?,
             updated_at: time(row, "updated_at", r.updated_at)?,
+            version: r.version,
         })
     }
 }

@@ -43,7 +43,8 @@ impl TenantStore for SqlStore {
         sqlx::query(
             "INSERT INTO tenants (id, display_name, status, base_url, upstream_user_id, pat_sealed, \
              pat_fingerprint, app_defaults, rate_limit, allowed_scopes, default_scope_profile, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             created_at, updated_at, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(r.id)
         .bind(r.display_name)
@@ -58,6 +59,7 @@ impl TenantStore for SqlStore {
         .bind(r.default_scope_profile)
         .bind(r.created_at)
         .bind(r.updated_at)
+        .bind(r.version)
         .execute(&mut *tx)
         .await
         .map_err(ctx("inserting a tenant"))?;
@@ -105,13 +107,21 @@ impl TenantStore for SqlStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(tenant.id = %tenant.id))]
-    async fn update_tenant(&self, tenant: &Tenant, audit: &AuditEvent) -> Result<(), StoreError> {
+    async fn update_tenant(
+        &self,
+        tenant: &Tenant,
+        read_version: i64,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
         let r = TenantRow::from_tenant(tenant)?;
+        let id = r.id.clone();
         let mut tx = self.begin_write().await?;
+        // Conditioned on the version read: a row changed since is not overwritten.
         let done = sqlx::query(
             "UPDATE tenants SET display_name = $2, status = $3, base_url = $4, upstream_user_id = $5, \
              pat_sealed = $6, pat_fingerprint = $7, app_defaults = $8, rate_limit = $9, \
-             allowed_scopes = $10, default_scope_profile = $11, updated_at = $12 WHERE id = $1",
+             allowed_scopes = $10, default_scope_profile = $11, updated_at = $12, version = $13 \
+             WHERE id = $1 AND version = $14",
         )
         .bind(r.id)
         .bind(r.display_name)
@@ -125,11 +135,23 @@ impl TenantStore for SqlStore {
         .bind(r.allowed_scopes)
         .bind(r.default_scope_profile)
         .bind(r.updated_at)
+        .bind(read_version.saturating_add(1))
+        .bind(read_version)
         .execute(&mut *tx)
         .await
         .map_err(backend("updating a tenant"))?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+            // Gone, or changed since it was read.
+            let exists: Option<String> = sqlx::query_scalar("SELECT id FROM tenants WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend("reading a tenant"))?;
+            return Err(if exists.is_some() {
+                StoreError::Stale
+            } else {
+                StoreError::NotFound
+            });
         }
         insert_audit(&mut tx, audit).await?;
         tx.commit()

@@ -194,7 +194,10 @@ async fn one_bad_row_does_not_stop_recovery_for_everyone() {
         id: uuid::Uuid::now_v7().to_string(),
         ..audit
     };
-    t.store.update_tenant(&bad, &audit2).await.unwrap();
+    t.store
+        .update_tenant(&bad, bad.version, &audit2)
+        .await
+        .unwrap();
     t.upstream
         .fault_on(Call::CreateKey, Fault::Hang { commit: false }, 1);
     assert!(

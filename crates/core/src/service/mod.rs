@@ -24,7 +24,7 @@ use crate::secret::{Pat, Sealer};
 
 pub use reconcile::{DriftCounts, OrphanApp, OrphanKey, ReconcileReport, ScopeDrift, UserRef};
 pub use recovery::RecoveryReport;
-pub use reseal::{ResealFailure, ResealReport};
+pub use reseal::{ResealFailure, ResealReport, SEALING_UPGRADE};
 pub use tenants::{NewTenant, TenantPatch, TenantView};
 pub use users::{ProvisionRequest, Provisioned, ScopeRequest};
 
@@ -151,10 +151,17 @@ impl Provisioner {
     }
 
     fn account(&self, tenant: &Tenant) -> Result<UpstreamAccount, DomainError> {
-        let pat = self
-            .sealer
-            .open(&tenant.pat_sealed, &pat_aad(&tenant.id))
-            .map_err(|e| DomainError::Internal(format!("tenant {}: {e}", tenant.id)))?;
+        let aad = pat_aad(&tenant.id, &tenant.base_url, &tenant.upstream_user_id);
+        let pat = self.sealer.open(&tenant.pat_sealed, &aad).map_err(|_| {
+            // Never falls back to the legacy binding: a PAT whose row was pointed at another
+            // host or user must not be sent there.
+            DomainError::Internal(format!(
+                "tenant {}: the sealed PAT does not open for this base URL and upstream user \
+                     (wrong master key, an altered row, or a value sealed before PATs were bound \
+                     to them: run `provisioner reseal` once after upgrading)",
+                tenant.id
+            ))
+        })?;
         let pat =
             Pat::parse(secrecy::ExposeSecret::expose_secret(&pat).to_owned()).map_err(|_| {
                 DomainError::Internal(format!("tenant {}: stored PAT is malformed", tenant.id))
@@ -169,13 +176,60 @@ impl Provisioner {
     }
 }
 
-/// Associated data binding a sealed PAT to its tenant.
-pub(crate) fn pat_aad(tenant: &TenantId) -> String {
+/// Which slot of a user's row a sealed key is stored in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeySlot {
+    /// `key`: the key in use.
+    Current,
+    /// `retired_key`: the previous key, in its grace period.
+    Retired,
+}
+
+impl KeySlot {
+    fn as_str(self) -> &'static str {
+        match self {
+            KeySlot::Current => "current",
+            KeySlot::Retired => "retired",
+        }
+    }
+}
+
+/// Associated data: a kind tag, then each field prefixed by its length in bytes, so no field
+/// can be shifted into another (`a|bc` and `ab|c` encode differently).
+fn bound(kind: &str, fields: &[&str]) -> String {
+    let mut out = format!("{kind}/v2");
+    for f in fields {
+        out.push_str(&format!("|{}:{f}", f.len()));
+    }
+    out
+}
+
+/// Associated data binding a sealed PAT to its tenant and to where it is sent: the base URL
+/// (as stored, without trailing slash) and the upstream user. A row pointed at another host
+/// or user no longer opens.
+pub(crate) fn pat_aad(
+    tenant: &TenantId,
+    base_url: &str,
+    user_id: &crate::ids::UpstreamUserId,
+) -> String {
+    bound("pat", &[tenant.as_str(), base_url, user_id.as_str()])
+}
+
+/// Associated data binding a sealed key to its user's app and to the slot it is stored in, so
+/// a retired key copied into the current slot (or the reverse) does not open.
+pub(crate) fn key_aad(tenant: &TenantId, app_id: &crate::ids::AppId, slot: KeySlot) -> String {
+    bound("key", &[tenant.as_str(), app_id.as_str(), slot.as_str()])
+}
+
+/// The associated data of a PAT before it was bound to its base URL and upstream user. Only
+/// the re-seal opens values under it (to migrate them).
+pub(crate) fn legacy_pat_aad(tenant: &TenantId) -> String {
     format!("pat:{tenant}")
 }
 
-/// Associated data binding a sealed key to its user's app.
-pub(crate) fn key_aad(tenant: &TenantId, app_id: &crate::ids::AppId) -> String {
+/// The associated data of a key before it was bound to its slot. Only the re-seal opens
+/// values under it (to migrate them).
+pub(crate) fn legacy_key_aad(tenant: &TenantId, app_id: &crate::ids::AppId) -> String {
     format!("key:{tenant}:{app_id}")
 }
 
@@ -227,5 +281,9 @@ mod interleavings_tests;
 mod reconcile_tests;
 #[cfg(test)]
 mod reseal_tests;
+#[cfg(test)]
+mod sealing_tests;
+#[cfg(test)]
+mod tenant_tests;
 #[cfg(test)]
 mod tests;

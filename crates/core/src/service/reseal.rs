@@ -13,10 +13,13 @@ use crate::ids::{ExternalId, TenantId};
 use crate::model::{Actor, Tenant, User};
 
 use super::steps::user_target;
-use super::{Provisioner, key_aad, pat_aad};
+use super::{KeySlot, Provisioner, key_aad, legacy_key_aad, legacy_pat_aad, pat_aad};
 
 /// Rows read per page while walking tenants and users.
 const PAGE: u32 = 200;
+
+/// Times a tenant's PAT is re-read and re-sealed when the row keeps changing meanwhile.
+const TENANT_ATTEMPTS: usize = 5;
 
 /// What a re-seal did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,8 +53,12 @@ pub struct ResealFailure {
     pub reason: String,
 }
 
-const UNOPENED: &str =
-    "opens under neither the current nor the previous master key (wrong key or corrupt data)";
+const UNOPENED: &str = "opens under neither the current nor the previous master key, nor under \
+     its legacy binding (wrong key, corrupt data, or a row altered in the database)";
+
+/// The one-time upgrade of values sealed before PATs were bound to their base URL and upstream
+/// user and keys to their slot (docs/security.md, "Upgrading").
+pub const SEALING_UPGRADE: &str = "sealing-binding-v2";
 
 impl Provisioner {
     /// Re-seals every tenant's PAT and every user's current and retired key under the current
@@ -73,7 +80,29 @@ impl Provisioner {
             }
             after = page.last().map(|t| t.id.clone());
         }
+        // Every row was visited and written (values that open under nothing are corrupt or
+        // altered rows, which no re-run fixes): legacy-sealed values are gone.
+        if report.skipped_busy == 0 && report.failures.iter().all(|f| f.reason.contains(UNOPENED)) {
+            let now = self.clock.now();
+            if let Err(e) = self.store.record_maintenance(SEALING_UPGRADE, now).await {
+                tracing::warn!(error.message = %e, "could not record the sealing upgrade as done");
+            }
+        }
         Ok(report)
+    }
+
+    /// Runs the re-seal once per database, to migrate values sealed by a version before the
+    /// sealing binding: `serve` and `demo` call it at start-up, before they accept requests.
+    /// `None` when it was already recorded as done (by an earlier start-up or `provisioner
+    /// reseal`); otherwise the re-seal's report (recorded as done when it left nothing behind).
+    pub async fn upgrade_sealing(
+        &self,
+        actor: &Actor,
+    ) -> Result<Option<ResealReport>, DomainError> {
+        if self.store.maintenance_done(SEALING_UPGRADE).await? {
+            return Ok(None);
+        }
+        self.reseal(actor).await.map(Some)
     }
 
     async fn reseal_tenant(
@@ -82,31 +111,48 @@ impl Provisioner {
         id: &TenantId,
         report: &mut ResealReport,
     ) -> Result<(), DomainError> {
-        // Read it again just before writing: the listing may be a while old.
-        let Some(mut tenant) = self.store.get_tenant(id).await? else {
-            return Ok(());
-        };
         let target = format!("tenants/{id}");
-        let aad = pat_aad(id);
-        let Ok(pat) = self.sealer.open(&tenant.pat_sealed, &aad) else {
-            let reason = format!("the tenant's PAT {UNOPENED}");
-            self.reseal_failed(actor, &tenant, &target, &reason).await;
-            report.failures.push(ResealFailure { target, reason });
+        // The write is conditioned on the version read: a change made meanwhile (a suspension,
+        // a new PAT) is never overwritten; the row is read again and re-sealed as it now is.
+        for _ in 0..TENANT_ATTEMPTS {
+            // Read it again just before writing: the listing may be a while old.
+            let Some(mut tenant) = self.store.get_tenant(id).await? else {
+                return Ok(());
+            };
+            // Bound to where the PAT is sent. A value sealed by a version before that binding
+            // (tenant only) opens here, and only here, and is rewritten under the binding.
+            let aad = pat_aad(id, &tenant.base_url, &tenant.upstream_user_id);
+            let Ok(pat) = self.open_or_legacy(&tenant.pat_sealed, &aad, &legacy_pat_aad(id)) else {
+                let reason = format!("the tenant's PAT {UNOPENED}");
+                self.reseal_failed(actor, &tenant, &target, &reason).await;
+                report.failures.push(ResealFailure { target, reason });
+                return Ok(());
+            };
+            tenant.pat_sealed = self
+                .sealer
+                .seal(secrecy::ExposeSecret::expose_secret(&pat), &aad);
+            let audit = self.audit(actor, Some(id), "tenant.reseal", target.clone(), "success");
+            match self
+                .store
+                .update_tenant(&tenant, tenant.version, &audit)
+                .await
+            {
+                Ok(()) => report.tenants += 1,
+                // Changed meanwhile: read it again.
+                Err(StoreError::Stale) => continue,
+                // Deleted meanwhile: nothing left to re-seal.
+                Err(StoreError::NotFound) => {}
+                Err(e) => report.failures.push(ResealFailure {
+                    target,
+                    reason: format!("writing the re-sealed PAT: {e}"),
+                }),
+            }
             return Ok(());
-        };
-        tenant.pat_sealed = self
-            .sealer
-            .seal(secrecy::ExposeSecret::expose_secret(&pat), &aad);
-        let audit = self.audit(actor, Some(id), "tenant.reseal", target.clone(), "success");
-        match self.store.update_tenant(&tenant, &audit).await {
-            Ok(()) => report.tenants += 1,
-            // Deleted meanwhile: nothing left to re-seal.
-            Err(StoreError::NotFound) => {}
-            Err(e) => report.failures.push(ResealFailure {
-                target,
-                reason: format!("writing the re-sealed PAT: {e}"),
-            }),
         }
+        report.failures.push(ResealFailure {
+            target,
+            reason: "the tenant kept changing concurrently; run the re-seal again".into(),
+        });
         Ok(())
     }
 
@@ -157,26 +203,32 @@ impl Provisioner {
             .as_ref()
             .map(|l| l.owner.clone())
             .unwrap_or_default();
-        let aad = key_aad(&user.tenant_id, &user.app_id);
+        let current = key_aad(&user.tenant_id, &user.app_id, KeySlot::Current);
+        let retired = key_aad(&user.tenant_id, &user.app_id, KeySlot::Retired);
+        // Values sealed by a version before the slot binding open under the legacy data here,
+        // and only here, and are rewritten under their slot's binding.
+        let legacy = legacy_key_aad(&user.tenant_id, &user.app_id);
         let mut resealed = 0u64;
         let mut unopened: Vec<&str> = Vec::new();
         if let Some(k) = user.key.as_mut() {
-            match self.sealer.open(&k.sealed, &aad) {
+            let aad = &current;
+            match self.open_or_legacy(&k.sealed, aad, &legacy) {
                 Ok(s) => {
                     k.sealed = self
                         .sealer
-                        .seal(secrecy::ExposeSecret::expose_secret(&s), &aad);
+                        .seal(secrecy::ExposeSecret::expose_secret(&s), aad);
                     resealed += 1;
                 }
                 Err(_) => unopened.push("current key"),
             }
         }
         if let Some(k) = user.retired_key.as_mut() {
-            match self.sealer.open(&k.sealed, &aad) {
+            let aad = &retired;
+            match self.open_or_legacy(&k.sealed, aad, &legacy) {
                 Ok(s) => {
                     k.sealed = self
                         .sealer
-                        .seal(secrecy::ExposeSecret::expose_secret(&s), &aad);
+                        .seal(secrecy::ExposeSecret::expose_secret(&s), aad);
                     resealed += 1;
                 }
                 Err(_) => unopened.push("retired key"),
@@ -225,6 +277,19 @@ impl Provisioner {
         if let Some(reason) = failure {
             report.failures.push(ResealFailure { target, reason });
         }
+    }
+
+    /// Opens a value under its binding or, failing that, under the legacy binding of versions
+    /// before it. Only the re-seal may do this: the request path opens under the binding alone.
+    fn open_or_legacy(
+        &self,
+        sealed: &[u8],
+        aad: &str,
+        legacy: &str,
+    ) -> Result<secrecy::SecretString, crate::secret::SealError> {
+        self.sealer
+            .open(sealed, aad)
+            .or_else(|_| self.sealer.open(sealed, legacy))
     }
 
     /// Records a value that did not open (best effort: the report carries it regardless).

@@ -329,7 +329,11 @@ async fn a_value_that_opens_under_no_key_is_reported_and_the_rest_goes_on() {
     // u1: garbage; u2: sealed under some third key; broken: its PAT under a third key.
     set_key_blob(&before, "acme", "u1", b"not a sealed value at all".to_vec()).await;
     let stranger = AesGcmSealer::new(&MasterKey::generate());
-    let u2_aad = key_aad(&tid("acme"), &user(&before, "acme", "u2").await.app_id);
+    let u2_aad = key_aad(
+        &tid("acme"),
+        &user(&before, "acme", "u2").await.app_id,
+        KeySlot::Current,
+    );
     set_key_blob(
         &before,
         "acme",
@@ -343,7 +347,10 @@ async fn a_value_that_opens_under_no_key_is_reported_and_the_rest_goes_on() {
         .await
         .unwrap()
         .unwrap();
-    broken.pat_sealed = stranger.seal("stranger-pat", &pat_aad(&tid("broken")));
+    broken.pat_sealed = stranger.seal(
+        "stranger-pat",
+        &pat_aad(&tid("broken"), &broken.base_url, &broken.upstream_user_id),
+    );
     let audit = before.service.audit(
         &actor(),
         Some(&tid("broken")),
@@ -351,7 +358,11 @@ async fn a_value_that_opens_under_no_key_is_reported_and_the_rest_goes_on() {
         "tenants/broken".into(),
         "success",
     );
-    before.store.update_tenant(&broken, &audit).await.unwrap();
+    before
+        .store
+        .update_tenant(&broken, broken.version, &audit)
+        .await
+        .unwrap();
     // u4: another operation holds its lease.
     let now = crate::ports::Clock::now(&*world.clock);
     let busy = Lease {

@@ -16,7 +16,7 @@ use crate::ports::{NewApp, NewKey, UpstreamKey};
 use crate::secret::KeySecret;
 
 use super::fence::Fenced;
-use super::{Provisioner, key_aad};
+use super::{KeySlot, Provisioner, key_aad};
 
 /// Upper bound on steps per run: a full provisioning is two, a deprovisioning two, with room
 /// for a re-create after an app vanished and a look-up after an ambiguous create.
@@ -300,9 +300,10 @@ impl Provisioner {
     fn finish_key(&self, run: &Run<'_>, user: &mut User, key: &UpstreamKey) {
         let now = self.clock.now();
         let stored = StoredKey {
-            sealed: self
-                .sealer
-                .seal(key.secret.expose(), &key_aad(&user.tenant_id, &user.app_id)),
+            sealed: self.sealer.seal(
+                key.secret.expose(),
+                &key_aad(&user.tenant_id, &user.app_id, KeySlot::Current),
+            ),
             fingerprint: key.secret.fingerprint(),
             scopes: user.scopes.clone(),
             generation: user.generation,
@@ -312,7 +313,7 @@ impl Provisioner {
             && let Some(old) = user.key.take()
         {
             user.retired_key = Some(RetiredKey {
-                sealed: old.sealed,
+                sealed: self.reseal_retired(user, old.sealed),
                 fingerprint: old.fingerprint,
                 delete_after: now + chrono::Duration::seconds(user.rotation_grace_secs),
             });
@@ -329,7 +330,9 @@ impl Provisioner {
             self.delete_retired(run, user, old).await?;
         }
         if let Some(key) = &user.key {
-            let secret = self.open_key(user, &key.sealed).map_err(Fail::Permanent)?;
+            let secret = self
+                .open_key(user, &key.sealed, KeySlot::Current)
+                .map_err(Fail::Permanent)?;
             match self
                 .fenced(run, user, self.upstream.delete_key(&run.account, &secret))
                 .await?
@@ -398,7 +401,9 @@ impl Provisioner {
         user: &User,
         old: &RetiredKey,
     ) -> Result<(), Fail> {
-        let secret = self.open_key(user, &old.sealed).map_err(Fail::Permanent)?;
+        let secret = self
+            .open_key(user, &old.sealed, KeySlot::Retired)
+            .map_err(Fail::Permanent)?;
         match self
             .fenced(run, user, self.upstream.delete_key(&run.account, &secret))
             .await?
@@ -408,10 +413,27 @@ impl Provisioner {
         }
     }
 
-    pub(super) fn open_key(&self, user: &User, sealed: &[u8]) -> Result<KeySecret, DomainError> {
+    /// Moves a current key's sealed value to the retired slot's binding. A value that does
+    /// not open stays as it is (it opens in neither slot; deleting it is reported).
+    fn reseal_retired(&self, user: &User, sealed: Vec<u8>) -> Vec<u8> {
+        match self.open_key(user, &sealed, KeySlot::Current) {
+            Ok(secret) => self.sealer.seal(
+                secret.expose(),
+                &key_aad(&user.tenant_id, &user.app_id, KeySlot::Retired),
+            ),
+            Err(_) => sealed,
+        }
+    }
+
+    pub(super) fn open_key(
+        &self,
+        user: &User,
+        sealed: &[u8],
+        slot: KeySlot,
+    ) -> Result<KeySecret, DomainError> {
         let s = self
             .sealer
-            .open(sealed, &key_aad(&user.tenant_id, &user.app_id))
+            .open(sealed, &key_aad(&user.tenant_id, &user.app_id, slot))
             .map_err(|e| DomainError::Internal(format!("user {}: {e}", user_target(user))))?;
         KeySecret::parse(secrecy::ExposeSecret::expose_secret(&s).to_owned())
             .map_err(|_| DomainError::Internal("stored key is malformed".into()))

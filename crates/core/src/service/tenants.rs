@@ -120,7 +120,14 @@ impl Provisioner {
 
         let now = self.clock.now();
         let tenant = Tenant {
-            pat_sealed: self.sealer.seal(new.pat.expose(), &pat_aad(&new.id)),
+            pat_sealed: self.sealer.seal(
+                new.pat.expose(),
+                &pat_aad(
+                    &new.id,
+                    new.base_url.trim_end_matches('/'),
+                    &new.upstream_user_id,
+                ),
+            ),
             pat_fingerprint: new.pat.fingerprint(),
             id: new.id,
             display_name: new.display_name,
@@ -133,6 +140,7 @@ impl Provisioner {
             default_scope_profile: new.default_scope_profile,
             created_at: now,
             updated_at: now,
+            version: 1,
         };
         let profiles: Vec<ScopeProfile> = new
             .scope_profiles
@@ -205,6 +213,7 @@ impl Provisioner {
         patch: TenantPatch,
     ) -> Result<TenantView, DomainError> {
         let mut tenant = self.tenant(id).await?;
+        let read_version = tenant.version;
         let profiles = self.store.list_profiles(id).await?;
         if let Some(name) = patch.display_name {
             check_text("display_name", &name, 200)?;
@@ -253,7 +262,11 @@ impl Provisioner {
             format!("tenants/{id}"),
             "success",
         );
-        self.store.update_tenant(&tenant, &audit).await?;
+        self.store
+            .update_tenant(&tenant, read_version, &audit)
+            .await
+            .map_err(|e| tenant_write_error(id, e))?;
+        tenant.version = read_version + 1;
         Ok(TenantView { tenant, profiles })
     }
 
@@ -265,6 +278,9 @@ impl Provisioner {
         pat: Pat,
     ) -> Result<TenantView, DomainError> {
         let mut tenant = self.tenant(id).await?;
+        // The check upstream takes a while: the write below is conditioned on this version,
+        // so a change made meanwhile (a suspension) is never overwritten.
+        let read_version = tenant.version;
         self.verify_pat(
             id,
             &tenant.base_url,
@@ -273,7 +289,10 @@ impl Provisioner {
             tenant.rate_limit,
         )
         .await?;
-        tenant.pat_sealed = self.sealer.seal(pat.expose(), &pat_aad(id));
+        tenant.pat_sealed = self.sealer.seal(
+            pat.expose(),
+            &pat_aad(id, &tenant.base_url, &tenant.upstream_user_id),
+        );
         tenant.pat_fingerprint = pat.fingerprint();
         tenant.updated_at = self.clock.now();
         let audit = self.audit(
@@ -283,7 +302,11 @@ impl Provisioner {
             format!("tenants/{id}"),
             "success",
         );
-        self.store.update_tenant(&tenant, &audit).await?;
+        self.store
+            .update_tenant(&tenant, read_version, &audit)
+            .await
+            .map_err(|e| tenant_write_error(id, e))?;
+        tenant.version = read_version + 1;
         let profiles = self.store.list_profiles(id).await?;
         Ok(TenantView { tenant, profiles })
     }
@@ -442,6 +465,17 @@ impl Provisioner {
             }
         }
         Ok(())
+    }
+}
+
+/// A conditioned tenant write that did not apply, as the caller sees it.
+pub(crate) fn tenant_write_error(id: &TenantId, e: crate::StoreError) -> DomainError {
+    match e {
+        crate::StoreError::Stale => DomainError::Conflict(format!(
+            "tenant {id} changed concurrently; read it again and retry"
+        )),
+        crate::StoreError::NotFound => DomainError::NotFound(format!("tenant {id} not found")),
+        other => other.into(),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::secret::KeySecret;
 use super::steps::{Fail, Run, lease_lost, user_target};
 use super::tenants::check_scopes;
 use super::{
-    Provisioner, check_limit, check_text, decode_cursor, decode_user_cursor, encode_cursor,
+    KeySlot, Provisioner, check_limit, check_text, decode_cursor, decode_user_cursor, encode_cursor,
 };
 
 /// Which scopes a provisioned key gets.
@@ -373,7 +373,7 @@ impl Provisioner {
                 user.status
             )));
         };
-        let secret = self.open_key(&user, &key.sealed)?;
+        let secret = self.open_key(&user, &key.sealed, super::KeySlot::Current)?;
         let audit = self.audit(
             actor,
             Some(tenant_id),
@@ -558,7 +558,7 @@ impl Provisioner {
     ) -> Result<Provisioned, DomainError> {
         let owner = lease_owner(&user);
         let secret = match (&user.key, user.secret_pending) {
-            (Some(key), true) => Some(self.open_key(&user, &key.sealed)?),
+            (Some(key), true) => Some(self.open_key(&user, &key.sealed, KeySlot::Current)?),
             _ => None,
         };
         let changed = needs_update(&user, req);

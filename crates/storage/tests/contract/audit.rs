@@ -32,7 +32,7 @@ pub async fn a_failed_audit_insert_rolls_the_change_back(store: &SqlStore) {
         .await;
     let mut renamed = tenant("acme");
     renamed.display_name = "renamed".into();
-    let tenant_update = store.update_tenant(&renamed, &dup).await;
+    let tenant_update = store.update_tenant(&renamed, renamed.version, &dup).await;
     let put = store
         .put_profile(&profile("acme", "p", &["Predict"]), &dup)
         .await;

@@ -63,6 +63,7 @@ pub fn tenant(id: &str) -> Tenant {
         default_scope_profile: Some(pname("standard")),
         created_at: at,
         updated_at: at,
+        version: 1,
     }
 }
 

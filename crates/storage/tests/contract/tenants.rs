@@ -2,7 +2,9 @@
 
 use provisioner_core::StoreError;
 use provisioner_core::model::{TenantStatus, UserStatus};
-use provisioner_core::ports::{AuditStore, TenantDeletion, TenantStore, UserStore};
+use provisioner_core::ports::{
+    AuditStore, MaintenanceStore, TenantDeletion, TenantStore, UserStore,
+};
 use provisioner_storage::SqlStore;
 
 use crate::fixtures::*;
@@ -76,6 +78,7 @@ pub async fn tenant_insert_get_update_and_duplicate(store: &SqlStore) {
     store
         .update_tenant(
             &changed,
+            t.version,
             &event(Some("acme"), "tenant.update", "tenants/acme"),
         )
         .await
@@ -86,14 +89,102 @@ pub async fn tenant_insert_get_update_and_duplicate(store: &SqlStore) {
         .expect("get")
         .expect("present");
     assert_same_tenant(&got, &changed);
+    assert_eq!(
+        (t.version, got.version),
+        (1, 2),
+        "an update increments the version"
+    );
 
     let missing = store
         .update_tenant(
             &tenant("ghost"),
+            1,
             &event(Some("ghost"), "tenant.update", "tenants/ghost"),
         )
         .await;
     assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+}
+
+pub async fn a_tenant_update_with_an_old_version_fails_and_changes_nothing(store: &SqlStore) {
+    // Arrange: two writers read version 1; the first suspends the tenant.
+    let t = tenant("acme");
+    store
+        .insert_tenant(
+            &t,
+            &[],
+            &event(Some("acme"), "tenant.create", "tenants/acme"),
+        )
+        .await
+        .expect("insert");
+    let read = store
+        .get_tenant(&t.id)
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(read.version, 1);
+    let mut suspended = read.clone();
+    suspended.status = TenantStatus::Suspended;
+    store
+        .update_tenant(
+            &suspended,
+            read.version,
+            &event(Some("acme"), "tenant.update", "tenants/acme"),
+        )
+        .await
+        .expect("first write");
+
+    // Act: the second writes what it read (active), with a new PAT, at the old version.
+    let mut stale = read.clone();
+    stale.pat_sealed = vec![7; 32];
+    stale.pat_fingerprint = "ef".repeat(32);
+    stale.updated_at = plus(read.updated_at, 9);
+    let late = event(Some("acme"), "tenant.credential.replace", "tenants/acme");
+    let r = store.update_tenant(&stale, read.version, &late).await;
+
+    // Assert: refused as stale; the row and the audit log are as the first writer left them.
+    assert!(matches!(r, Err(StoreError::Stale)), "{r:?}");
+    let got = store
+        .get_tenant(&t.id)
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(got.version, 2);
+    assert_same_tenant(&got, &suspended);
+    let events = store
+        .list_audit(None, None, None, 100)
+        .await
+        .expect("audit");
+    assert!(
+        events.iter().all(|e| e.id != late.id),
+        "no audit of a refused write"
+    );
+
+    // A version from the future is stale too; the current one applies.
+    let ahead = store
+        .update_tenant(
+            &stale,
+            got.version + 1,
+            &event(Some("acme"), "tenant.update", "tenants/acme"),
+        )
+        .await;
+    assert!(matches!(ahead, Err(StoreError::Stale)), "{ahead:?}");
+    let mut renamed = got.clone();
+    renamed.display_name = "Renamed".into();
+    store
+        .update_tenant(
+            &renamed,
+            got.version,
+            &event(Some("acme"), "tenant.update", "tenants/acme"),
+        )
+        .await
+        .expect("write at the current version");
+    let got = store
+        .get_tenant(&t.id)
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!((got.version, got.status), (3, TenantStatus::Suspended));
+    assert_eq!(got.display_name, "Renamed");
 }
 
 pub async fn tenants_list_in_id_order_with_keyset_pagination(store: &SqlStore) {
@@ -284,4 +375,28 @@ pub async fn delete_tenant_refuses_live_users_and_cascades(store: &SqlStore) {
         .map(|e| e.action)
         .collect();
     assert_eq!(actions, ["tenant.create", "tenant.delete"]);
+}
+
+pub async fn maintenance_tasks_are_recorded_once(store: &SqlStore) {
+    assert!(
+        !store
+            .maintenance_done("sealing-binding-v2")
+            .await
+            .expect("read")
+    );
+    store
+        .record_maintenance("sealing-binding-v2", now())
+        .await
+        .expect("record");
+    store
+        .record_maintenance("sealing-binding-v2", now())
+        .await
+        .expect("recording again is harmless");
+    assert!(
+        store
+            .maintenance_done("sealing-binding-v2")
+            .await
+            .expect("read")
+    );
+    assert!(!store.maintenance_done("other").await.expect("read"));
 }
