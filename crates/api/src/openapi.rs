@@ -93,7 +93,7 @@ impl Modify for BearerAuth {
             CredentialIn, TenantOut, UpstreamOut, TenantStatusDto, TenantPage, ProfileIn, ProfileOut,
             ProfilePage, UserPutIn, RotateIn, UserOut, AppOut, KeyOut, UserStatusDto, UserPage, RevealOut,
             LookupIn, LookupOut, AuditEventOut, AuditPage, StatusOut, ReconcileIn, ReconcileOut,
-            OrphanAppOut, OrphanKeyOut, UserRefOut, ScopeDriftOut,
+            OrphanAppOut, OrphanKeyOut, UserRefOut, ScopeDriftOut, UnmanagedAppOut,
         ),
         responses(
             BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, PayloadTooLarge,

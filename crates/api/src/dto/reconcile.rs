@@ -1,6 +1,8 @@
 //! `POST /v1/tenants/{tenant_id}/reconcile`: body and report.
 
-use provisioner_core::service::{OrphanApp, OrphanKey, ReconcileReport, ScopeDrift, UserRef};
+use provisioner_core::service::{
+    OrphanApp, OrphanKey, ReconcileReport, ScopeDrift, UnmanagedApp, UserRef,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -8,14 +10,22 @@ use utoipa::ToSchema;
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReconcileIn {
-    /// Repair what is found (delete orphans, re-create what is missing, replace drifted keys).
+    /// Repair what is found (delete marked orphans, re-create what is missing, replace drifted
+    /// keys). Needs `provisioner:admin`.
     #[serde(default)]
     pub repair: bool,
 }
 
-/// An app of the tenant's upstream account that no user records.
+/// An app carrying this service's marker for the tenant that no user records.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrphanAppOut {
+    /// Upstream app id.
+    pub app_id: String,
+}
+
+/// An app with the tenant's id prefix but without this service's marker: reported, never touched.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnmanagedAppOut {
     /// Upstream app id.
     pub app_id: String,
 }
@@ -29,6 +39,9 @@ pub struct OrphanKeyOut {
     pub key_fingerprint: String,
     /// Its upstream description.
     pub description: String,
+    /// Whether the description carries this service's marker: only a marked key is deleted by a
+    /// repair; an unmarked one (made by hand) is reported and left alone.
+    pub marked: bool,
 }
 
 /// A user whose app or key is missing upstream.
@@ -56,9 +69,9 @@ pub struct ScopeDriftOut {
 /// What reconciliation found (and, with `repair`, fixed).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReconcileOut {
-    /// Apps with the tenant's prefix or marker that no user records.
+    /// Apps with the tenant's marker that no user holding an app records.
     pub orphan_apps: Vec<OrphanAppOut>,
-    /// Keys on managed apps the service did not record.
+    /// Keys on active users' apps the service did not record (see `marked`).
     pub orphan_keys: Vec<OrphanKeyOut>,
     /// Active users whose app is gone upstream.
     pub missing_apps: Vec<UserRefOut>,
@@ -66,9 +79,12 @@ pub struct ReconcileOut {
     pub missing_keys: Vec<UserRefOut>,
     /// Keys whose scopes drifted upstream.
     pub scope_drift: Vec<ScopeDriftOut>,
+    /// Apps with the tenant's id prefix but without this service's marker (never touched).
+    pub unmanaged_apps: Vec<UnmanagedAppOut>,
     /// True when a repair was asked for and every repair succeeded.
     pub repaired: bool,
-    /// Repairs that failed (retry the call).
+    /// Repairs that failed or were skipped because their finding no longer held under the
+    /// user's lease (retry the call).
     pub repair_errors: Vec<String>,
 }
 
@@ -95,10 +111,12 @@ impl From<ReconcileReport> for ReconcileOut {
                          app_id,
                          key_fingerprint,
                          description,
+                         marked,
                      }| OrphanKeyOut {
                         app_id,
                         key_fingerprint,
                         description,
+                        marked,
                     },
                 )
                 .collect(),
@@ -120,6 +138,11 @@ impl From<ReconcileReport> for ReconcileOut {
                         actual,
                     },
                 )
+                .collect(),
+            unmanaged_apps: r
+                .unmanaged_apps
+                .into_iter()
+                .map(|UnmanagedApp { app_id }| UnmanagedAppOut { app_id })
                 .collect(),
             repaired: r.repaired,
             repair_errors: r.repair_errors,

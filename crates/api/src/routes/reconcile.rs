@@ -1,17 +1,20 @@
-//! `POST /v1/tenants/{tenant_id}/reconcile` (`provisioner:write`): compare the store with the
-//! tenant's upstream account; with `"repair": true`, fix what differs (every repair audited).
+//! `POST /v1/tenants/{tenant_id}/reconcile` (`provisioner:read`): compare the store with the
+//! tenant's upstream account; with `"repair": true` (`provisioner:admin` only), fix what differs
+//! (every repair audited, each re-checked under the user's lease first).
 
 use actix_web::{HttpResponse, web};
 
 use crate::ApiState;
-use crate::auth::{TenantAccess, Write};
+use crate::auth::{Need, Read, TenantAccess};
 use crate::body::OptionalJsonBody;
 use crate::dto::{ReconcileIn, ReconcileOut, TenantIdParam};
 use crate::openapi::responses::*;
 use crate::problem::ApiError;
 
-/// Reports orphan apps and keys, missing apps and keys, and scope drift; repairs them when
-/// asked. A report changes nothing.
+/// Reports orphan apps and keys, missing apps and keys, scope drift and unmanaged apps (the
+/// tenant's id prefix without this service's marker: reported, never touched). A report needs
+/// `provisioner:read` and changes nothing; `"repair": true` needs `provisioner:admin` (403
+/// otherwise) and deletes only what carries this service's marker.
 #[utoipa::path(
     post, path = "/v1/tenants/{tenant_id}/reconcile", tag = "tenants",
     request_body(content = Option<ReconcileIn>, description = "Optional; empty means report only"),
@@ -29,9 +32,15 @@ use crate::problem::ApiError;
 #[tracing::instrument(skip_all)]
 pub async fn reconcile(
     state: web::Data<ApiState>,
-    auth: TenantAccess<Write>,
+    auth: TenantAccess<Read>,
     OptionalJsonBody(body): OptionalJsonBody<ReconcileIn>,
 ) -> Result<HttpResponse, ApiError> {
+    if body.repair && !auth.caller.is_admin() {
+        return Err(ApiError::Forbidden(format!(
+            "repair needs {}",
+            Need::Admin.scope()
+        )));
+    }
     let report = state
         .service
         .reconcile(&auth.caller.actor(), &auth.tenant, body.repair)

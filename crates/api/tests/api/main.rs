@@ -5,6 +5,7 @@ mod helpers;
 mod isolation;
 mod openapi;
 mod problems;
+mod reconcile;
 mod server;
 mod tenants;
 mod users;

@@ -22,7 +22,9 @@ use crate::model::{Actor, AuditEvent, Tenant, UpstreamAccount};
 use crate::ports::{Clock, Store, Upstream};
 use crate::secret::{Pat, Sealer};
 
-pub use reconcile::{DriftCounts, OrphanApp, OrphanKey, ReconcileReport, ScopeDrift, UserRef};
+pub use reconcile::{
+    DriftCounts, OrphanApp, OrphanKey, ReconcileReport, ScopeDrift, UnmanagedApp, UserRef,
+};
 pub use recovery::RecoveryReport;
 pub use reseal::{ResealFailure, ResealReport, SEALING_UPGRADE};
 pub use tenants::{NewTenant, TenantPatch, TenantView};

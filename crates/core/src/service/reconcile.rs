@@ -3,19 +3,40 @@
 //! "Provisioning, step by step"; API.md, "Drift and compromise").
 //!
 //! What is compared:
-//! - *Managed apps* are the apps of the account whose id starts with the tenant's app-id prefix,
-//!   or whose metadata marker names the tenant. Several tenants may share one account: an app
-//!   whose marker names *another* tenant is never the tenant's, whatever its id.
+//! - *Managed apps* are the apps of the account whose metadata marker names the tenant. Only
+//!   they are ever deleted. Several tenants may share one account: an app whose marker names
+//!   *another* tenant is never the tenant's, whatever its id.
+//! - *Unmanaged apps* have the tenant's app-id prefix but no marker of this service (someone's
+//!   own apps): reported, never touched. Apps a user records are neither.
 //! - Users with an operation in progress (a live lease, or a pending step) are skipped: nothing is
 //!   reported about them and their apps are never touched; their apps still count as recorded.
-//! - An *orphan app* is a managed app that no live (not `deleted`) user records.
+//! - An *orphan app* is a managed app that no user holding an app records: `failed` and
+//!   `deleted` users hold none, so a `failed` user's leaked app is an orphan.
 //! - For each `active` user: its app absent upstream is a *missing app*; otherwise its recorded
 //!   key absent from the app is a *missing key*, every other key on the app (neither the current
 //!   nor a recorded retired key) is an *orphan key*, and a current key whose upstream scopes differ
-//!   from the recorded ones is *scope drift*.
+//!   from the recorded ones is *scope drift*. An orphan key is `marked` when its description
+//!   carries this service's marker for the app; an unmarked one (made by hand) is reported and
+//!   never deleted.
+//!
+//! Repairs act only on what still holds under the lease of the user concerned: the scan is a
+//! snapshot, and users change while it runs. For each repaired user the row is re-read under its
+//! lease and must be unchanged (status, step, generation, app, scopes, key fingerprints), and the
+//! app's keys are listed again under the lease: the fix is applied only if the same finding
+//! still holds, and only marked orphan keys are deleted. An orphan app is deleted under the lease
+//! of the user whose row names it (looked up in a fresh listing of the users, taken after the
+//! scan), and only if that user still holds no app; otherwise it is skipped. A finding that no
+//! longer holds is not repaired and is listed in `repair_errors` (run reconcile again).
+//! An orphan app that no row names at all is deleted without a lease: a row for it could only be
+//! inserted by a PUT of the very external id it was made for, between the fresh listing and the
+//! delete; that user's provisioning then finds its app gone and creates it again.
 //!
 //! Repairs reuse the state machine: a user's repairs run under its lease with the intent written
-//! first, so a crash mid-repair is finished by recovery like any other operation.
+//! first, so a crash mid-repair is finished by recovery like any other operation. A re-created
+//! app or key never leaves a key live upstream unrecorded: the keys are listed under the lease
+//! first (a key or app only re-created when really gone), marked orphan keys are deleted, a key in
+//! its grace period stays recorded (or is deleted first, when a drifted key is replaced), and a
+//! replaced key is recorded as retired until it is deleted.
 //!
 //! Audit: a report (`repair = false`, and [`Provisioner::drift_counts`]) is a pure read and
 //! writes nothing, not even an audit event, so a periodic drift check does not flood the log.
@@ -32,27 +53,35 @@
 use std::collections::BTreeSet;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::error::{DomainError, UpstreamError};
 use crate::ids::{AppId, ExternalId, TenantId};
-use crate::marker::app_managed_by;
-use crate::model::{Actor, Step, Tenant, TenantStatus, UpstreamAccount, User, UserStatus};
+use crate::marker::{app_managed_by, key_generation};
+use crate::model::{
+    Actor, Step, Tenant, TenantStatus, Timestamp, UpstreamAccount, User, UserStatus,
+};
 use crate::ports::{UpstreamApp, UpstreamKey};
 use crate::secret::KeySecret;
 
 use super::Provisioner;
-use super::steps::user_target;
+use super::steps::{lease_lost, user_target};
 
 /// Users read from the store per page.
 const PAGE: u32 = 500;
 /// Hex characters of a key's SHA-256 shown in a report.
 const SHORT_FINGERPRINT: usize = 8;
 
-/// An app upstream that looks like the tenant's but that no live user records.
+/// An app upstream that carries the tenant's marker but that no user holding an app records.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct OrphanApp {
     /// The upstream app id (as reported; not necessarily a valid [`AppId`]).
+    pub app_id: String,
+}
+
+/// An app with the tenant's id prefix but no marker of this service: reported, never touched.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnmanagedApp {
+    /// The upstream app id (as reported).
     pub app_id: String,
 }
 
@@ -65,6 +94,9 @@ pub struct OrphanKey {
     pub key_fingerprint: String,
     /// The key's upstream description.
     pub description: String,
+    /// Whether the description carries this service's marker for the app: only a marked key is
+    /// deleted by a repair; an unmarked one (made by hand) is reported and left alone.
+    pub marked: bool,
 }
 
 /// An active user concerned by a finding.
@@ -102,14 +134,18 @@ pub struct ReconcileReport {
     pub missing_keys: Vec<UserRef>,
     /// Active users whose key's upstream scopes differ from the recorded ones.
     pub scope_drift: Vec<ScopeDrift>,
+    /// Apps with the tenant's id prefix but without this service's marker (never touched; not
+    /// counted as drift).
+    pub unmanaged_apps: Vec<UnmanagedApp>,
     /// Repair was asked for and every repair succeeded.
     pub repaired: bool,
-    /// One line per repair that failed or was not attempted (no secrets).
+    /// One line per repair that failed or was not attempted, e.g. because its finding no longer
+    /// held under the lease (no secrets).
     pub repair_errors: Vec<String>,
 }
 
 impl ReconcileReport {
-    /// Whether nothing was found.
+    /// Whether nothing was found (unmanaged apps are not drift).
     pub fn is_clean(&self) -> bool {
         self.counts().total() == 0
     }
@@ -176,8 +212,7 @@ impl Fix {
 /// An active user with findings, as scanned.
 struct UserWork {
     user: User,
-    /// Orphan keys on its app (secrets kept only to delete them) with their short fingerprints.
-    orphan_keys: Vec<(KeySecret, String)>,
+    /// The fix the scan found needed (re-checked under the lease before it is applied).
     fix: Option<Fix>,
 }
 
@@ -187,12 +222,32 @@ struct Scan {
     users: Vec<UserWork>,
 }
 
+/// A key on an active user's app that is neither its current nor its retired key.
+struct FoundKey {
+    /// Kept only to delete it; never shown.
+    secret: KeySecret,
+    short: String,
+    description: String,
+    /// Its description carries this service's marker for the app.
+    marked: bool,
+}
+
+/// What an active user's app and keys upstream say about it.
+struct Found {
+    fix: Option<Fix>,
+    /// (expected, actual) scopes when the current key drifted.
+    drift: Option<(Vec<String>, Vec<String>)>,
+    orphans: Vec<FoundKey>,
+}
+
 impl Provisioner {
     /// Compares the tenant's users with its upstream account and reports orphan apps and keys,
-    /// missing apps and keys, and scope drift. With `repair`, fixes each finding (users under
-    /// their lease, through the state machine) and audits each repair; without it, changes
-    /// nothing upstream or in the store. A repair that fails is listed in `repair_errors` and the
-    /// others go on. Repair on a suspended tenant is refused (reporting is allowed).
+    /// missing apps and keys, scope drift and unmanaged apps. With `repair`, fixes each finding
+    /// that still holds under the lease of the user concerned (users through the state machine)
+    /// and audits each repair; without it, changes nothing upstream or in the store. A repair
+    /// that fails or no longer applies is listed in `repair_errors` and the others go on. Repair
+    /// on a suspended tenant is refused (reporting is allowed). Callers must restrict `repair` to
+    /// administrators (API.md: `provisioner:admin`).
     pub async fn reconcile(
         &self,
         actor: &Actor,
@@ -226,9 +281,20 @@ impl Provisioner {
         );
         self.store.append_audit(&audit).await?;
         let mut errors = Vec::new();
-        for orphan in &report.orphan_apps {
-            self.delete_orphan_app(actor, &tenant, &account, &orphan.app_id, &mut errors)
+        if !report.orphan_apps.is_empty() {
+            // Read after the scan: a row that names an orphan now is found here.
+            let owners = self.all_users(tenant_id).await?;
+            for orphan in &report.orphan_apps {
+                self.repair_orphan_app(
+                    actor,
+                    &tenant,
+                    &account,
+                    &orphan.app_id,
+                    &owners,
+                    &mut errors,
+                )
                 .await?;
+            }
         }
         for work in scan.users {
             self.repair_user(actor, &tenant, work, &mut errors).await?;
@@ -256,41 +322,32 @@ impl Provisioner {
             .await
             .map_err(upstream_error)?;
         let present: BTreeSet<&str> = apps.iter().map(|a| a.id.as_str()).collect();
-        let managed: BTreeSet<&str> = apps
-            .iter()
-            .filter(|a| is_managed(a, tenant))
-            .map(|a| a.id.as_str())
-            .collect();
 
         let users = self.all_users(&tenant.id).await?;
         let now = self.clock.now();
         let recorded: BTreeSet<&str> = users
             .iter()
-            .filter(|u| u.status.is_live())
+            .filter(|u| in_progress(u, now) || holds_app(u))
             .map(|u| u.app_id.as_str())
             .collect();
 
-        let mut report = ReconcileReport {
-            orphan_apps: managed
-                .iter()
-                .filter(|id| !recorded.contains(*id))
-                .map(|id| OrphanApp {
-                    app_id: (*id).to_owned(),
-                })
-                .collect(),
-            ..ReconcileReport::default()
-        };
+        let mut report = ReconcileReport::default();
+        for app in apps.iter().filter(|a| !recorded.contains(a.id.as_str())) {
+            if app_managed_by(&app.metadata, &tenant.id) {
+                report.orphan_apps.push(OrphanApp {
+                    app_id: app.id.clone(),
+                });
+            } else if is_unmanaged(app, tenant) {
+                report.unmanaged_apps.push(UnmanagedApp {
+                    app_id: app.id.clone(),
+                });
+            }
+        }
         let mut work = Vec::new();
         for user in users {
-            let in_progress =
-                user.step != Step::Idle || user.lease.as_ref().is_some_and(|l| l.expires_at > now);
-            if in_progress || user.status != UserStatus::Active {
+            if in_progress(&user, now) || user.status != UserStatus::Active {
                 continue;
             }
-            let user_ref = UserRef {
-                external_id: user.external_id.clone(),
-                app_id: user.app_id.clone(),
-            };
             let keys = if present.contains(user.app_id.as_str()) {
                 match self.upstream.list_app_keys(account, &user.app_id).await {
                     Ok(keys) => Some(keys),
@@ -301,55 +358,36 @@ impl Provisioner {
             } else {
                 None
             };
-            let Some(keys) = keys else {
-                report.missing_apps.push(user_ref);
-                work.push(UserWork {
-                    user,
-                    orphan_keys: Vec::new(),
-                    fix: Some(Fix::RecreateApp),
-                });
-                continue;
+            let found = assess(&user, keys);
+            let user_ref = || UserRef {
+                external_id: user.external_id.clone(),
+                app_id: user.app_id.clone(),
             };
-            let (current, orphans) = classify_keys(&user, keys);
-            for (_, short, description) in &orphans {
+            match (found.fix, &found.drift) {
+                (Some(Fix::RecreateApp), _) => report.missing_apps.push(user_ref()),
+                (Some(Fix::RecreateKey), _) => report.missing_keys.push(user_ref()),
+                (Some(Fix::ReplaceKey), Some((expected, actual))) => {
+                    report.scope_drift.push(ScopeDrift {
+                        external_id: user.external_id.clone(),
+                        app_id: user.app_id.clone(),
+                        expected: expected.clone(),
+                        actual: actual.clone(),
+                    });
+                }
+                _ => {}
+            }
+            for k in &found.orphans {
                 report.orphan_keys.push(OrphanKey {
                     app_id: user.app_id.to_string(),
-                    key_fingerprint: short.clone(),
-                    description: description.clone(),
+                    key_fingerprint: k.short.clone(),
+                    description: k.description.clone(),
+                    marked: k.marked,
                 });
             }
-            let fix = match current {
-                None => {
-                    report.missing_keys.push(user_ref);
-                    Some(Fix::RecreateKey)
-                }
-                Some(key) => {
-                    let actual: Vec<String> = key
-                        .scopes
-                        .iter()
-                        .cloned()
-                        .collect::<BTreeSet<_>>()
-                        .into_iter()
-                        .collect();
-                    let expected = user.scopes.names();
-                    if actual == expected {
-                        None
-                    } else {
-                        report.scope_drift.push(ScopeDrift {
-                            external_id: user_ref.external_id,
-                            app_id: user_ref.app_id,
-                            expected,
-                            actual,
-                        });
-                        Some(Fix::ReplaceKey)
-                    }
-                }
-            };
-            if fix.is_some() || !orphans.is_empty() {
+            if found.fix.is_some() || found.orphans.iter().any(|k| k.marked) {
                 work.push(UserWork {
                     user,
-                    orphan_keys: orphans.into_iter().map(|(s, f, _)| (s, f)).collect(),
-                    fix,
+                    fix: found.fix,
                 });
             }
         }
@@ -377,24 +415,75 @@ impl Provisioner {
         }
     }
 
-    /// Deletes one orphan app ("not found" is done) and audits it. Only an audit failure is an
-    /// `Err` (the run stops: no change goes unaudited); an upstream failure is a repair error.
-    async fn delete_orphan_app(
+    /// Deletes one orphan app and audits it: under the lease of the user whose row names it (if
+    /// any), and only if that user, re-read under the lease, still holds no app. Only an audit
+    /// failure is an `Err` (the run stops: no change goes unaudited); anything else that fails
+    /// or no longer applies is a repair error.
+    async fn repair_orphan_app(
         &self,
         actor: &Actor,
         tenant: &Tenant,
         account: &UpstreamAccount,
         app_id: &str,
+        owners: &[User],
         errors: &mut Vec<String>,
     ) -> Result<(), DomainError> {
         let target = format!("apps/{app_id}");
-        let result = match AppId::parse(app_id) {
-            Err(_) => Err("not a valid app id; delete it by hand".to_owned()),
-            Ok(id) => match self.upstream.delete_app(account, &id).await {
-                Ok(()) | Err(UpstreamError::NotFound) => Ok(()),
-                Err(e) => Err(e.to_string()),
-            },
+        let Ok(id) = AppId::parse(app_id) else {
+            let result = Err("not a valid app id; delete it by hand".to_owned());
+            return self
+                .audit_repair(
+                    actor,
+                    tenant,
+                    "reconcile.delete_orphan_app",
+                    target,
+                    result,
+                    errors,
+                )
+                .await;
         };
+        let Some(owner) = owners.iter().find(|u| u.app_id == id) else {
+            let result = self.delete_app_upstream(account, &id).await;
+            return self
+                .audit_repair(
+                    actor,
+                    tenant,
+                    "reconcile.delete_orphan_app",
+                    target,
+                    result,
+                    errors,
+                )
+                .await;
+        };
+        let who = user_target(owner);
+        let mut u = match self.acquire(owner).await {
+            Ok(Some(u)) => u,
+            Ok(None) => {
+                errors.push(format!(
+                    "{target}: another operation holds {who}; not deleted, run reconcile again"
+                ));
+                return Ok(());
+            }
+            Err(e) => {
+                errors.push(format!("{target}: {e}"));
+                return Ok(());
+            }
+        };
+        let lease = lease_owner(&u);
+        if u.app_id == id && (u.step != Step::Idle || holds_app(&u)) {
+            errors.push(format!(
+                "{target}: {who} records it now ({}); not deleted",
+                u.status
+            ));
+            if let Err(e) = self.save(&lease, &mut u, false, None).await {
+                errors.push(format!("{who}: releasing the lease: {e}"));
+            }
+            return Ok(());
+        }
+        let result = self.delete_app_upstream(account, &id).await;
+        if let Err(e) = self.save(&lease, &mut u, false, None).await {
+            errors.push(format!("{who}: releasing the lease: {e}"));
+        }
         self.audit_repair(
             actor,
             tenant,
@@ -406,9 +495,22 @@ impl Provisioner {
         .await
     }
 
-    /// Repairs one active user under its lease: deletes the orphan keys on its app, then applies
-    /// its fix through the state machine. Only an audit failure on an orphan-key deletion is an
-    /// `Err`; everything else that fails is a repair error.
+    /// Deletes an app upstream; "not found" is done.
+    async fn delete_app_upstream(
+        &self,
+        account: &UpstreamAccount,
+        id: &AppId,
+    ) -> Result<(), String> {
+        match self.upstream.delete_app(account, id).await {
+            Ok(()) | Err(UpstreamError::NotFound) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Repairs one active user under its lease: re-reads the row and lists its app's keys again,
+    /// and only if the scanned finding still holds deletes the marked orphan keys on its app,
+    /// then applies its fix through the state machine. Only an audit failure on an orphan-key
+    /// deletion is an `Err`; everything else that fails is a repair error.
     async fn repair_user(
         &self,
         actor: &Actor,
@@ -429,35 +531,66 @@ impl Provisioner {
             ));
             return Ok(());
         };
-        let owner = u
-            .lease
-            .as_ref()
-            .map(|l| l.owner.clone())
-            .unwrap_or_default();
+        let owner = lease_owner(&u);
         let action = work.fix.map_or("reconcile.delete_orphan_key", Fix::action);
-        let mut run = match self.run(tenant, actor, owner, false, action, false) {
+        let mut run = match self.run(tenant, actor, owner.clone(), false, action, false) {
             Ok(run) => run,
             Err(e) => {
                 errors.push(format!("{target}: {e}"));
+                self.release(&owner, &mut u, &target, errors).await;
                 return Ok(());
             }
         };
-        if !unchanged(&work.user, &u) {
-            errors.push(format!(
-                "{target}: changed while reconciling; not repaired, run reconcile again"
-            ));
-            if let Err(e) = self.save(&run.owner, &mut u, false, None).await {
-                errors.push(format!("{target}: releasing the lease: {e}"));
+        // The scan is a snapshot: act only on what still holds now that we hold the lease.
+        let found = if unchanged(&work.user, &u) {
+            match self
+                .fenced(
+                    &run,
+                    &u,
+                    self.upstream.list_app_keys(&run.account, &u.app_id),
+                )
+                .await
+            {
+                Ok(Ok(keys)) => Ok(assess(&u, Some(keys))),
+                Ok(Err(UpstreamError::NotFound)) => Ok(assess(&u, None)),
+                Ok(Err(e)) => Err(format!("listing the app's keys again: {e}")),
+                Err(_) => return Err(lease_lost()),
             }
-            return Ok(());
-        }
+        } else {
+            Err("changed while reconciling; not repaired, run reconcile again".to_owned())
+        };
+        let found = match found {
+            Ok(found) if found.fix == work.fix => found,
+            Ok(_) => {
+                errors.push(format!(
+                    "{target}: the finding no longer holds; not repaired, run reconcile again"
+                ));
+                self.release(&run.owner, &mut u, &target, errors).await;
+                return Ok(());
+            }
+            Err(m) => {
+                errors.push(format!("{target}: {m}"));
+                self.release(&run.owner, &mut u, &target, errors).await;
+                return Ok(());
+            }
+        };
 
-        for (secret, short) in &work.orphan_keys {
-            let result = match self.upstream.delete_key(&run.account, secret).await {
-                Ok(()) | Err(UpstreamError::NotFound) => Ok(()),
-                Err(e) => Err(e.to_string()),
+        // Only keys that carry our marker for this app: neither recorded by the row we hold nor
+        // anyone else's. An unmarked key was made by hand and is only reported.
+        for key in found.orphans.iter().filter(|k| k.marked) {
+            let result = match self
+                .fenced(
+                    &run,
+                    &u,
+                    self.upstream.delete_key(&run.account, &key.secret),
+                )
+                .await
+            {
+                Ok(Ok(()) | Err(UpstreamError::NotFound)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => return Err(lease_lost()),
             };
-            let key_target = format!("apps/{}/keys/{short}", u.app_id);
+            let key_target = format!("apps/{}/keys/{}", u.app_id, key.short);
             if let Err(e) = self
                 .audit_repair(
                     actor,
@@ -474,22 +607,23 @@ impl Provisioner {
             }
         }
 
-        let Some(fix) = work.fix else {
-            if let Err(e) = self.save(&run.owner, &mut u, false, None).await {
-                errors.push(format!("{target}: releasing the lease: {e}"));
-            }
+        let Some(fix) = found.fix else {
+            self.release(&run.owner, &mut u, &target, errors).await;
             return Ok(());
         };
         match fix {
+            // The app is gone (listed again under the lease), and its keys with it. The recorded
+            // key stays current until the new one is recorded, then is retired with no grace and
+            // deleted ("not found"): a permanent failure leaves the user active and reported,
+            // never without a recorded key.
             Fix::RecreateApp => {
-                u.status = UserStatus::Provisioning;
+                u.status = UserStatus::Rotating;
                 u.step = Step::CreateApp;
-                u.key = None;
                 u.retired_key = None;
             }
-            // Not `Provisioning`: a permanent failure there would undo (delete) the app, and with
-            // it the user's data. A rotation with no current key retires nothing, and a
-            // permanent failure leaves the user active (and still reported) instead.
+            // The key is gone (listed again under the lease). Not `Provisioning`: a permanent
+            // failure there would undo (delete) the app, and with it the user's data. A key in
+            // its grace period stays recorded as retired (it is live upstream).
             Fix::RecreateKey => {
                 u.status = UserStatus::Rotating;
                 u.step = Step::CreateKey;
@@ -497,9 +631,12 @@ impl Provisioner {
             }
             Fix::ReplaceKey => {
                 // Never more than two keys: a key still in its grace period goes first (as in
-                // rotation), then the drifted key is replaced and deleted at once (grace 0).
+                // rotation), then the drifted key is replaced, retired with no grace and deleted.
                 if let Some(old) = u.retired_key.clone() {
                     if let Err(m) = self.delete_retired(&run, &u, &old).await {
+                        if matches!(m, super::steps::Fail::LeaseLost) {
+                            return Err(lease_lost());
+                        }
                         let released = self.save(&run.owner, &mut u, false, None).await;
                         let reason = format!("deleting the replaced key: {m}");
                         self.audit_repair(
@@ -522,6 +659,8 @@ impl Provisioner {
                 u.step = Step::CreateKey;
             }
         }
+        // A repair replaces keys at once: no grace period.
+        u.rotation_grace_secs = 0;
         u.generation += 1;
         u.attempts = 0;
         u.last_error = None;
@@ -544,6 +683,13 @@ impl Provisioner {
             .await?;
         }
         Ok(())
+    }
+
+    /// Releases a lease taken for a repair, changing nothing else.
+    async fn release(&self, owner: &str, user: &mut User, target: &str, errors: &mut Vec<String>) {
+        if let Err(e) = self.save(owner, user, false, None).await {
+            errors.push(format!("{target}: releasing the lease: {e}"));
+        }
     }
 
     /// Appends the audit event of a repair (`success` or `failure: <reason>`) and records a
@@ -570,20 +716,15 @@ impl Provisioner {
     }
 }
 
-/// Whether an upstream app is one of the tenant's: its id has the tenant's prefix (unless its
-/// marker names another tenant), or its marker names the tenant.
-fn is_managed(app: &UpstreamApp, tenant: &Tenant) -> bool {
-    if app_managed_by(&app.metadata, &tenant.id) {
-        return true;
+/// Whether an app the tenant's users do not record is someone's own app that merely shares the
+/// tenant's id prefix: no marker of this service at all (an app marked for another tenant is
+/// that tenant's business). With an empty prefix nothing is reported.
+fn is_unmanaged(app: &UpstreamApp, tenant: &Tenant) -> bool {
+    if app.metadata.get("provisioner").is_some() {
+        return false;
     }
-    let marked_for_other = app
-        .metadata
-        .get("provisioner")
-        .and_then(|p| p.get("tenant"))
-        .and_then(Value::as_str)
-        .is_some();
     let prefix = &tenant.app_defaults.id_prefix;
-    if prefix.is_empty() || marked_for_other {
+    if prefix.is_empty() {
         return false;
     }
     // Derived ids are `<prefix>-...` when the prefix does not end in a separator.
@@ -596,13 +737,68 @@ fn is_managed(app: &UpstreamApp, tenant: &Tenant) -> bool {
     }
 }
 
-/// Splits an active user's upstream keys into its current key (if present) and the orphans
-/// (secret, short fingerprint, description). A recorded retired key is neither: recovery deletes
-/// it when its grace period ends.
-fn classify_keys(
-    user: &User,
-    keys: Vec<UpstreamKey>,
-) -> (Option<UpstreamKey>, Vec<(KeySecret, String, String)>) {
+/// An operation is in progress on the user (a pending step, or a live lease).
+fn in_progress(user: &User, now: Timestamp) -> bool {
+    user.step != Step::Idle || user.lease.as_ref().is_some_and(|l| l.expires_at > now)
+}
+
+/// The user holds (or is getting, or is giving up) an upstream app. A `failed` user holds none
+/// (its app is undone), nor does a `deleted` one.
+fn holds_app(user: &User) -> bool {
+    matches!(
+        user.status,
+        UserStatus::Active
+            | UserStatus::Rotating
+            | UserStatus::Provisioning
+            | UserStatus::Deprovisioning
+    )
+}
+
+fn lease_owner(user: &User) -> String {
+    user.lease
+        .as_ref()
+        .map(|l| l.owner.clone())
+        .unwrap_or_default()
+}
+
+/// What an active user's keys upstream (`None`: its app is gone) say about it.
+fn assess(user: &User, keys: Option<Vec<UpstreamKey>>) -> Found {
+    let Some(keys) = keys else {
+        return Found {
+            fix: Some(Fix::RecreateApp),
+            drift: None,
+            orphans: Vec::new(),
+        };
+    };
+    let (current, orphans) = classify_keys(user, keys);
+    let (fix, drift) = match current {
+        None => (Some(Fix::RecreateKey), None),
+        Some(key) => {
+            let actual: Vec<String> = key
+                .scopes
+                .iter()
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let expected = user.scopes.names();
+            if actual == expected {
+                (None, None)
+            } else {
+                (Some(Fix::ReplaceKey), Some((expected, actual)))
+            }
+        }
+    };
+    Found {
+        fix,
+        drift,
+        orphans,
+    }
+}
+
+/// Splits an active user's upstream keys into its current key (if present) and the orphans. A
+/// recorded retired key is neither: recovery deletes it when its grace period ends.
+fn classify_keys(user: &User, keys: Vec<UpstreamKey>) -> (Option<UpstreamKey>, Vec<FoundKey>) {
     let current_fp = user.key.as_ref().map(|k| k.fingerprint.as_str());
     let retired_fp = user.retired_key.as_ref().map(|k| k.fingerprint.as_str());
     let mut current = None;
@@ -614,8 +810,12 @@ fn classify_keys(
         } else if Some(fp.as_str()) == retired_fp {
             continue;
         } else {
-            let short = fp.chars().take(SHORT_FINGERPRINT).collect();
-            orphans.push((key.secret, short, key.description));
+            orphans.push(FoundKey {
+                marked: key_generation(&key.description, &user.app_id).is_some(),
+                short: fp.chars().take(SHORT_FINGERPRINT).collect(),
+                description: key.description,
+                secret: key.secret,
+            });
         }
     }
     (current, orphans)

@@ -1,4 +1,5 @@
-//! Reconciliation over HTTP: orphans planted out of band are reported, then repaired.
+//! Reconciliation over HTTP: orphans planted out of band are reported, then repaired by an
+//! admin; what carries no marker of this service is reported and never touched.
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -38,9 +39,17 @@ async fn planted_drift_is_reported_then_repaired(app: TestApp) {
     ] {
         assert_eq!(clean.body[k], json!([]), "{k}: {}", clean.text);
     }
-    // An app with the tenant's prefix, an extra key on a managed app, a key deleted upstream.
+    // An app with acme's marker that no user records, an app that only shares the prefix, a
+    // late key carrying our marker and a hand-made key on a managed app, a key deleted upstream.
     app.sim
-        .insert_app(SIM_USER, "acme-planted-orphan", json!({}));
+        .insert_app(SIM_USER, "acme-planted-orphan", marked("gone"));
+    app.sim.insert_app(SIM_USER, "acme-handmade", json!({}));
+    let late = app.sim.insert_key(
+        SIM_USER,
+        &app_ids[0],
+        &["Predict"],
+        &format!("prov:{}:g1", app_ids[0]),
+    );
     let extra = app.sim.insert_key(
         SIM_USER,
         &app_ids[0],
@@ -55,11 +64,17 @@ async fn planted_drift_is_reported_then_repaired(app: TestApp) {
         .unwrap();
     assert!(app.sim.remove_key(SIM_USER, &u2_key.id));
     // Another customer's app on another account is none of our business.
-    app.sim.insert_app(OTHER_USER, "acme-not-ours", json!({}));
+    app.sim.insert_app(OTHER_USER, "acme-not-ours", marked("x"));
 
-    // Act: report.
+    // Act: report (read is enough).
+    let read = app.token("provisioner:read", Some("acme"));
     let r = app
-        .call(Method::POST, "/v1/tenants/acme/reconcile", Some(&w), None)
+        .call(
+            Method::POST,
+            "/v1/tenants/acme/reconcile",
+            Some(&read),
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(
@@ -67,14 +82,21 @@ async fn planted_drift_is_reported_then_repaired(app: TestApp) {
         json!([{"app_id": "acme-planted-orphan"}])
     );
     assert_eq!(
-        r.body["orphan_keys"].as_array().unwrap().len(),
-        1,
-        "{}",
-        r.text
+        r.body["unmanaged_apps"],
+        json!([{"app_id": "acme-handmade"}])
     );
-    assert_eq!(r.body["orphan_keys"][0]["app_id"], app_ids[0]);
+    let orphan_keys = r.body["orphan_keys"].as_array().unwrap();
+    assert_eq!(orphan_keys.len(), 2, "{}", r.text);
+    for k in orphan_keys {
+        assert_eq!(k["app_id"], app_ids[0]);
+        assert_eq!(
+            k["marked"],
+            k["description"] != "made by hand in the portal",
+            "{k}"
+        );
+    }
     assert!(
-        !r.text.contains(&extra),
+        !r.text.contains(&extra) && !r.text.contains(&late),
         "a report never shows a key's secret"
     );
     assert_eq!(
@@ -82,10 +104,10 @@ async fn planted_drift_is_reported_then_repaired(app: TestApp) {
         json!([{"external_id": "u2", "app_id": app_ids[1]}])
     );
     assert_eq!(r.body["repaired"], false);
-    assert_eq!(app.sim.apps(SIM_USER).len(), 4, "a report changes nothing");
+    assert_eq!(app.sim.apps(SIM_USER).len(), 5, "a report changes nothing");
 
-    // Act: repair.
-    let fixed = app
+    // A repair needs admin: write on its own tenant is not enough.
+    let denied = app
         .call(
             Method::POST,
             "/v1/tenants/acme/reconcile",
@@ -93,30 +115,60 @@ async fn planted_drift_is_reported_then_repaired(app: TestApp) {
             Some(json!({"repair": true})),
         )
         .await;
+    assert_problem(&denied, 403, "forbidden");
+    assert_eq!(
+        app.sim.apps(SIM_USER).len(),
+        5,
+        "a refused repair changes nothing"
+    );
+
+    // Act: repair.
+    let admin = app.token("provisioner:admin", None);
+    let fixed = app
+        .call(
+            Method::POST,
+            "/v1/tenants/acme/reconcile",
+            Some(&admin),
+            Some(json!({"repair": true})),
+        )
+        .await;
     assert_eq!(fixed.status, StatusCode::OK, "{}", fixed.text);
     assert_eq!(fixed.body["repaired"], true, "{}", fixed.text);
 
-    // Assert: one app and one key per user, nothing else; a second report is clean; audited.
+    // Assert: one app and one key of ours per user; the unmanaged app and the hand-made key are
+    // untouched; a second report finds only them; audited.
     let apps = app.sim.apps(SIM_USER);
-    assert_eq!(apps.len(), 3);
+    assert_eq!(apps.len(), 4);
+    assert!(apps.iter().any(|a| a.id == "acme-handmade"));
     let keys = app.sim.keys(SIM_USER);
-    assert_eq!(keys.len(), 3);
+    assert_eq!(keys.len(), 4);
+    assert!(
+        keys.iter().any(|k| k.id == extra),
+        "an unmarked key is never deleted"
+    );
+    assert!(!keys.iter().any(|k| k.id == late));
     for id in &app_ids {
-        assert_eq!(keys.iter().filter(|k| &k.app_ids[0] == id).count(), 1);
+        assert_eq!(
+            keys.iter()
+                .filter(|k| &k.app_ids[0] == id && k.id != extra)
+                .count(),
+            1
+        );
     }
     assert_eq!(app.sim.apps(OTHER_USER).len(), 1);
     let again = app
-        .call(Method::POST, "/v1/tenants/acme/reconcile", Some(&w), None)
+        .call(
+            Method::POST,
+            "/v1/tenants/acme/reconcile",
+            Some(&read),
+            None,
+        )
         .await;
-    for k in [
-        "orphan_apps",
-        "orphan_keys",
-        "missing_apps",
-        "missing_keys",
-        "scope_drift",
-    ] {
+    for k in ["orphan_apps", "missing_apps", "missing_keys", "scope_drift"] {
         assert_eq!(again.body[k], json!([]), "{k}: {}", again.text);
     }
+    assert_eq!(again.body["orphan_keys"].as_array().unwrap().len(), 1);
+    assert_eq!(again.body["orphan_keys"][0]["marked"], false);
     let a = app.token("provisioner:audit", Some("acme"));
     let ev = app
         .call(Method::GET, "/v1/audit-events?limit=1000", Some(&a), None)
@@ -134,13 +186,13 @@ async fn planted_drift_is_reported_then_repaired(app: TestApp) {
     ] {
         assert!(actions.contains(&a), "{a} audited: {actions:?}");
     }
-    // Reading needs write; another tenant sees 404.
-    let read = app.token("provisioner:read", Some("acme"));
+    // A token without read gets 403; another tenant sees 404.
+    let audit_only = app.token("provisioner:audit", Some("acme"));
     let r = app
         .call(
             Method::POST,
             "/v1/tenants/acme/reconcile",
-            Some(&read),
+            Some(&audit_only),
             None,
         )
         .await;
@@ -155,6 +207,11 @@ async fn planted_drift_is_reported_then_repaired(app: TestApp) {
         )
         .await;
     assert_problem(&r, 404, "not_found");
+}
+
+/// The metadata marker this service puts on acme's apps.
+fn marked(subject: &str) -> serde_json::Value {
+    json!({"provisioner": {"tenant": "acme", "subject": subject}})
 }
 
 async fn the_periodic_drift_check_records_counts_without_repairing(app: TestApp) {
@@ -174,7 +231,7 @@ async fn the_periodic_drift_check_records_counts_without_repairing(app: TestApp)
         StatusCode::CREATED
     );
     app.sim
-        .insert_app(SIM_USER, "acme-planted-orphan", json!({}));
+        .insert_app(SIM_USER, "acme-planted-orphan", marked("gone"));
 
     // The check records the orphan in /metrics within a few passes.
     let want = "provisioner_drift{tenant=\"acme\",kind=\"orphan_apps\"} 1";
