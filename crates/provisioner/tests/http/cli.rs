@@ -278,7 +278,8 @@ async fn reseal_moves_every_secret_to_a_new_master_key() {
         Method::POST,
         &format!("{user}/rotate-key"),
         &admin,
-        Some(json!({"grace_seconds": 0})),
+        // Her previous key is still in its grace period: revoke it with this rotation.
+        Some(json!({"grace_seconds": 0, "revoke_previous": true})),
     )
     .await
     .unwrap();

@@ -38,6 +38,9 @@ pub struct ServerEnv {
     pub jwt_secret: SecretString,
     /// `PROVISIONER_LEASE_WAIT_SECS`.
     pub lease_wait_secs: u64,
+    /// `PROVISIONER_LEASE_TTL_SECS` and `PROVISIONER_RECOVERY_INTERVAL_SECS`; `None` keeps the
+    /// service's defaults.
+    pub short_leases: bool,
     /// Where the child's stderr goes (appended: one file across restarts).
     pub log_file: PathBuf,
 }
@@ -51,6 +54,7 @@ impl ServerEnv {
             master_key: MasterKey::generate().to_base64(),
             jwt_secret: jwt_secret.clone(),
             lease_wait_secs: 5,
+            short_leases: true,
             log_file: log_file.to_owned(),
         }
     }
@@ -72,8 +76,6 @@ impl ServerEnv {
                 "PROVISIONER_JWT_HS256_SECRET",
                 self.jwt_secret.expose_secret(),
             )
-            .env("PROVISIONER_LEASE_TTL_SECS", "2")
-            .env("PROVISIONER_RECOVERY_INTERVAL_SECS", "1")
             .env("PROVISIONER_RETRY_BASE_SECS", "1")
             .env(
                 "PROVISIONER_LEASE_WAIT_SECS",
@@ -85,6 +87,13 @@ impl ServerEnv {
             .env("PROVISIONER_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null());
+        if self.short_leases {
+            cmd.env("PROVISIONER_LEASE_TTL_SECS", "2")
+                .env("PROVISIONER_RECOVERY_INTERVAL_SECS", "1");
+        } else {
+            cmd.env_remove("PROVISIONER_LEASE_TTL_SECS")
+                .env_remove("PROVISIONER_RECOVERY_INTERVAL_SECS");
+        }
         cmd
     }
 }
