@@ -1,36 +1,47 @@
 //! The invariants (issue 7, DESIGN.md "The invariants"), checked during the run and at rest.
 //!
+//! A row is *held* when its lease belongs to an operation still running (not answered, not
+//! dropped). Rows held are skipped during the run: an operation in progress legitimately has,
+//! say, a new key it has not recorded yet. A row held by nobody, or by a dead holder, must be
+//! in a state from which recovery finishes correctly.
+//!
 //! During the run, after every tick:
-//! - (b) a user whose row no operation holds (no lease at all) and that is `active` has at most
-//!   one key upstream, plus one per *recorded* reason for another: a retired key in its grace
-//!   period, or a pending `sweep_keys` (an ambiguous create that may land late: no correct
-//!   code can stop the upstream from applying it, the design's remedy is the recorded sweep);
-//!   never more than two unless a sweep is pending. Rows under a lease are skipped: an
-//!   operation in progress legitimately has a new key it has not recorded yet.
-//! - (e) no row holds the lease of an operation that has already answered (unless a store
-//!   write of that operation failed: then it could not release it).
+//! - (b) an `active` user not held has at most one key upstream, plus one per *recorded* reason
+//!   for another: a retired key (grace), or a pending `sweep_keys` (an ambiguous create that
+//!   may land late: no correct code can stop the upstream applying it; the design's remedy is
+//!   the recorded sweep). Never more than two unless a sweep is pending.
+//! - (f) an `active` or `rotating` user not held has its recorded current key live upstream.
+//! - (a) the apps the service does not own (prefix-sharing, unmarked) are never deleted.
+//! - (g) a recovery pass never fails as a whole (one bad row must not stop the others).
+//! - (h) status changes: `deleted` is left only by a PUT (to `provisioning`), `active` goes to
+//!   `provisioning` only by a reconcile re-creating the app, `deprovisioning` only to `deleted`.
+//! - (e) no row holds the lease of an operation that already answered (unless a store write of
+//!   that operation failed by injection: it could not release it).
 //!
 //! At rest (after quiescence: no faults, time past every lease and grace, recovery idle):
 //! - (a) the upstream holds exactly the recorded apps and keys: each `active` user's app
-//!   exists with exactly its recorded key (with the recorded scopes, restricted to that app);
-//!   no other app, no other key.
-//! - (f) statuses are consistent: only `active`, `deleted` and `failed` remain; active users
-//!   have a key; deleted and failed users have no app upstream.
+//!   exists with exactly its recorded key (recorded scopes, restricted to that app); no other
+//!   app (but the foreign ones), no other key. (b) at rest is part of this.
+//! - (f) only `active`, `deleted` and `failed` remain; active users have a key; deleted and
+//!   failed users have no app upstream.
 //! - (c) every secret acknowledged to a caller (an Ok answer carrying a secret) is its user's
 //!   current key, or a *later operation* removed it. A later operation is a client's
 //!   `rotate_key` or `deprovision` on the same user that took the user's lease after the
-//!   acknowledging operation's last commit on that user (its answer may be delayed after the
-//!   commit); it, or recovery finishing it, may delete the key.
-//!   A reconcile repair is not one: it may only delete unrecorded keys and re-create missing
-//!   ones, so an acknowledged key it deletes or finds missing is a violation.
+//!   acknowledging operation's last commit on that user (its answer may come after the
+//!   commit); it, or recovery finishing it, may delete the key. A reconcile repair is not one:
+//!   it may only delete unrecorded keys and re-create missing ones.
+//! - (c) a key replaced by a rotation with grace G is not deleted before G has passed since
+//!   that rotation's intent (less twice the largest skew), unless a DELETE took the user.
 //! - (d) an audit event (matched by request id) for every Ok operation that changed a user
 //!   row, and for every Ok reconcile repair.
-//! - (e) as above, at rest.
+//! - (j) the lost answer: if a PUT on a user answered Ok after its current key was recorded,
+//!   that key's secret reached some caller.
+//! - (e), (h) as above.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::upstream::short;
-use super::world::{OpKind, Outcome, Violation, World};
+use super::world::{FOREIGN_APPS, MAX_GRACE_SKEW_MS, OpKind, Outcome, Violation, World};
 use super::lock;
 use crate::model::{Step, User, UserStatus};
 
@@ -90,22 +101,81 @@ fn check_leases(w: &World, rows: &[User]) -> Option<Violation> {
     None
 }
 
+/// Whether a running operation holds the row (a lease whose owner has not answered and was
+/// not dropped). A row held by nobody, or by a dead holder, must be in a state recovery can
+/// finish from.
+fn held(w: &World, u: &User, running: &BTreeSet<u32>) -> bool {
+    u.lease.as_ref().is_some_and(|l| {
+        lock(&w.ctx.owners)
+            .get(&l.owner)
+            .is_some_and(|op| running.contains(op))
+    })
+}
+
+/// (h): the status changes a committed write may make, by the kind of operation making it.
+fn check_transitions(w: &World) -> Option<Violation> {
+    for c in lock(&w.ctx.commits).iter() {
+        let Some(from) = c.from else { continue };
+        let kind = w.ops.iter().find(|o| o.id == c.op).map(|o| o.kind);
+        let legal = match (from, c.to) {
+            (UserStatus::Deleted, UserStatus::Deleted) => true,
+            (UserStatus::Deleted, UserStatus::Provisioning) => kind == Some(OpKind::Provision),
+            (UserStatus::Deleted, _) => false,
+            (UserStatus::Active, UserStatus::Provisioning) => kind == Some(OpKind::Reconcile),
+            (UserStatus::Deprovisioning, to) => {
+                matches!(to, UserStatus::Deprovisioning | UserStatus::Deleted)
+            }
+            _ => true,
+        };
+        if !legal {
+            return violation(
+                "(h) only a PUT brings a deleted user back; a DELETE always finishes",
+                format!(
+                    "op{} ({kind:?}) changed {} from {from} to {} (commit #{})",
+                    c.op, c.user, c.to, c.seq
+                ),
+            );
+        }
+    }
+    None
+}
+
 /// Checks made after every tick of the run.
 pub(crate) async fn during(w: &World) -> Option<Violation> {
     let rows = w.rows().await;
     let keys = keys_by_app(w);
+    let running = w.running();
     for u in &rows {
-        if u.lease.is_some() || u.status != UserStatus::Active {
+        if held(w, u, &running) {
             continue;
         }
         let on_app = keys.get(u.app_id.as_str()).map_or(&[][..], Vec::as_slice);
+        if matches!(u.status, UserStatus::Active | UserStatus::Rotating)
+            && let Some(k) = &u.key
+            && !on_app.iter().any(|(s, _)| fp(s) == k.fingerprint)
+        {
+            return violation(
+                "(f) an active or rotating user's recorded key is live upstream",
+                format!(
+                    "{} ({}/{}) records key {} but its app holds [{}] and no running operation holds the row",
+                    u.external_id,
+                    u.status,
+                    u.step,
+                    w.ctx.key_name(&k.fingerprint),
+                    names(on_app)
+                ),
+            );
+        }
+        if u.status != UserStatus::Active {
+            continue;
+        }
         let sweep = u.step == Step::SweepKeys;
         let allowed = 1 + usize::from(u.retired_key.is_some()) + usize::from(sweep);
         if on_app.len() > allowed || (on_app.len() > 2 && !sweep) {
             return violation(
                 "(b) at most two keys, two only during a recorded grace",
                 format!(
-                    "{} ({}/{}, current={}, retired={}) has {} keys upstream while no operation holds it: {}",
+                    "{} ({}/{}, current={}, retired={}) has {} keys upstream while no running operation holds it: {}",
                     u.external_id,
                     u.status,
                     u.step,
@@ -119,7 +189,26 @@ pub(crate) async fn during(w: &World) -> Option<Violation> {
             );
         }
     }
-    check_leases(w, &rows)
+    let apps = lock(&w.upstream.state).apps.keys().cloned().collect::<BTreeSet<_>>();
+    for id in FOREIGN_APPS.iter().filter(|_| w.ctx.faults.foreign) {
+        if !apps.contains(*id) {
+            return violation(
+                "(a) apps the service does not own are never deleted",
+                format!("{id} (no marker, shares the tenant's prefix) was deleted"),
+            );
+        }
+    }
+    for op in &w.ops {
+        if op.kind == OpKind::Recovery
+            && let Some(Outcome::Err(e)) = &op.outcome
+        {
+            return violation(
+                "(g) recovery isolates rows: a pass never fails because of one row",
+                format!("recovery pass op{} failed: {e}", op.id),
+            );
+        }
+    }
+    check_transitions(w).or_else(|| check_leases(w, &rows))
 }
 
 /// Checks made at rest, after quiescence.
@@ -210,7 +299,7 @@ pub(crate) async fn at_rest(w: &World) -> Option<Violation> {
         .map(|u| u.app_id.as_str())
         .collect();
     for app in &apps {
-        if !active_apps.contains(app.as_str()) {
+        if !active_apps.contains(app.as_str()) && !FOREIGN_APPS.contains(&app.as_str()) {
             return violation(
                 "(a) upstream holds exactly the recorded apps and keys",
                 format!(
@@ -236,8 +325,8 @@ pub(crate) async fn at_rest(w: &World) -> Option<Violation> {
         // an operation linearised after that commit may legitimately replace the key).
         let end = commits
             .iter()
-            .filter(|(o, e, seq)| *o == op.id && e == ext.as_str() && *seq < end)
-            .map(|(_, _, seq)| *seq)
+            .filter(|c| c.op == op.id && c.user == ext.as_str() && c.seq < end)
+            .map(|c| c.seq)
             .max()
             .unwrap_or(end);
         let row = rows.iter().find(|u| &u.external_id == ext);
@@ -254,9 +343,9 @@ pub(crate) async fn at_rest(w: &World) -> Option<Violation> {
         });
         if later.is_none() {
             let fate = match deleted_by.get(s.expose()) {
-                Some((by, call)) => {
-                    let kind = w.ops.iter().find(|o| o.id == *by).map(|o| o.kind);
-                    format!("deleted upstream by op{by} ({kind:?}) with {call}")
+                Some(d) => {
+                    let kind = w.ops.iter().find(|o| o.id == d.op).map(|o| o.kind);
+                    format!("deleted upstream by op{} ({kind:?}) with {}", d.op, d.call)
                 }
                 None if lock(&w.upstream.state).keys.contains_key(s.expose()) => {
                     "still upstream, unrecorded".into()
@@ -272,6 +361,90 @@ pub(crate) async fn at_rest(w: &World) -> Option<Violation> {
                     short(s.expose()),
                     row.and_then(|u| u.key.as_ref())
                         .map_or("none".into(), |k| name(&k.fingerprint)),
+                ),
+            );
+        }
+    }
+
+    // (c) a replaced key lives out the grace its rotation asked for. The rotation that
+    // retired it is the last `rotate_key` whose intent (status rotating) recorded it as the
+    // current key before it was deleted; unless a DELETE took the user in between, the key must
+    // not be deleted before that intent's time plus the grace (less twice the clock skew).
+    for (secret, d) in &deleted_by {
+        let f = fp(secret);
+        let Some(c) = commits
+            .iter()
+            .filter(|c| {
+                c.seq < d.seq
+                    && c.to == UserStatus::Rotating
+                    && c.key.as_deref() == Some(f.as_str())
+                    && w.ops
+                        .iter()
+                        .any(|o| o.id == c.op && matches!(o.kind, OpKind::Rotate { .. }))
+            })
+            .last()
+        else {
+            continue;
+        };
+        let Some(OpKind::Rotate { grace }) = w.ops.iter().find(|o| o.id == c.op).map(|o| o.kind)
+        else {
+            continue;
+        };
+        let deprovisioned = w.ops.iter().any(|b| {
+            b.kind == OpKind::Deprovision
+                && acquisitions
+                    .iter()
+                    .any(|(o, e, seq)| *o == b.id && *e == c.user && *seq > c.seq && *seq < d.seq)
+        });
+        let earliest = c.world_ms + i64::from(grace) * 1000 - MAX_GRACE_SKEW_MS;
+        if !deprovisioned && d.world_ms < earliest {
+            let kind = w.ops.iter().find(|o| o.id == d.op).map(|o| o.kind);
+            return violation(
+                "(c) a replaced key lives out its grace period",
+                format!(
+                    "{}'s key {} was retired by op{} with grace {grace}s at t={}ms but deleted at t={}ms by op{} ({kind:?}) with {}",
+                    c.user,
+                    short(secret),
+                    c.op,
+                    c.world_ms,
+                    d.world_ms,
+                    d.op,
+                    d.call
+                ),
+            );
+        }
+    }
+
+    // (j) the lost answer: once a PUT on the user has answered Ok after the current key was
+    // recorded, that key's secret has reached some caller (the issue's fix 13: the first PUT
+    // after a key finished without its caller carries the secret).
+    for u in rows.iter().filter(|u| u.status == UserStatus::Active) {
+        let Some(k) = &u.key else { continue };
+        let Some(recorded) = commits
+            .iter()
+            .filter(|c| c.user == u.external_id.as_str() && c.key.as_deref() == Some(&k.fingerprint))
+            .map(|c| c.seq)
+            .min()
+        else {
+            continue;
+        };
+        let delivered = w.ops.iter().any(|o| {
+            matches!(&o.outcome, Some(Outcome::Ok { secret: Some(s) }) if s.fingerprint() == k.fingerprint)
+        });
+        let put_after = w.ops.iter().find(|o| {
+            o.kind == OpKind::Provision
+                && o.user.is_some_and(|i| w.users[i] == u.external_id)
+                && matches!(o.outcome, Some(Outcome::Ok { .. }))
+                && o.end_seq.is_some_and(|e| e > recorded)
+        });
+        if let (false, Some(p)) = (delivered, put_after) {
+            return violation(
+                "(j) a key's secret reaches a caller (the lost answer)",
+                format!(
+                    "{}'s key {} never reached any caller, yet op{} (PUT) answered Ok after it was recorded",
+                    u.external_id,
+                    name(&k.fingerprint),
+                    p.id
                 ),
             );
         }
@@ -304,5 +477,5 @@ pub(crate) async fn at_rest(w: &World) -> Option<Violation> {
             );
         }
     }
-    check_leases(w, &rows)
+    check_transitions(w).or_else(|| check_leases(w, &rows))
 }

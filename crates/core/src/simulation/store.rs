@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Ctx, current_op, lock};
+use super::{Commit, Ctx, current_op, lock};
 use crate::error::StoreError;
 use crate::ids::{ExternalId, ProfileName, TenantId};
 use crate::model::{AuditEvent, Lease, ScopeProfile, Tenant, Timestamp, User, UserStatus};
@@ -245,11 +245,25 @@ impl UserStore for SimStore {
         let ctx = self.ctx.clone();
         let r = self
             .write(what, async {
+                let before = self
+                    .inner
+                    .get_user(&user.tenant_id, &user.external_id)
+                    .await
+                    .ok()
+                    .flatten();
                 let r = self.inner.update_user(user, owner, audit).await;
                 if r.is_ok() {
                     // The commit's place in the global order (before any pause after it).
                     let seq = ctx.next_seq();
-                    lock(&ctx.commits).push((op, ext, seq));
+                    lock(&ctx.commits).push(Commit {
+                        op,
+                        user: ext,
+                        seq,
+                        world_ms: ctx.world_ms(),
+                        from: before.map(|u| u.status),
+                        to: user.status,
+                        key: user.key.as_ref().map(|k| k.fingerprint.clone()),
+                    });
                 }
                 r
             })

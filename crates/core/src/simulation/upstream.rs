@@ -54,8 +54,17 @@ pub(crate) struct UpState {
     pub keys: BTreeMap<String, SimKey>,
     late: Vec<Late>,
     next_key: u64,
-    /// Secret -> (operation, call) that deleted it (a key, or the app holding it).
-    pub deleted_by: BTreeMap<String, (u32, &'static str)>,
+    /// Secret -> how it was deleted (itself, or the app holding it).
+    pub deleted_by: BTreeMap<String, Deletion>,
+}
+
+/// Who deleted a key, with what, and when.
+#[derive(Clone, Debug)]
+pub(crate) struct Deletion {
+    pub op: u32,
+    pub call: &'static str,
+    pub seq: u64,
+    pub world_ms: i64,
 }
 
 /// What a call does.
@@ -86,6 +95,15 @@ impl SimUpstream {
         Self {
             ctx,
             state: Mutex::new(UpState::default()),
+        }
+    }
+
+    fn deletion(&self, op: u32, call: &'static str) -> Deletion {
+        Deletion {
+            op,
+            call,
+            seq: self.ctx.next_seq(),
+            world_ms: self.ctx.world_ms(),
         }
     }
 
@@ -367,7 +385,8 @@ impl Upstream for SimUpstream {
                     .collect();
                 for s in gone {
                     st.keys.remove(&s);
-                    st.deleted_by.insert(s, (op, "delete_app"));
+                    let d = self.deletion(op, "delete_app");
+                    st.deleted_by.insert(s, d);
                 }
                 Ok(())
             },
@@ -433,8 +452,8 @@ impl Upstream for SimUpstream {
                 st.keys
                     .remove(key.expose())
                     .ok_or(UpstreamError::NotFound)?;
-                st.deleted_by
-                    .insert(key.expose().to_owned(), (op, "delete_key"));
+                let d = self.deletion(op, "delete_key");
+                st.deleted_by.insert(key.expose().to_owned(), d);
                 Ok(())
             },
             |()| String::new(),

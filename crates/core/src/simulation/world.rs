@@ -36,6 +36,11 @@ const RETRY_MAX: Duration = Duration::from_secs(20);
 pub(crate) const MAX_GRACE: u32 = 30;
 /// Largest clock skew of a replica, ms (either way).
 const MAX_SKEW_MS: i64 = 300;
+/// How early (ms) a grace period may look over because of skew: two replicas' clocks.
+pub(crate) const MAX_GRACE_SKEW_MS: i64 = 2 * MAX_SKEW_MS;
+/// Apps of the account the service does not own: they share the tenant's id prefix but
+/// carry no marker (made by hand, or by an older tool). They must survive every run.
+pub(crate) const FOREIGN_APPS: [&str; 2] = ["acme-legacy-1", "acme-u0-00000000"];
 /// Operations in flight at once, at most.
 const MAX_IN_FLIGHT: usize = 5;
 /// The run phase ends after this many ticks whatever is still in flight (then dropped).
@@ -238,7 +243,20 @@ impl World {
             )
             .await
             .unwrap_or_else(|e| panic!("create_tenant: {e}"));
+        for id in FOREIGN_APPS.iter().filter(|_| w.ctx.faults.foreign) {
+            lock(&w.upstream.state).apps.insert(
+                (*id).to_owned(),
+                super::upstream::SimApp {
+                    metadata: serde_json::Value::Null,
+                },
+            );
+        }
         w
+    }
+
+    /// The operations still running (not answered, not dropped).
+    pub(crate) fn running(&self) -> std::collections::BTreeSet<u32> {
+        self.inflight.iter().map(|o| o.id).collect()
     }
 
     fn replica(&self, skew_ms: i64) -> Provisioner {
