@@ -392,7 +392,7 @@ fn simulation_seeds_keep_the_invariants() {
     for (inv, (n, seeds, _)) in &failures {
         msg.push_str(&format!("  {inv}: {n} seeds, e.g. SIM_SEED={seeds:?}\n"));
     }
-    for (inv, (_, _, run)) in &failures {
+    for (inv, (_, _, run)) in failures.iter().filter(|_| !verbose) {
         if let Some(run) = run {
             msg.push_str(&format!(
                 "\n--- shortest failing run for {inv} ---\n{}\n",
