@@ -17,6 +17,9 @@
 //!   `provisioning` only by a reconcile re-creating the app, `deprovisioning` only to `deleted`.
 //! - (e) no row holds the lease of an operation that already answered (unless a store write of
 //!   that operation failed by injection: it could not release it).
+//! - (k) fencing: a create or delete on a user's app enters the upstream port only from the
+//!   operation holding that user's row (owner of its lease, expired or not: a compare-and-swap
+//!   renewal on the owner succeeds until someone else takes the lease).
 //!
 //! At rest (after quiescence: no faults, time past every lease and grace, recovery idle):
 //! - (a) the upstream holds exactly the recorded apps and keys: each `active` user's app
@@ -207,6 +210,12 @@ pub(crate) async fn during(w: &World) -> Option<Violation> {
                 format!("recovery pass op{} failed: {e}", op.id),
             );
         }
+    }
+    if let Some(d) = lock(&w.ctx.unfenced).clone() {
+        return violation(
+            "(k) fencing: only the lease holder changes a user's upstream resources",
+            d,
+        );
     }
     check_transitions(w).or_else(|| check_leases(w, &rows))
 }

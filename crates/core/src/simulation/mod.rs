@@ -19,8 +19,11 @@
 //! - `SIM_SEEDS=<n>`: how many seeds (default 2000); `SIM_FIRST_SEED=<n>`: the first (default 0).
 //! - `SIM_SEED=<n>`: replay exactly that seed and print its whole trace.
 //! - `SIM_MAX_OPS=<n>`: at most this many operations per seed (default 16), to shrink a trace.
-//! - `SIM_NO=<class,...>`: switch fault classes off (see [`Faults::parse`]) to find which
-//!   class a violation needs.
+//! - `SIM_NO=<class,...>`: switch fault classes off (the fields of [`Faults`]: ambiguous,
+//!   late, unavailable, throttle, reject, crash, replica_crash, jump, store_error, delay,
+//!   foreign) to find which class a violation needs.
+//! - `SIM_OPS=<kind,...>`: run only these operations (provision, rotate0, rotateg,
+//!   deprovision, reconcile, recovery).
 
 mod checks;
 mod store;
@@ -201,6 +204,10 @@ pub(crate) struct Ctx {
     /// Operations a store write of which failed by injection (they may keep a lease: the
     /// database could not be written to release it).
     pub store_failed: Mutex<BTreeSet<u32>>,
+    /// App id -> the operation holding its user's row (`None`: nobody), kept by the store.
+    pub holders: Mutex<BTreeMap<String, Option<u32>>>,
+    /// The first upstream change made by an operation not holding the row's lease.
+    pub unfenced: Mutex<Option<String>>,
     /// Key fingerprint -> the short name traces use (`k<n>`).
     pub names: Mutex<BTreeMap<String, String>>,
 }
@@ -227,6 +234,8 @@ impl Ctx {
             writers: Mutex::new(BTreeSet::new()),
             commits: Mutex::new(Vec::new()),
             names: Mutex::new(BTreeMap::new()),
+            holders: Mutex::new(BTreeMap::new()),
+            unfenced: Mutex::new(None),
             store_failed: Mutex::new(BTreeSet::new()),
         }
     }
@@ -331,6 +340,18 @@ fn options() -> world::Options {
         disabled: std::env::var("SIM_NO")
             .map(|s| Faults::parse_disabled(&s))
             .unwrap_or_default(),
+        ops: std::env::var("SIM_OPS")
+            .map(|s| {
+                let v: Vec<String> = s.split(',').map(|x| x.trim().to_owned()).collect();
+                for x in &v {
+                    assert!(
+                        world::OP_MIX.iter().any(|(n, _)| n == x),
+                        "SIM_OPS: unknown operation {x:?}"
+                    );
+                }
+                v
+            })
+            .unwrap_or_default(),
     }
 }
 
@@ -410,6 +431,7 @@ fn simulation_replays_a_seed_exactly() {
     let opts = world::Options {
         max_ops: 16,
         disabled: Vec::new(),
+        ops: Vec::new(),
     };
     let mut lines = 0;
     for seed in 0..20_u64 {

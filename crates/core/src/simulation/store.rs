@@ -74,6 +74,7 @@ impl SimStore {
             _ => {}
         }
         let r = apply.await;
+        self.sync_holders().await;
         // Traced at the commit, before any pause: the trace shows the store's real order.
         self.ctx
             .log(format!("op{op} store {what} -> {:?}", r.as_ref().err()));
@@ -82,6 +83,27 @@ impl SimStore {
         }
         self.ctx.maybe_delay(50).await;
         r
+    }
+
+    /// Recomputes which operation holds each app's row (after every write).
+    async fn sync_holders(&self) {
+        let mut m = std::collections::BTreeMap::new();
+        let tenants = self.inner.list_tenants(None, 100).await.unwrap_or_default();
+        for t in tenants {
+            for u in self
+                .inner
+                .list_users(&t.id, None, None, 1000)
+                .await
+                .unwrap_or_default()
+            {
+                let op = u
+                    .lease
+                    .as_ref()
+                    .and_then(|l| lock(&self.ctx.owners).get(&l.owner).copied());
+                m.insert(u.app_id.to_string(), op);
+            }
+        }
+        *lock(&self.ctx.holders) = m;
     }
 
     fn took_lease(&self, user: &User) {
@@ -274,7 +296,9 @@ impl UserStore for SimStore {
         r
     }
     async fn release_leases(&self, owner_prefix: &str) -> Result<u64, StoreError> {
-        self.inner.release_leases(owner_prefix).await
+        let r = self.inner.release_leases(owner_prefix).await;
+        self.sync_holders().await;
+        r
     }
     async fn find_by_fingerprint(
         &self,

@@ -126,6 +126,27 @@ impl SimUpstream {
         }
     }
 
+    /// (k) fencing: an upstream change to a user's app leaves only from the operation holding
+    /// that user's row (DESIGN.md, "Leases and fencing": renew by compare-and-swap before every
+    /// upstream call, stop if that fails). Checked when the call enters the port.
+    fn check_fenced(&self, op: u32, app: &str, what: &str) {
+        if op == 0 {
+            return;
+        }
+        let holder = lock(&self.ctx.holders).get(app).copied();
+        if let Some(holder) = holder
+            && holder != Some(op)
+        {
+            let mut first = lock(&self.ctx.unfenced);
+            if first.is_none() {
+                *first = Some(format!(
+                    "op{op} sent {what} while the row of {app} is held by {}",
+                    holder.map_or("nobody".into(), |h| format!("op{h}"))
+                ));
+            }
+        }
+    }
+
     fn plan(&self, mutating: bool, can_be_late: bool) -> Plan {
         let ctx = &self.ctx;
         if !ctx.faulty() || !ctx.roll(ctx.fault_rate) {
@@ -180,6 +201,7 @@ impl SimUpstream {
     async fn exec<T>(
         &self,
         what: String,
+        app: Option<String>,
         mutating: bool,
         late: Option<Box<dyn FnOnce(&mut UpState) + Send>>,
         apply: impl FnOnce(&mut UpState) -> Result<T, UpstreamError>,
@@ -187,6 +209,9 @@ impl SimUpstream {
     ) -> Result<T, UpstreamError> {
         let ctx = &self.ctx;
         let op = current_op();
+        if mutating && let Some(app) = &app {
+            self.check_fenced(op, app, &what);
+        }
         self.land_late(false);
         let plan = self.plan(mutating, late.is_some());
         ctx.maybe_delay(200).await;
@@ -319,6 +344,7 @@ impl Upstream for SimUpstream {
         let later = app.clone();
         self.exec(
             format!("create_app {}", app.id),
+            Some(app.id.to_string()),
             true,
             Some(Box::new(move |st: &mut UpState| {
                 let _ = create_app_in(st, &later);
@@ -343,6 +369,7 @@ impl Upstream for SimUpstream {
     ) -> Result<UpstreamApp, UpstreamError> {
         self.exec(
             format!("get_app {app_id}"),
+            None,
             false,
             None,
             |st| {
@@ -359,6 +386,7 @@ impl Upstream for SimUpstream {
     async fn list_apps(&self, _: &UpstreamAccount) -> Result<Vec<UpstreamApp>, UpstreamError> {
         self.exec(
             "list_apps".into(),
+            None,
             false,
             None,
             |st| Ok(st.apps.iter().map(|(id, a)| app_out(id, a)).collect()),
@@ -371,6 +399,7 @@ impl Upstream for SimUpstream {
         let op = current_op();
         self.exec(
             format!("delete_app {app_id}"),
+            Some(app_id.to_string()),
             true,
             None,
             |st| {
@@ -404,6 +433,7 @@ impl Upstream for SimUpstream {
         let ctx = self.ctx.clone();
         self.exec(
             format!("create_key {} {:?}", key.app_id, key.description),
+            Some(key.app_id.to_string()),
             true,
             Some(Box::new(move |st: &mut UpState| {
                 let _ = create_key_in(&ctx, st, &later);
@@ -421,6 +451,7 @@ impl Upstream for SimUpstream {
     ) -> Result<Vec<UpstreamKey>, UpstreamError> {
         self.exec(
             format!("list_app_keys {app_id}"),
+            None,
             false,
             None,
             |st| {
@@ -444,8 +475,13 @@ impl Upstream for SimUpstream {
 
     async fn delete_key(&self, _: &UpstreamAccount, key: &KeySecret) -> Result<(), UpstreamError> {
         let op = current_op();
+        let app = lock(&self.state)
+            .keys
+            .get(key.expose())
+            .map(|k| k.app_id.clone());
         self.exec(
             format!("delete_key {}", short(key.expose())),
+            app,
             true,
             None,
             |st| {

@@ -51,7 +51,19 @@ const MAX_QUIESCENCE_PASSES: u32 = 20;
 pub(crate) struct Options {
     pub max_ops: u64,
     pub disabled: Vec<String>,
+    /// Operation kinds to run (names of [`OP_MIX`]); empty: all.
+    pub ops: Vec<String>,
 }
+
+/// Operation kinds and their weights: `SIM_OPS` restricts the mix to some of them.
+pub(crate) const OP_MIX: [(&str, u64); 6] = [
+    ("provision", 35),
+    ("rotate0", 15),
+    ("rotateg", 12),
+    ("deprovision", 15),
+    ("reconcile", 10),
+    ("recovery", 13),
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum OpKind {
@@ -136,6 +148,7 @@ pub(crate) struct World {
     pub scopes: ScopeSet,
     pub ops: Vec<OpRecord>,
     inflight: Vec<InFlight>,
+    mix: Vec<(&'static str, u64)>,
     pub violation: Option<Violation>,
 }
 
@@ -169,6 +182,9 @@ pub(crate) fn run_seed(seed: u64, opts: &Options) -> SeedRun {
             faults.describe()
         );
         let mut world = World::new(ctx.clone(), replicas, users).await;
+        if !opts.ops.is_empty() {
+            world.mix.retain(|(n, _)| opts.ops.iter().any(|o| o == n));
+        }
         world.run(total_ops).await;
         if world.violation.is_none() {
             world.quiesce().await;
@@ -220,6 +236,7 @@ impl World {
             scopes,
             ops: Vec::new(),
             inflight: Vec::new(),
+            mix: OP_MIX.to_vec(),
             violation: None,
         };
         w.replicas = (0..replicas).map(|r| w.replica(w.skews[r])).collect();
@@ -333,15 +350,25 @@ impl World {
         let c = &self.ctx;
         let replica = usize::try_from(c.rand(0..self.replicas.len() as u64)).unwrap_or(0);
         let user = usize::try_from(c.rand(0..self.users.len() as u64)).unwrap_or(0);
-        let kind = match c.rand(0..100) {
-            0..35 => OpKind::Provision,
-            35..50 => OpKind::Rotate { grace: 0 },
-            50..62 => OpKind::Rotate {
+        let total: u64 = self.mix.iter().map(|(_, w)| w).sum();
+        let mut r = c.rand(0..total.max(1));
+        let mut name = "provision";
+        for (n, w) in &self.mix {
+            if r < *w {
+                name = n;
+                break;
+            }
+            r -= w;
+        }
+        let kind = match name {
+            "rotate0" => OpKind::Rotate { grace: 0 },
+            "rotateg" => OpKind::Rotate {
                 grace: u32::try_from(c.rand(1..u64::from(MAX_GRACE) + 1)).unwrap_or(1),
             },
-            62..77 => OpKind::Deprovision,
-            77..87 => OpKind::Reconcile,
-            _ => OpKind::Recovery,
+            "deprovision" => OpKind::Deprovision,
+            "reconcile" => OpKind::Reconcile,
+            "recovery" => OpKind::Recovery,
+            _ => OpKind::Provision,
         };
         let user = matches!(
             kind,
