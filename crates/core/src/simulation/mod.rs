@@ -285,10 +285,15 @@ impl Ctx {
         unreachable!("pending never resolves")
     }
 
-    /// A short virtual pause (an interleaving point) when delays are on.
+    /// A virtual pause (an interleaving point) when delays are on: usually short, one in ten
+    /// a long stall (a GC pause, a slow network) of up to 3 s.
     pub(crate) async fn maybe_delay(&self, max_ms: u64) {
         if self.faulty() && self.faults.delay && self.roll(300) {
-            let ms = self.rand(0..max_ms + 1);
+            let ms = if self.roll(100) {
+                self.rand(500..3000)
+            } else {
+                self.rand(0..max_ms + 1)
+            };
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
         }
     }
