@@ -11,7 +11,6 @@
 //!   may land late: no correct code can stop the upstream applying it; the design's remedy is
 //!   the recorded sweep). Never more than two unless a sweep is pending.
 //! - (f) an `active` or `rotating` user not held has its recorded current key live upstream.
-//! - (a) the apps the service does not own (prefix-sharing, unmarked) are never deleted.
 //! - (g) a recovery pass never fails as a whole (one bad row must not stop the others).
 //! - (h) status changes: `deleted` is left only by a PUT (to `provisioning`), `active` goes to
 //!   `provisioning` only by a reconcile re-creating the app, `deprovisioning` only to `deleted`.
@@ -24,7 +23,8 @@
 //! At rest (after quiescence: no faults, time past every lease and grace, recovery idle):
 //! - (a) the upstream holds exactly the recorded apps and keys: each `active` user's app
 //!   exists with exactly its recorded key (recorded scopes, restricted to that app); no other
-//!   app (but the foreign ones), no other key. (b) at rest is part of this.
+//!   app (but the foreign ones), no other key. (b) at rest is part of this. The apps the
+//!   service does not own (prefix-sharing, unmarked) are all still there.
 //! - (f) only `active`, `deleted` and `failed` remain; active users have a key; deleted and
 //!   failed users have no app upstream.
 //! - (c) every secret acknowledged to a caller (an Ok answer carrying a secret) is its user's
@@ -43,9 +43,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::lock;
 use super::upstream::short;
 use super::world::{FOREIGN_APPS, MAX_GRACE_SKEW_MS, OpKind, Outcome, Violation, World};
-use super::lock;
 use crate::model::{Step, User, UserStatus};
 
 fn violation(invariant: &str, detail: String) -> Option<Violation> {
@@ -145,7 +145,30 @@ fn check_transitions(w: &World) -> Option<Violation> {
 
 /// Checks made after every tick of the run.
 pub(crate) async fn during(w: &World) -> Option<Violation> {
+    // The causal checks first: they name the operation at fault.
+    if let Some(v) = check_transitions(w) {
+        return Some(v);
+    }
+    if let Some(d) = lock(&w.ctx.unfenced).clone() {
+        return violation(
+            "(k) fencing: only the lease holder changes a user's upstream resources",
+            d,
+        );
+    }
+    for op in &w.ops {
+        if op.kind == OpKind::Recovery
+            && let Some(Outcome::Err(e)) = &op.outcome
+        {
+            return violation(
+                "(g) recovery isolates rows: a pass never fails because of one row",
+                format!("recovery pass op{} failed: {e}", op.id),
+            );
+        }
+    }
     let rows = w.rows().await;
+    if let Some(v) = check_leases(w, &rows) {
+        return Some(v);
+    }
     let keys = keys_by_app(w);
     let running = w.running();
     for u in &rows {
@@ -182,7 +205,9 @@ pub(crate) async fn during(w: &World) -> Option<Violation> {
                     u.external_id,
                     u.status,
                     u.step,
-                    u.key.as_ref().map_or("-".into(), |k| w.ctx.key_name(&k.fingerprint)),
+                    u.key
+                        .as_ref()
+                        .map_or("-".into(), |k| w.ctx.key_name(&k.fingerprint)),
                     u.retired_key
                         .as_ref()
                         .map_or("-".into(), |k| w.ctx.key_name(&k.fingerprint)),
@@ -192,32 +217,7 @@ pub(crate) async fn during(w: &World) -> Option<Violation> {
             );
         }
     }
-    let apps = lock(&w.upstream.state).apps.keys().cloned().collect::<BTreeSet<_>>();
-    for id in FOREIGN_APPS.iter().filter(|_| w.ctx.faults.foreign) {
-        if !apps.contains(*id) {
-            return violation(
-                "(a) apps the service does not own are never deleted",
-                format!("{id} (no marker, shares the tenant's prefix) was deleted"),
-            );
-        }
-    }
-    for op in &w.ops {
-        if op.kind == OpKind::Recovery
-            && let Some(Outcome::Err(e)) = &op.outcome
-        {
-            return violation(
-                "(g) recovery isolates rows: a pass never fails because of one row",
-                format!("recovery pass op{} failed: {e}", op.id),
-            );
-        }
-    }
-    if let Some(d) = lock(&w.ctx.unfenced).clone() {
-        return violation(
-            "(k) fencing: only the lease holder changes a user's upstream resources",
-            d,
-        );
-    }
-    check_transitions(w).or_else(|| check_leases(w, &rows))
+    None
 }
 
 /// Checks made at rest, after quiescence.
@@ -340,7 +340,10 @@ pub(crate) async fn at_rest(w: &World) -> Option<Violation> {
             .unwrap_or(end);
         let row = rows.iter().find(|u| &u.external_id == ext);
         let f = s.fingerprint();
-        if row.and_then(|u| u.key.as_ref()).is_some_and(|k| k.fingerprint == f) {
+        if row
+            .and_then(|u| u.key.as_ref())
+            .is_some_and(|k| k.fingerprint == f)
+        {
             continue;
         }
         let later = w.ops.iter().find(|b| {
@@ -431,7 +434,9 @@ pub(crate) async fn at_rest(w: &World) -> Option<Violation> {
         let Some(k) = &u.key else { continue };
         let Some(recorded) = commits
             .iter()
-            .filter(|c| c.user == u.external_id.as_str() && c.key.as_deref() == Some(&k.fingerprint))
+            .filter(|c| {
+                c.user == u.external_id.as_str() && c.key.as_deref() == Some(&k.fingerprint)
+            })
             .map(|c| c.seq)
             .min()
         else {
@@ -483,6 +488,15 @@ pub(crate) async fn at_rest(w: &World) -> Option<Violation> {
                     "op{} ({:?}) answered Ok after changing a row, but no audit event carries its request id",
                     op.id, op.kind
                 ),
+            );
+        }
+    }
+    // Checked last, so that it does not hide the other findings of a seed.
+    for id in FOREIGN_APPS.iter().filter(|_| w.ctx.faults.foreign) {
+        if !apps.contains(*id) {
+            return violation(
+                "(a) apps the service does not own are never deleted",
+                format!("{id} (no marker, shares the tenant's prefix) was deleted"),
             );
         }
     }

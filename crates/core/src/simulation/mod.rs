@@ -134,7 +134,10 @@ impl Faults {
             .filter(|x| !x.is_empty())
             .collect();
         for x in &v {
-            assert!(Self::NAMES.contains(&x.as_str()), "SIM_NO: unknown fault class {x:?}");
+            assert!(
+                Self::NAMES.contains(&x.as_str()),
+                "SIM_NO: unknown fault class {x:?}"
+            );
         }
         v
     }
@@ -450,5 +453,8 @@ fn simulation_replays_a_seed_exactly() {
             b.violation.as_ref().map(|v| &v.invariant)
         );
     }
-    assert!(lines > 500, "traces too short to mean anything: {lines} lines");
+    assert!(
+        lines > 500,
+        "traces too short to mean anything: {lines} lines"
+    );
 }

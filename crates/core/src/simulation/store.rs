@@ -66,7 +66,8 @@ impl SimStore {
         let fault = self.write_fault();
         match fault {
             WriteFault::Error => {
-                self.ctx.log(format!("op{op} store {what} -> injected Backend error"));
+                self.ctx
+                    .log(format!("op{op} store {what} -> injected Backend error"));
                 lock(&self.ctx.store_failed).insert(op);
                 return Err(StoreError::Backend("injected store failure".into()));
             }
@@ -236,7 +237,10 @@ impl UserStore for SimStore {
     ) -> Result<Option<User>, StoreError> {
         let r = self
             .write(format!("acquire {external_id}"), async {
-                let r = self.inner.acquire_lease(tenant, external_id, lease, now).await;
+                let r = self
+                    .inner
+                    .acquire_lease(tenant, external_id, lease, now)
+                    .await;
                 if let Ok(Some(u)) = &r {
                     self.took_lease(u);
                 }
@@ -260,7 +264,11 @@ impl UserStore for SimStore {
         let what = format!(
             "update {}{}{}",
             describe(&self.ctx, user),
-            if user.lease.is_some() { " leased" } else { " released" },
+            if user.lease.is_some() {
+                " leased"
+            } else {
+                " released"
+            },
             audit.map_or(String::new(), |a| format!(" audit={}", a.action)),
         );
         let ext = user.external_id.to_string();

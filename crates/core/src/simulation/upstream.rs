@@ -87,7 +87,10 @@ pub(crate) struct SimUpstream {
 
 /// Short, stable name of a key secret for traces.
 pub(crate) fn short(secret: &str) -> String {
-    format!("k{}", secret.trim_start_matches("simkey").trim_start_matches('0'))
+    format!(
+        "k{}",
+        secret.trim_start_matches("simkey").trim_start_matches('0')
+    )
 }
 
 impl SimUpstream {
@@ -209,8 +212,11 @@ impl SimUpstream {
     ) -> Result<T, UpstreamError> {
         let ctx = &self.ctx;
         let op = current_op();
-        if mutating && let Some(app) = &app {
-            self.check_fenced(op, app, &what);
+        if mutating {
+            ctx.log(format!("op{op} sends {what}"));
+            if let Some(app) = &app {
+                self.check_fenced(op, app, &what);
+            }
         }
         self.land_late(false);
         let plan = self.plan(mutating, late.is_some());

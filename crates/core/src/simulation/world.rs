@@ -292,7 +292,11 @@ impl World {
     /// Starts one operation of a random kind on a random replica and user.
     fn start_op(&mut self, replica: usize, kind: OpKind, user: Option<usize>) {
         let id = u32::try_from(self.ops.len()).unwrap_or(u32::MAX - 1) + 1;
-        let p = self.replicas.get(replica).cloned().unwrap_or_else(|| self.replica(0));
+        let p = self
+            .replicas
+            .get(replica)
+            .cloned()
+            .unwrap_or_else(|| self.replica(0));
         let tenant = self.tenant.clone();
         let ext = user.map(|u| self.users[u].clone());
         let actor = Actor {
@@ -301,7 +305,8 @@ impl World {
         };
         let fut: Pin<Box<dyn Future<Output = Outcome>>> = Box::pin(async move {
             let err = |e: crate::DomainError| Outcome::Err(e.to_string());
-            let ext = ext.unwrap_or_else(|| ExternalId::parse("none").unwrap_or_else(|e| panic!("{e}")));
+            let ext =
+                ext.unwrap_or_else(|| ExternalId::parse("none").unwrap_or_else(|e| panic!("{e}")));
             match kind {
                 OpKind::Provision => {
                     let req = ProvisionRequest {
@@ -314,10 +319,12 @@ impl World {
                         Err(e) => err(e),
                     }
                 }
-                OpKind::Rotate { grace } => match p.rotate_key(&actor, &tenant, &ext, grace).await {
-                    Ok(r) => Outcome::Ok { secret: r.secret },
-                    Err(e) => err(e),
-                },
+                OpKind::Rotate { grace } => {
+                    match p.rotate_key(&actor, &tenant, &ext, grace).await {
+                        Ok(r) => Outcome::Ok { secret: r.secret },
+                        Err(e) => err(e),
+                    }
+                }
                 OpKind::Deprovision => match p.deprovision(&actor, &tenant, &ext).await {
                     Ok(_) => Outcome::Ok { secret: None },
                     Err(e) => err(e),
@@ -397,9 +404,10 @@ impl World {
                         let shown = match &out {
                             Outcome::Ok { secret } => format!(
                                 "ok{}",
-                                secret
-                                    .as_ref()
-                                    .map_or(String::new(), |s| format!(" secret={}", short(s.expose())))
+                                secret.as_ref().map_or(String::new(), |s| format!(
+                                    " secret={}",
+                                    short(s.expose())
+                                ))
                             ),
                             Outcome::Err(e) => format!("err {e}"),
                         };
@@ -487,7 +495,11 @@ impl World {
         let graceful = self.ctx.roll(500);
         self.ctx.log(format!(
             "REPLICA r{r} CRASHES ({})",
-            if graceful { "shutdown: releases its leases" } else { "kill -9" }
+            if graceful {
+                "shutdown: releases its leases"
+            } else {
+                "kill -9"
+            }
         ));
         lock(&self.ctx.stats).replica_crashes += 1;
         while let Some(i) = self.inflight.iter().position(|o| o.replica == r) {
@@ -550,7 +562,12 @@ impl World {
                 .await
                 .iter()
                 .filter(|u| u.step != crate::model::Step::Idle || u.retired_key.is_some())
-                .map(|u| format!("{} {}/{} last_error={:?}", u.external_id, u.status, u.step, u.last_error))
+                .map(|u| {
+                    format!(
+                        "{} {}/{} last_error={:?}",
+                        u.external_id, u.status, u.step, u.last_error
+                    )
+                })
                 .collect();
             self.violation = Some(Violation {
                 invariant: "quiescence: recovery does not converge".into(),
