@@ -41,8 +41,8 @@ pub(crate) const MAX_GRACE_SKEW_MS: i64 = 2 * MAX_SKEW_MS;
 /// Apps of the account the service does not own: they share the tenant's id prefix but
 /// carry no marker (made by hand, or by an older tool). They must survive every run.
 pub(crate) const FOREIGN_APPS: [&str; 2] = ["acme-legacy-1", "acme-u0-00000000"];
-/// Operations in flight at once, at most.
-const MAX_IN_FLIGHT: usize = 5;
+/// Operations in flight at once, at most (by default).
+pub(crate) const MAX_IN_FLIGHT: usize = 5;
 /// The run phase ends after this many ticks whatever is still in flight (then dropped).
 const MAX_TICKS: u32 = 4000;
 /// Recovery passes allowed at quiescence before the run counts as not converging.
@@ -53,6 +53,8 @@ pub(crate) struct Options {
     pub disabled: Vec<String>,
     /// Operation kinds to run (names of [`OP_MIX`]); empty: all.
     pub ops: Vec<String>,
+    /// Operations in flight at once, at most.
+    pub max_in_flight: usize,
 }
 
 /// Operation kinds and their weights: `SIM_OPS` restricts the mix to some of them.
@@ -185,7 +187,7 @@ pub(crate) fn run_seed(seed: u64, opts: &Options) -> SeedRun {
         if !opts.ops.is_empty() {
             world.mix.retain(|(n, _)| opts.ops.iter().any(|o| o == n));
         }
-        world.run(total_ops).await;
+        world.run(total_ops, opts.max_in_flight).await;
         if world.violation.is_none() {
             world.quiesce().await;
         }
@@ -445,14 +447,14 @@ impl World {
     }
 
     /// The run phase: random operations and faults until `total_ops` have started and ended.
-    async fn run(&mut self, total_ops: u64) {
+    async fn run(&mut self, total_ops: u64, max_in_flight: usize) {
         self.ctx.faults_on.store(true, Ordering::SeqCst);
         let f = self.ctx.faults;
         let mut started = 0;
         let mut ticks = 0;
         while (started < total_ops || !self.inflight.is_empty()) && ticks < MAX_TICKS {
             ticks += 1;
-            if started < total_ops && self.inflight.len() < MAX_IN_FLIGHT && self.ctx.roll(450) {
+            if started < total_ops && self.inflight.len() < max_in_flight && self.ctx.roll(450) {
                 started += 1;
                 self.random_op();
             }
