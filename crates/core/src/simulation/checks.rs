@@ -149,10 +149,11 @@ pub(crate) async fn during(w: &World) -> Option<Violation> {
     if let Some(v) = check_transitions(w) {
         return Some(v);
     }
-    if let Some(d) = lock(&w.ctx.unfenced).clone() {
+    if let Some((op, d)) = lock(&w.ctx.unfenced).clone() {
+        let kind = w.ops.iter().find(|o| o.id == op).map(|o| o.kind);
         return violation(
             "(k) fencing: only the lease holder changes a user's upstream resources",
-            d,
+            format!("{d} ({kind:?})"),
         );
     }
     for op in &w.ops {

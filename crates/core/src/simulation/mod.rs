@@ -210,7 +210,7 @@ pub(crate) struct Ctx {
     /// App id -> the operation holding its user's row (`None`: nobody), kept by the store.
     pub holders: Mutex<BTreeMap<String, Option<u32>>>,
     /// The first upstream change made by an operation not holding the row's lease.
-    pub unfenced: Mutex<Option<String>>,
+    pub unfenced: Mutex<Option<(u32, String)>>,
     /// Key fingerprint -> the short name traces use (`k<n>`).
     pub names: Mutex<BTreeMap<String, String>>,
 }

@@ -142,9 +142,12 @@ impl SimUpstream {
         {
             let mut first = lock(&self.ctx.unfenced);
             if first.is_none() {
-                *first = Some(format!(
-                    "op{op} sent {what} while the row of {app} is held by {}",
-                    holder.map_or("nobody".into(), |h| format!("op{h}"))
+                *first = Some((
+                    op,
+                    format!(
+                        "op{op} sent {what} while the row of {app} is held by {}",
+                        holder.map_or("nobody".into(), |h| format!("op{h}"))
+                    ),
                 ));
             }
         }
