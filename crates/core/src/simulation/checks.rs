@@ -385,18 +385,14 @@ pub(crate) async fn at_rest(w: &World) -> Option<Violation> {
     // not be deleted before that intent's time plus the grace (less twice the clock skew).
     for (secret, d) in &deleted_by {
         let f = fp(secret);
-        let Some(c) = commits
-            .iter()
-            .filter(|c| {
-                c.seq < d.seq
-                    && c.to == UserStatus::Rotating
-                    && c.key.as_deref() == Some(f.as_str())
-                    && w.ops
-                        .iter()
-                        .any(|o| o.id == c.op && matches!(o.kind, OpKind::Rotate { .. }))
-            })
-            .last()
-        else {
+        let Some(c) = commits.iter().rev().find(|c| {
+            c.seq < d.seq
+                && c.to == UserStatus::Rotating
+                && c.key.as_deref() == Some(f.as_str())
+                && w.ops
+                    .iter()
+                    .any(|o| o.id == c.op && matches!(o.kind, OpKind::Rotate { .. }))
+        }) else {
             continue;
         };
         let Some(OpKind::Rotate { grace }) = w.ops.iter().find(|o| o.id == c.op).map(|o| o.kind)

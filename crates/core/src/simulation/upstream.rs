@@ -40,11 +40,14 @@ pub(crate) struct SimKey {
     pub scopes: Vec<String>,
 }
 
+/// The effect of a create, applied later.
+type LateEffect = Box<dyn FnOnce(&mut UpState) + Send>;
+
 /// A create applied later than its (ambiguous) answer.
 struct Late {
     at_ms: i64,
     what: String,
-    apply: Box<dyn FnOnce(&mut UpState) + Send>,
+    apply: LateEffect,
 }
 
 #[derive(Default)]
@@ -209,7 +212,7 @@ impl SimUpstream {
         what: String,
         app: Option<String>,
         mutating: bool,
-        late: Option<Box<dyn FnOnce(&mut UpState) + Send>>,
+        late: Option<LateEffect>,
         apply: impl FnOnce(&mut UpState) -> Result<T, UpstreamError>,
         show: impl Fn(&T) -> String,
     ) -> Result<T, UpstreamError> {
