@@ -24,6 +24,12 @@
 //!   foreign) to find which class a violation needs.
 //! - `SIM_OPS=<kind,...>`: run only these operations (provision, rotate0, rotateg,
 //!   deprovision, reconcile, recovery).
+//!
+//! A seed's run depends on these settings too: replay a finding with the same ones. Swarm
+//! testing: each seed enables a random subset of the fault classes and one of four fault
+//! rates (its first report line shows them). A run stops at its first violation; the test
+//! reports, per invariant, how many seeds broke it, their first seeds and the trace of the
+//! shortest failing run.
 
 mod checks;
 mod store;
