@@ -36,7 +36,8 @@
 //! - (c) a key replaced by a rotation with grace G is not deleted before G has passed since
 //!   that rotation's intent (less twice the largest skew), unless a DELETE took the user.
 //! - (d) an audit event (matched by request id) for every Ok operation that changed a user
-//!   row, and for every Ok reconcile repair.
+//!   row, and for every Ok reconcile repair; and for every client operation (answered,
+//!   failed or crashed) that deleted a key or an app upstream.
 //! - (j) the lost answer: if a PUT on a user answered Ok after its current key was recorded,
 //!   that key's secret reached some caller.
 //! - (e), (h) as above.
@@ -484,6 +485,26 @@ pub(crate) async fn at_rest(w: &World) -> Option<Violation> {
                 format!(
                     "op{} ({:?}) answered Ok after changing a row, but no audit event carries its request id",
                     op.id, op.kind
+                ),
+            );
+        }
+    }
+    // (d) an upstream deletion made for a client's request is in the audit log under that
+    // request, whatever became of the request (issue 7, defect 8: "a DELETE that removed the
+    // key and app upstream is never without a trace").
+    let deleters = lock(&w.ctx.deleters).clone();
+    for op in w.ops.iter().filter(|o| deleters.contains(&o.id)) {
+        let tag = format!("op{}", op.id);
+        if op.kind != OpKind::Recovery
+            && !audit
+                .iter()
+                .any(|e| e.request_id.as_deref() == Some(tag.as_str()))
+        {
+            return violation(
+                "(d) an upstream deletion is audited under the request that made it",
+                format!(
+                    "op{} ({:?}, answered {:?}) deleted a key or an app upstream, but no audit event carries its request id",
+                    op.id, op.kind, op.outcome
                 ),
             );
         }

@@ -217,6 +217,8 @@ pub(crate) struct Ctx {
     pub holders: Mutex<BTreeMap<String, Option<u32>>>,
     /// The first upstream change made by an operation not holding the row's lease.
     pub unfenced: Mutex<Option<(u32, String)>>,
+    /// Operations that deleted something upstream (a key or an app).
+    pub deleters: Mutex<BTreeSet<u32>>,
     /// Key fingerprint -> the short name traces use (`k<n>`).
     pub names: Mutex<BTreeMap<String, String>>,
 }
@@ -243,6 +245,7 @@ impl Ctx {
             writers: Mutex::new(BTreeSet::new()),
             commits: Mutex::new(Vec::new()),
             names: Mutex::new(BTreeMap::new()),
+            deleters: Mutex::new(BTreeSet::new()),
             holders: Mutex::new(BTreeMap::new()),
             unfenced: Mutex::new(None),
             store_failed: Mutex::new(BTreeSet::new()),

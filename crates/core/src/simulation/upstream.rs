@@ -418,6 +418,7 @@ impl Upstream for SimUpstream {
                 st.apps
                     .remove(app_id.as_str())
                     .ok_or(UpstreamError::NotFound)?;
+                lock(&self.ctx.deleters).insert(op);
                 let gone: Vec<String> = st
                     .keys
                     .iter()
@@ -500,6 +501,7 @@ impl Upstream for SimUpstream {
                 st.keys
                     .remove(key.expose())
                     .ok_or(UpstreamError::NotFound)?;
+                lock(&self.ctx.deleters).insert(op);
                 let d = self.deletion(op, "delete_key");
                 st.deleted_by.insert(key.expose().to_owned(), d);
                 Ok(())
