@@ -14,6 +14,8 @@ pub mod ports;
 pub mod scope;
 pub mod secret;
 pub mod service;
+#[cfg(test)]
+mod simulation;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

@@ -1,0 +1,359 @@
+//! The simulated store: [`MemStore`] (the same rules as the SQL stores) behind a wrapper that
+//! adds seeded pauses and faults at user-row calls, and records which operation took which
+//! lease and wrote which row.
+//!
+//! At a user-row write the wrapper may: fail it with `Backend` (nothing applied), hang before
+//! it (a crash before the commit) or hang after it (a crash after the commit, the answer lost).
+//! Reads and writes may pause before and after, so other operations run in between (a read
+//! and the lease taken on it are not atomic in the service either). Tenant and audit-only
+//! calls are delegated as they are.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{Commit, Ctx, current_op, lock};
+use crate::error::StoreError;
+use crate::ids::{ExternalId, ProfileName, TenantId};
+use crate::model::{AuditEvent, Lease, ScopeProfile, Tenant, Timestamp, User, UserStatus};
+use crate::ports::{AuditStore, Store, TenantDeletion, TenantStore, UserStore};
+use crate::testing::MemStore;
+
+pub(crate) struct SimStore {
+    pub ctx: Arc<Ctx>,
+    pub inner: MemStore,
+}
+
+/// What happens at a write.
+enum WriteFault {
+    None,
+    Error,
+    HangBefore,
+    HangAfter,
+}
+
+impl SimStore {
+    fn write_fault(&self) -> WriteFault {
+        let ctx = &self.ctx;
+        if !ctx.faulty() || !ctx.roll(ctx.fault_rate / 2) {
+            return WriteFault::None;
+        }
+        let f = ctx.faults;
+        let mut options = Vec::new();
+        if f.store_error {
+            options.push(WriteFault::Error);
+        }
+        if f.crash {
+            options.push(WriteFault::HangBefore);
+            options.push(WriteFault::HangAfter);
+        }
+        if options.is_empty() {
+            return WriteFault::None;
+        }
+        ctx.count_fault();
+        let i = usize::try_from(ctx.rand(0..options.len() as u64)).unwrap_or(0);
+        options.swap_remove(i)
+    }
+
+    /// Runs a user-row write with its fault; `what` names it in the trace.
+    async fn write<T>(
+        &self,
+        what: String,
+        apply: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let op = current_op();
+        self.ctx.maybe_delay(50).await;
+        let fault = self.write_fault();
+        match fault {
+            WriteFault::Error => {
+                self.ctx
+                    .log(format!("op{op} store {what} -> injected Backend error"));
+                lock(&self.ctx.store_failed).insert(op);
+                return Err(StoreError::Backend("injected store failure".into()));
+            }
+            WriteFault::HangBefore => self.ctx.hang(&format!("before store {what}")).await,
+            _ => {}
+        }
+        let r = apply.await;
+        self.sync_holders().await;
+        // Traced at the commit, before any pause: the trace shows the store's real order.
+        self.ctx
+            .log(format!("op{op} store {what} -> {:?}", r.as_ref().err()));
+        if let WriteFault::HangAfter = fault {
+            self.ctx.hang(&format!("after store {what}")).await
+        }
+        self.ctx.maybe_delay(50).await;
+        r
+    }
+
+    /// Recomputes which operation holds each app's row (after every write).
+    async fn sync_holders(&self) {
+        let mut m = std::collections::BTreeMap::new();
+        let tenants = self.inner.list_tenants(None, 100).await.unwrap_or_default();
+        for t in tenants {
+            for u in self
+                .inner
+                .list_users(&t.id, None, None, 1000)
+                .await
+                .unwrap_or_default()
+            {
+                let op = u
+                    .lease
+                    .as_ref()
+                    .and_then(|l| lock(&self.ctx.owners).get(&l.owner).copied());
+                m.insert(u.app_id.to_string(), op);
+            }
+        }
+        *lock(&self.ctx.holders) = m;
+    }
+
+    fn took_lease(&self, user: &User) {
+        let op = current_op();
+        if let Some(l) = &user.lease {
+            lock(&self.ctx.owners).insert(l.owner.clone(), op);
+        }
+        let seq = self.ctx.next_seq();
+        lock(&self.ctx.acquisitions).push((op, user.external_id.to_string(), seq));
+    }
+}
+
+fn describe(ctx: &Ctx, u: &User) -> String {
+    format!(
+        "{} {}/{} g{} key={} retired={}",
+        u.external_id,
+        u.status,
+        u.step,
+        u.generation,
+        u.key
+            .as_ref()
+            .map_or("-".into(), |k| ctx.key_name(&k.fingerprint)),
+        u.retired_key
+            .as_ref()
+            .map_or("-".into(), |k| ctx.key_name(&k.fingerprint)),
+    )
+}
+
+#[async_trait]
+impl TenantStore for SimStore {
+    async fn insert_tenant(
+        &self,
+        tenant: &Tenant,
+        profiles: &[ScopeProfile],
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        self.inner.insert_tenant(tenant, profiles, audit).await
+    }
+    async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        self.inner.get_tenant(id).await
+    }
+    async fn list_tenants(
+        &self,
+        after: Option<&TenantId>,
+        limit: u32,
+    ) -> Result<Vec<Tenant>, StoreError> {
+        self.inner.list_tenants(after, limit).await
+    }
+    async fn update_tenant(&self, tenant: &Tenant, audit: &AuditEvent) -> Result<(), StoreError> {
+        self.inner.update_tenant(tenant, audit).await
+    }
+    async fn delete_tenant(
+        &self,
+        id: &TenantId,
+        audit: &AuditEvent,
+    ) -> Result<TenantDeletion, StoreError> {
+        self.inner.delete_tenant(id, audit).await
+    }
+    async fn put_profile(
+        &self,
+        profile: &ScopeProfile,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        self.inner.put_profile(profile, audit).await
+    }
+    async fn get_profile(
+        &self,
+        tenant: &TenantId,
+        name: &ProfileName,
+    ) -> Result<Option<ScopeProfile>, StoreError> {
+        self.inner.get_profile(tenant, name).await
+    }
+    async fn list_profiles(&self, tenant: &TenantId) -> Result<Vec<ScopeProfile>, StoreError> {
+        self.inner.list_profiles(tenant).await
+    }
+    async fn delete_profile(
+        &self,
+        tenant: &TenantId,
+        name: &ProfileName,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        self.inner.delete_profile(tenant, name, audit).await
+    }
+}
+
+#[async_trait]
+impl UserStore for SimStore {
+    async fn get_user(
+        &self,
+        tenant: &TenantId,
+        external_id: &ExternalId,
+    ) -> Result<Option<User>, StoreError> {
+        let r = self.inner.get_user(tenant, external_id).await;
+        // A pause after the read: others may change the row before the reader acts on it.
+        self.ctx.maybe_delay(50).await;
+        r
+    }
+    async fn list_users(
+        &self,
+        tenant: &TenantId,
+        status: Option<UserStatus>,
+        after: Option<&ExternalId>,
+        limit: u32,
+    ) -> Result<Vec<User>, StoreError> {
+        let r = self.inner.list_users(tenant, status, after, limit).await;
+        self.ctx.maybe_delay(50).await;
+        r
+    }
+    async fn insert_user(&self, user: &User, audit: Option<&AuditEvent>) -> Result<(), StoreError> {
+        let r = self
+            .write(format!("insert {}", describe(&self.ctx, user)), async {
+                let r = self.inner.insert_user(user, audit).await;
+                if r.is_ok() {
+                    self.took_lease(user);
+                }
+                r
+            })
+            .await;
+        if r.is_ok() {
+            lock(&self.ctx.writers).insert(current_op());
+        }
+        r
+    }
+    async fn acquire_lease(
+        &self,
+        tenant: &TenantId,
+        external_id: &ExternalId,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        let r = self
+            .write(format!("acquire {external_id}"), async {
+                let r = self
+                    .inner
+                    .acquire_lease(tenant, external_id, lease, now)
+                    .await;
+                if let Ok(Some(u)) = &r {
+                    self.took_lease(u);
+                }
+                r
+            })
+            .await;
+        if let Ok(Some(u)) = &r {
+            let op = current_op();
+            self.ctx
+                .log(format!("op{op}   acquired {}", describe(&self.ctx, u)));
+        }
+        r
+    }
+    async fn update_user(
+        &self,
+        user: &User,
+        owner: &str,
+        audit: Option<&AuditEvent>,
+    ) -> Result<(), StoreError> {
+        let op = current_op();
+        let what = format!(
+            "update {}{}{}",
+            describe(&self.ctx, user),
+            if user.lease.is_some() {
+                " leased"
+            } else {
+                " released"
+            },
+            audit.map_or(String::new(), |a| format!(" audit={}", a.action)),
+        );
+        let ext = user.external_id.to_string();
+        let ctx = self.ctx.clone();
+        let r = self
+            .write(what, async {
+                let before = self
+                    .inner
+                    .get_user(&user.tenant_id, &user.external_id)
+                    .await
+                    .ok()
+                    .flatten();
+                let r = self.inner.update_user(user, owner, audit).await;
+                if r.is_ok() {
+                    // The commit's place in the global order (before any pause after it).
+                    let seq = ctx.next_seq();
+                    lock(&ctx.commits).push(Commit {
+                        op,
+                        user: ext,
+                        seq,
+                        world_ms: ctx.world_ms(),
+                        from: before.map(|u| u.status),
+                        to: user.status,
+                        key: user.key.as_ref().map(|k| k.fingerprint.clone()),
+                    });
+                }
+                r
+            })
+            .await;
+        if r.is_ok() {
+            lock(&self.ctx.writers).insert(op);
+        }
+        r
+    }
+    async fn release_leases(&self, owner_prefix: &str) -> Result<u64, StoreError> {
+        let r = self.inner.release_leases(owner_prefix).await;
+        self.sync_holders().await;
+        r
+    }
+    async fn find_by_fingerprint(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<(TenantId, ExternalId)>, StoreError> {
+        self.inner.find_by_fingerprint(fingerprint).await
+    }
+    async fn due_users(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(TenantId, ExternalId)>, StoreError> {
+        let r = self.inner.due_users(now, limit).await;
+        self.ctx.maybe_delay(50).await;
+        r
+    }
+    async fn count_users_by_status(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<(UserStatus, u64)>, StoreError> {
+        self.inner.count_users_by_status(tenant).await
+    }
+}
+
+#[async_trait]
+impl AuditStore for SimStore {
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        self.write(
+            format!("append_audit {}", event.action),
+            self.inner.append_audit(event),
+        )
+        .await
+    }
+    async fn list_audit(
+        &self,
+        tenant: Option<&TenantId>,
+        after_id: Option<&str>,
+        since: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        self.inner.list_audit(tenant, after_id, since, limit).await
+    }
+}
+
+#[async_trait]
+impl Store for SimStore {
+    async fn ready(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
