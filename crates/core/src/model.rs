@@ -89,6 +89,10 @@ text_enum!(
         /// upstream after the key was settled; delete keys with this app's marker that are
         /// neither the current nor the retired key.
         SweepKeys => "sweep_keys",
+        /// Deleted or failed, with a late look due: an app create that got no answer may still
+        /// land upstream after the app was deleted; delete it then if it carries this user's
+        /// marker.
+        SweepApp => "sweep_app",
     }
 );
 

@@ -80,12 +80,14 @@ impl Provisioner {
         loop {
             let next_beat = (Instant::now() + beat).min(deadline);
             tokio::select! {
+                // The deadline first: a holder that was paused past its lease (a stalled
+                // process, a stopped VM) gives up before its call is polled again, so the call
+                // cannot leave after the lease could have lapsed, even if it became ready to
+                // send during the pause.
                 biased;
+                () = tokio::time::sleep_until(deadline) => return Err(Fenced::LeaseLost),
                 out = &mut call => return Ok(out),
                 () = tokio::time::sleep_until(next_beat) => {
-                    if Instant::now() >= deadline {
-                        return Err(Fenced::LeaseLost);
-                    }
                     match self.renew(run, user).await {
                         Renewal::Until(d) => deadline = d,
                         Renewal::Refused => return Err(Fenced::LeaseLost),

@@ -23,6 +23,8 @@ pub struct RecoveryReport {
     pub failed: usize,
     /// Replaced keys deleted after their grace period.
     pub retired_keys_deleted: usize,
+    /// Times the store failed to hand out due work (the pass ended there).
+    pub claim_errors: usize,
 }
 
 impl Provisioner {
@@ -40,12 +42,20 @@ impl Provisioner {
                 owner: self.new_owner(),
                 expires_at: self.clock.now() + self.lease_ttl(),
             };
-            let Some(user) = self
+            let user = match self
                 .store
                 .claim_due_user(&lease, self.lease_horizon())
-                .await?
-            else {
-                break;
+                .await
+            {
+                Ok(Some(user)) => user,
+                Ok(None) => break,
+                // The store failed to hand out work: end this pass with what it did; the next
+                // pass claims again.
+                Err(e) => {
+                    tracing::warn!(error.message = %e, "recovery could not claim work; ending the pass");
+                    report.claim_errors += 1;
+                    break;
+                }
             };
             report.examined += 1;
             let (tenant_id, external_id) = (user.tenant_id.clone(), user.external_id.clone());

@@ -94,11 +94,30 @@ impl Provisioner {
     pub(super) async fn drive(
         &self,
         run: &mut Run<'_>,
-        mut user: User,
+        user: User,
     ) -> Result<Outcome, DomainError> {
+        let out = self.drive_steps(run, user).await;
+        if out.is_err() {
+            self.abandon(&run.owner).await;
+        }
+        out
+    }
+
+    /// Gives the row back after an operation ended in an error that may have left its lease
+    /// held (a failed write, a lost lease): best effort, so a retry or recovery resumes at once
+    /// rather than after the lease expires. Releases nothing another holder took.
+    pub(super) async fn abandon(&self, owner: &str) {
+        if let Err(e) = self.store.release_leases(owner).await {
+            tracing::debug!(error.message = %e, "could not release a lease after an error");
+        }
+    }
+
+    async fn drive_steps(&self, run: &mut Run<'_>, mut user: User) -> Result<Outcome, DomainError> {
         let mut secret = None;
         // Whether an earlier create of the key just settled may still land upstream.
         let mut sweep_later = false;
+        // Whether an app create may still land after the app was deleted.
+        let mut sweep_app_later = false;
         for _ in 0..MAX_STEPS {
             let result = match user.step {
                 Step::Idle => break,
@@ -126,8 +145,15 @@ impl Provisioner {
                 Step::SweepKeys => self.step_sweep_keys(run, &user).await.map(|()| {
                     user.step = Step::Idle;
                 }),
+                Step::SweepApp => self.step_delete_app(run, &user, true).await.map(|()| {
+                    user.step = Step::Idle;
+                }),
                 Step::DeleteApp | Step::UndoApp => {
-                    self.step_delete_app(run, &user).await.map(|()| {
+                    let undo = user.step == Step::UndoApp;
+                    // The app was never confirmed (no key was made on it): a create of it that
+                    // got no answer may still land after this delete.
+                    sweep_app_later |= undo || user.key.is_none();
+                    self.step_delete_app(run, &user, undo).await.map(|()| {
                         if user.step == Step::DeleteApp {
                             user.status = UserStatus::Deleted;
                         }
@@ -183,6 +209,10 @@ impl Provisioner {
         // look-up that settled the key: look again once it must have landed.
         if sweep_later && user.status == UserStatus::Active {
             user.step = Step::SweepKeys;
+            user.next_attempt_at = Some(self.clock.now() + self.backoff(1));
+        }
+        if sweep_app_later && matches!(user.status, UserStatus::Deleted | UserStatus::Failed) {
+            user.step = Step::SweepApp;
             user.next_attempt_at = Some(self.clock.now() + self.backoff(1));
         }
         let audit = self.audit(
@@ -380,7 +410,28 @@ impl Provisioner {
         Ok(())
     }
 
-    async fn step_delete_app(&self, run: &Run<'_>, user: &User) -> Result<(), Fail> {
+    /// Deletes the user's app ("not found" is done). When undoing a provisioning that failed
+    /// (`only_ours`), the app may never have been created by us: it is deleted only if it
+    /// carries this user's marker.
+    async fn step_delete_app(
+        &self,
+        run: &Run<'_>,
+        user: &User,
+        only_ours: bool,
+    ) -> Result<(), Fail> {
+        if only_ours {
+            match self
+                .fenced(run, user, self.upstream.get_app(&run.account, &user.app_id))
+                .await?
+            {
+                Err(UpstreamError::NotFound) => return Ok(()),
+                Err(e) => return Err(e.into()),
+                Ok(app) if !app_has_marker(&app.metadata, &user.tenant_id, &user.external_id) => {
+                    return Ok(());
+                }
+                Ok(_) => {}
+            }
+        }
         match self
             .fenced(
                 run,
@@ -460,14 +511,19 @@ impl Provisioner {
             Fail::Permanent(e) => {
                 user.last_error = Some(e.to_string());
                 match (user.status, user.step) {
-                    (UserStatus::Provisioning, Step::CreateApp) => {
+                    // An app id held by someone else's app: nothing of ours to undo.
+                    (UserStatus::Provisioning, Step::CreateApp)
+                        if matches!(e, DomainError::Conflict(_)) =>
+                    {
                         user.status = UserStatus::Failed;
                         user.step = Step::Idle;
                     }
-                    (UserStatus::Provisioning, Step::CreateKey) => {
+                    // The app may exist (an earlier attempt, an ambiguous create): undo it if it
+                    // is ours, now or through recovery.
+                    (UserStatus::Provisioning, Step::CreateApp | Step::CreateKey) => {
                         user.status = UserStatus::Failed;
                         user.step = Step::UndoApp;
-                        if self.step_delete_app(run, &user).await.is_ok() {
+                        if self.step_delete_app(run, &user, true).await.is_ok() {
                             user.step = Step::Idle;
                         }
                     }

@@ -137,6 +137,8 @@ impl Provisioner {
                     };
                     let owner = lease_owner(&u);
                     let mut run = self.run(&tenant, actor, owner, true, "user.recover", false)?;
+                    self.resume_intent(actor, &u, "user.recover", &run.owner)
+                        .await?;
                     self.drive(&mut run, u).await?;
                 }
                 UserStatus::Provisioning => {
@@ -189,7 +191,10 @@ impl Provisioner {
                             continue;
                         }
                         Err(StoreError::Stale) => return Err(lease_lost()),
-                        Err(e) => return Err(e.into()),
+                        Err(e) => {
+                            self.abandon(&owner).await;
+                            return Err(e.into());
+                        }
                     }
                     return self
                         .run_provisioning(actor, &tenant, u, owner, false, &scopes)
@@ -209,6 +214,10 @@ impl Provisioner {
         wanted: &ScopeSet,
     ) -> Result<Provisioned, DomainError> {
         let mut run = self.run(tenant, actor, owner, resumed, "user.provision", true)?;
+        if resumed {
+            self.resume_intent(actor, &user, "user.provision", &run.owner)
+                .await?;
+        }
         let out = self.drive(&mut run, user).await?;
         if &out.user.scopes != wanted {
             return Err(DomainError::Conflict(format!(
@@ -318,15 +327,28 @@ impl Provisioner {
                 // Finish the stalled rotation first (with the grace its caller asked for);
                 // its new key reached no one, so it is recorded as undelivered.
                 let mut run = self.run(&tenant, actor, owner, true, "user.recover", false)?;
+                self.resume_intent(actor, &u, "user.recover", &run.owner)
+                    .await?;
                 self.drive(&mut run, u).await?;
                 continue;
             }
             let mut run = self.run(&tenant, actor, owner, false, "user.rotate_key", true)?;
-            // Never more than two keys: a key still recorded as replaced goes first.
+            // Never more than two keys: a key still recorded as replaced goes first, with the
+            // rotation's intent on record before it is deleted (audit fails closed).
+            let intent = self.intent_event(actor, &u, "user.rotate_key");
+            let mut intent_written = false;
             if let Some(old) = u.retired_key.clone() {
+                if let Err(e) = self.store.append_audit(&intent).await {
+                    self.abandon(&run.owner).await;
+                    return Err(e.into());
+                }
+                intent_written = true;
                 match self.delete_retired(&run, &u, &old).await {
                     Ok(()) => u.retired_key = None,
-                    Err(Fail::LeaseLost) => return Err(lease_lost()),
+                    Err(Fail::LeaseLost) => {
+                        self.abandon(&run.owner).await;
+                        return Err(lease_lost());
+                    }
                     Err(f) => {
                         let m = f.to_string();
                         u.last_error = Some(format!("deleting the previously replaced key: {m}"));
@@ -344,8 +366,11 @@ impl Provisioner {
             u.generation += 1;
             u.rotation_grace_secs = i64::from(grace_seconds);
             u.secret_pending = false;
-            let intent = self.intent_event(actor, &u, "user.rotate_key");
-            self.save(&run.owner, &mut u, true, Some(&intent)).await?;
+            let intent = (!intent_written).then_some(&intent);
+            if let Err(e) = self.save(&run.owner, &mut u, true, intent).await {
+                self.abandon(&run.owner).await;
+                return Err(e);
+            }
             let out = self.drive(&mut run, u).await?;
             let secret = out.secret.ok_or_else(|| {
                 DomainError::Internal("rotation finished without a new key".into())
@@ -422,7 +447,13 @@ impl Provisioner {
                 u.rotation_grace_secs = 0;
                 u.secret_pending = false;
                 let intent = self.intent_event(actor, &u, "user.deprovision");
-                self.save(&run.owner, &mut u, true, Some(&intent)).await?;
+                if let Err(e) = self.save(&run.owner, &mut u, true, Some(&intent)).await {
+                    self.abandon(&run.owner).await;
+                    return Err(e);
+                }
+            } else {
+                self.resume_intent(actor, &u, "user.deprovision", &run.owner)
+                    .await?;
             }
             return self.drive(&mut run, u).await.map(|o| o.user);
         }
@@ -569,12 +600,33 @@ impl Provisioner {
             _ => ("user.update", "success"),
         };
         let audit = self.audit(actor, Some(&tenant.id), action, user_target(&user), outcome);
-        self.save(&owner, &mut user, false, Some(&audit)).await?;
+        if let Err(e) = self.save(&owner, &mut user, false, Some(&audit)).await {
+            self.abandon(&owner).await;
+            return Err(e);
+        }
         Ok(Provisioned {
             user,
             secret,
             created: false,
         })
+    }
+
+    /// Records, before its first upstream call, that this request resumes an operation another
+    /// began, so its upstream changes are on record under it too (audit fails closed: on
+    /// failure the lease is given back and nothing is done).
+    async fn resume_intent(
+        &self,
+        actor: &Actor,
+        user: &User,
+        action: &str,
+        owner: &str,
+    ) -> Result<(), DomainError> {
+        let intent = self.intent_event(actor, user, action);
+        if let Err(e) = self.store.append_audit(&intent).await {
+            self.abandon(owner).await;
+            return Err(e.into());
+        }
+        Ok(())
     }
 
     /// The audit event written with an operation's intent, before any upstream call, so an

@@ -252,7 +252,7 @@ impl Ctx {
         }
     }
 
-    /// Milliseconds of world time: virtual elapsed time plus the jumps.
+    /// Milliseconds of world time: virtual elapsed time (jumps advance it).
     pub(crate) fn world_ms(&self) -> i64 {
         let elapsed = i64::try_from(self.start.elapsed().as_millis()).unwrap_or(i64::MAX / 2);
         elapsed + self.jump_ms.load(Ordering::SeqCst)

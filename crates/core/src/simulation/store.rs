@@ -153,8 +153,13 @@ impl TenantStore for SimStore {
     ) -> Result<Vec<Tenant>, StoreError> {
         self.inner.list_tenants(after, limit).await
     }
-    async fn update_tenant(&self, tenant: &Tenant, audit: &AuditEvent) -> Result<(), StoreError> {
-        self.inner.update_tenant(tenant, audit).await
+    async fn update_tenant(
+        &self,
+        tenant: &Tenant,
+        read_version: i64,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        self.inner.update_tenant(tenant, read_version, audit).await
     }
     async fn delete_tenant(
         &self,
@@ -234,12 +239,13 @@ impl UserStore for SimStore {
         external_id: &ExternalId,
         lease: &Lease,
         now: Timestamp,
+        expected_version: Option<i64>,
     ) -> Result<Option<User>, StoreError> {
         let r = self
             .write(format!("acquire {external_id}"), async {
                 let r = self
                     .inner
-                    .acquire_lease(tenant, external_id, lease, now)
+                    .acquire_lease(tenant, external_id, lease, now, expected_version)
                     .await;
                 if let Ok(Some(u)) = &r {
                     self.took_lease(u);
@@ -251,6 +257,58 @@ impl UserStore for SimStore {
             let op = current_op();
             self.ctx
                 .log(format!("op{op}   acquired {}", describe(&self.ctx, u)));
+        }
+        r
+    }
+    async fn renew_lease(
+        &self,
+        tenant: &TenantId,
+        external_id: &ExternalId,
+        owner: &str,
+        generation: i64,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.write(
+            format!("renew {external_id}"),
+            self.inner
+                .renew_lease(tenant, external_id, owner, generation, expires_at),
+        )
+        .await
+    }
+    async fn defer_user(
+        &self,
+        tenant: &TenantId,
+        external_id: &ExternalId,
+        owner: &str,
+        now: Timestamp,
+        next_attempt_at: Timestamp,
+        last_error: &str,
+    ) -> Result<(), StoreError> {
+        self.write(
+            format!("defer {external_id}"),
+            self.inner
+                .defer_user(tenant, external_id, owner, now, next_attempt_at, last_error),
+        )
+        .await
+    }
+    async fn claim_due_user(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        let r = self
+            .write("claim".to_owned(), async {
+                let r = self.inner.claim_due_user(lease, now).await;
+                if let Ok(Some(u)) = &r {
+                    self.took_lease(u);
+                }
+                r
+            })
+            .await;
+        if let Ok(Some(u)) = &r {
+            let op = current_op();
+            self.ctx
+                .log(format!("op{op}   claimed {}", describe(&self.ctx, u)));
         }
         r
     }
@@ -348,6 +406,16 @@ impl AuditStore for SimStore {
         limit: u32,
     ) -> Result<Vec<AuditEvent>, StoreError> {
         self.inner.list_audit(tenant, after_id, since, limit).await
+    }
+}
+
+#[async_trait]
+impl crate::ports::MaintenanceStore for SimStore {
+    async fn maintenance_done(&self, name: &str) -> Result<bool, StoreError> {
+        self.inner.maintenance_done(name).await
+    }
+    async fn record_maintenance(&self, name: &str, at: Timestamp) -> Result<(), StoreError> {
+        self.inner.record_maintenance(name, at).await
     }
 }
 

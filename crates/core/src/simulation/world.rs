@@ -25,10 +25,9 @@ use crate::testing::MemStore;
 
 /// Lease length of every replica (virtual time).
 pub(crate) const LEASE_TTL: Duration = Duration::from_secs(10);
-/// How long a request waits for another's lease. Zero until core's wait deadlines use
-/// `tokio::time::Instant`: with `std::time::Instant` a non-zero wait would count real time
-/// while sleeps are virtual, and the number of polls (hence the trace) would not replay.
-const LEASE_WAIT: Duration = Duration::ZERO;
+/// How long a request waits for another's lease (core's deadlines are `tokio::time::Instant`,
+/// virtual here, so waits replay exactly).
+const LEASE_WAIT: Duration = Duration::from_secs(5);
 /// First recovery back-off, and the delay of the sweep after an ambiguous key create.
 const RETRY_BASE: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(20);
@@ -70,7 +69,7 @@ pub(crate) const OP_MIX: [(&str, u64); 6] = [
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum OpKind {
     Provision,
-    Rotate { grace: u32 },
+    Rotate { grace: u32, revoke: bool },
     Deprovision,
     Reconcile,
     Recovery,
@@ -157,6 +156,7 @@ pub(crate) struct World {
 fn config() -> ServiceConfig {
     ServiceConfig {
         lease_ttl: LEASE_TTL,
+        max_clock_skew: Duration::from_secs(1),
         lease_wait: LEASE_WAIT,
         poll_interval: Duration::from_millis(10),
         retry_base: RETRY_BASE,
@@ -321,8 +321,8 @@ impl World {
                         Err(e) => err(e),
                     }
                 }
-                OpKind::Rotate { grace } => {
-                    match p.rotate_key(&actor, &tenant, &ext, grace).await {
+                OpKind::Rotate { grace, revoke } => {
+                    match p.rotate_key(&actor, &tenant, &ext, grace, revoke).await {
                         Ok(r) => Outcome::Ok { secret: r.secret },
                         Err(e) => err(e),
                     }
@@ -370,9 +370,13 @@ impl World {
             r -= w;
         }
         let kind = match name {
-            "rotate0" => OpKind::Rotate { grace: 0 },
+            "rotate0" => OpKind::Rotate {
+                grace: 0,
+                revoke: c.rand(0..2) == 1,
+            },
             "rotateg" => OpKind::Rotate {
                 grace: u32::try_from(c.rand(1..u64::from(MAX_GRACE) + 1)).unwrap_or(1),
+                revoke: c.rand(0..2) == 1,
             },
             "deprovision" => OpKind::Deprovision,
             "reconcile" => OpKind::Reconcile,
@@ -437,8 +441,13 @@ impl World {
         lock(&self.ctx.hung).remove(&f.id);
     }
 
-    fn jump(&mut self, ms: i64) {
-        self.ctx.jump_ms.fetch_add(ms, Ordering::SeqCst);
+    /// Time passes at once for everyone (a stall of the whole world: every replica's wall
+    /// clock and monotonic clock move together; a holder paused past its lease must notice).
+    async fn jump(&mut self, ms: i64) {
+        tokio::time::advance(std::time::Duration::from_millis(
+            u64::try_from(ms).unwrap_or(0),
+        ))
+        .await;
         self.ctx.log(format!("CLOCK JUMPS {ms}ms"));
         if self.ctx.faulty() {
             lock(&self.ctx.stats).jumps += 1;
@@ -477,7 +486,8 @@ impl World {
             }
             if f.jump && self.ctx.roll(25) {
                 let extra = i64::try_from(self.ctx.rand(0..5_000)).unwrap_or(0);
-                self.jump(i64::try_from(LEASE_TTL.as_millis()).unwrap_or(10_000) + extra);
+                self.jump(i64::try_from(LEASE_TTL.as_millis()).unwrap_or(10_000) + extra)
+                    .await;
             }
             let ms = self.ctx.rand(1..200);
             self.run_for(ms).await;
@@ -542,7 +552,8 @@ impl World {
             i64::try_from((LEASE_TTL + RETRY_MAX).as_millis()).unwrap_or(0)
                 + i64::from(MAX_GRACE) * 1000
                 + 1000,
-        );
+        )
+        .await;
         for _ in 0..MAX_QUIESCENCE_PASSES {
             if self.settled().await {
                 return;
@@ -556,7 +567,8 @@ impl World {
             while !self.inflight.is_empty() {
                 self.drop_op(0, "recovery pass never ended");
             }
-            self.jump(i64::try_from((RETRY_MAX + LEASE_TTL).as_millis()).unwrap_or(0));
+            self.jump(i64::try_from((RETRY_MAX + LEASE_TTL).as_millis()).unwrap_or(0))
+                .await;
         }
         if !self.settled().await {
             let pending: Vec<String> = self
