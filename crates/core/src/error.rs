@@ -82,6 +82,9 @@ pub enum StoreError {
     /// The write was conditioned on a lease or version the row no longer has.
     #[error("lease lost or row changed concurrently")]
     Stale,
+    /// A list position (cursor) the store did not hand out.
+    #[error("invalid cursor")]
+    BadCursor,
     /// The database failed or returned a row that does not parse.
     #[error("storage failure: {0}")]
     Backend(String),
@@ -94,6 +97,7 @@ impl From<StoreError> for DomainError {
             StoreError::AppIdTaken => DomainError::Conflict("app id taken".into()),
             StoreError::NotFound => DomainError::NotFound("not found".into()),
             StoreError::Stale => DomainError::Conflict("changed concurrently; retry".into()),
+            StoreError::BadCursor => DomainError::Invalid("invalid cursor".into()),
             StoreError::Backend(m) => DomainError::Internal(m),
         }
     }
