@@ -82,6 +82,13 @@ pub enum StoreError {
     /// The write was conditioned on a lease or version the row no longer has.
     #[error("lease lost or row changed concurrently")]
     Stale,
+    /// The database aborted the write for contention (PostgreSQL serialization failure or
+    /// deadlock, SQLSTATE 40001/40P01) and retrying it did not help.
+    #[error("the database is busy: {0}")]
+    Busy(String),
+    /// A list position (cursor) the store did not hand out.
+    #[error("invalid cursor")]
+    BadCursor,
     /// The database failed or returned a row that does not parse.
     #[error("storage failure: {0}")]
     Backend(String),
@@ -94,6 +101,10 @@ impl From<StoreError> for DomainError {
             StoreError::AppIdTaken => DomainError::Conflict("app id taken".into()),
             StoreError::NotFound => DomainError::NotFound("not found".into()),
             StoreError::Stale => DomainError::Conflict("changed concurrently; retry".into()),
+            StoreError::BadCursor => DomainError::Invalid("invalid cursor".into()),
+            StoreError::Busy(_) => {
+                DomainError::UpstreamUnavailable("the database is busy; retry".into())
+            }
             StoreError::Backend(m) => DomainError::Internal(m),
         }
     }

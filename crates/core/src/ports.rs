@@ -181,15 +181,17 @@ pub trait UserStore: Send + Sync {
 pub trait AuditStore: Send + Sync {
     /// Appends one event on its own (reveals, failures).
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
-    /// Events in id order (time order), optionally of one tenant, with id greater than `after_id`
-    /// and time not before `since`.
+    /// Events in commit order, optionally of one tenant, after the position `after` (from an
+    /// earlier answer) and with time not before `since`; each with its position. Commit order
+    /// means a cursor never skips an event: one that commits later than the events already
+    /// listed always comes after them (an event still being committed is not listed yet).
     async fn list_audit(
         &self,
         tenant: Option<&TenantId>,
-        after_id: Option<&str>,
+        after: Option<&str>,
         since: Option<Timestamp>,
         limit: u32,
-    ) -> Result<Vec<AuditEvent>, StoreError>;
+    ) -> Result<Vec<(AuditEvent, String)>, StoreError>;
 }
 
 /// One-time maintenance tasks (data upgrades a release runs once per database).

@@ -498,25 +498,31 @@ impl AuditStore for MemStore {
         let mut st = lock(&self.state);
         self.write_audit(&mut st, Some(event))
     }
+    /// Positions are the append order (the log is a vector: append order is commit order).
     async fn list_audit(
         &self,
         tenant: Option<&TenantId>,
-        after_id: Option<&str>,
+        after: Option<&str>,
         since: Option<Timestamp>,
         limit: u32,
-    ) -> Result<Vec<AuditEvent>, StoreError> {
+    ) -> Result<Vec<(AuditEvent, String)>, StoreError> {
+        let after = match after {
+            Some(a) => Some(
+                a.parse::<usize>().map_err(|_| StoreError::BadCursor)?,
+            ),
+            None => None,
+        };
         let st = lock(&self.state);
-        let mut v: Vec<AuditEvent> = st
+        Ok(st
             .audit
             .iter()
-            .filter(|e| tenant.is_none_or(|t| e.tenant_id.as_ref() == Some(t)))
-            .filter(|e| after_id.is_none_or(|a| e.id.as_str() > a))
-            .filter(|e| since.is_none_or(|s| e.at >= s))
-            .cloned()
-            .collect();
-        v.sort_by(|a, b| a.id.cmp(&b.id));
-        v.truncate(limit as usize);
-        Ok(v)
+            .enumerate()
+            .filter(|(i, _)| after.is_none_or(|a| *i > a))
+            .filter(|(_, e)| tenant.is_none_or(|t| e.tenant_id.as_ref() == Some(t)))
+            .filter(|(_, e)| since.is_none_or(|s| e.at >= s))
+            .take(limit as usize)
+            .map(|(i, e)| (e.clone(), i.to_string()))
+            .collect())
     }
 }
 

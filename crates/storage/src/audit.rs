@@ -7,7 +7,7 @@ use provisioner_core::model::{AuditEvent, Timestamp};
 use provisioner_core::ports::AuditStore;
 use sqlx::{Any, AnyConnection};
 
-use crate::SqlStore;
+use crate::{Backend, SqlStore};
 use crate::error::{backend, ctx};
 use crate::rows::{AuditRow, ms};
 
@@ -67,31 +67,59 @@ impl AuditStore for SqlStore {
     async fn list_audit(
         &self,
         tenant: Option<&TenantId>,
-        after_id: Option<&str>,
+        after: Option<&str>,
         since: Option<Timestamp>,
         limit: u32,
-    ) -> Result<Vec<AuditEvent>, StoreError> {
-        // Ids are never empty, so "" as the cursor means "from the start"; likewise the
-        // smallest timestamp for "since the beginning". Both keep the queries static.
-        let after = after_id.unwrap_or("").to_owned();
+    ) -> Result<Vec<(AuditEvent, String)>, StoreError> {
+        // The smallest timestamp means "since the beginning"; position (0, 0) "from the
+        // start". Both keep the queries static.
         let since = since.map_or(i64::MIN, ms);
-        let query = match tenant {
-            Some(t) => sqlx::query_as::<_, AuditRow>(
-                "SELECT * FROM audit_events WHERE tenant_id = $1 AND id > $2 AND at >= $3 \
-                 ORDER BY id LIMIT $4",
-            )
-            .bind(t.as_str().to_owned()),
-            None => sqlx::query_as::<_, AuditRow>(
-                "SELECT * FROM audit_events WHERE id > $1 AND at >= $2 ORDER BY id LIMIT $3",
-            ),
+        let (after_tx, after_seq) = match after {
+            None => (0, 0),
+            Some(p) => parse_position(p, self.backend())?,
         };
-        let rows = query
-            .bind(after)
-            .bind(since)
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await
-            .map_err(ctx("listing audit events"))?;
-        rows.into_iter().map(AuditEvent::try_from).collect()
+        let all = tenant.is_none();
+        let tenant = tenant.map_or(String::new(), |t| t.as_str().to_owned());
+        let rows = match self.backend() {
+            // Only transactions older than every one still running: their events are all
+            // committed (or rolled back), and any event committed later has a larger txid.
+            Backend::Postgres => sqlx::query_as::<_, AuditRow>(
+                "SELECT * FROM audit_events \
+                 WHERE ($1 OR tenant_id = $2) AND (txid, seq) > ($3, $4) AND at >= $5 \
+                   AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+                 ORDER BY txid, seq LIMIT $6",
+            ),
+            // One writer at a time: insertion order is commit order.
+            Backend::Sqlite => sqlx::query_as::<_, AuditRow>(
+                "SELECT * FROM audit_events \
+                 WHERE ($1 OR tenant_id = $2) AND $3 = $3 AND seq > $4 AND at >= $5 \
+                 ORDER BY seq LIMIT $6",
+            ),
+        }
+        .bind(all)
+        .bind(tenant)
+        .bind(after_tx)
+        .bind(after_seq)
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(ctx("listing audit events"))?;
+        rows.into_iter()
+            .map(|r| {
+                let position = r.position();
+                AuditEvent::try_from(r).map(|e| (e, position))
+            })
+            .collect()
+    }
+}
+
+/// Reads a position handed out by [`AuditRow::position`] on this backend.
+fn parse_position(p: &str, backend: Backend) -> Result<(i64, i64), StoreError> {
+    let number = |s: &str| s.parse::<i64>().map_err(|_| StoreError::BadCursor);
+    match (backend, p.split_once('.')) {
+        (Backend::Postgres, Some((tx, seq))) => Ok((number(tx)?, number(seq)?)),
+        (Backend::Sqlite, None) => Ok((0, number(p)?)),
+        _ => Err(StoreError::BadCursor),
     }
 }

@@ -213,3 +213,29 @@ mod tests {
         assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
     }
 }
+
+/// A write transaction holding one audit event, not yet committed: a writer whose commit comes
+/// late (for tests of the audit cursor).
+pub struct OpenAuditTx(sqlx::Transaction<'static, sqlx::Any>);
+
+impl OpenAuditTx {
+    /// Commits the event.
+    pub async fn commit(self) -> Result<(), provisioner_core::StoreError> {
+        self.0
+            .commit()
+            .await
+            .map_err(|e| provisioner_core::StoreError::Backend(format!("commit: {e}")))
+    }
+}
+
+impl SqlStore {
+    /// Opens a write transaction, inserts `event` in it and returns it uncommitted.
+    pub async fn begin_audit_for_test(
+        &self,
+        event: &provisioner_core::model::AuditEvent,
+    ) -> Result<OpenAuditTx, provisioner_core::StoreError> {
+        let mut tx = self.begin_write().await?;
+        crate::audit::insert_audit(&mut tx, event).await?;
+        Ok(OpenAuditTx(tx))
+    }
+}

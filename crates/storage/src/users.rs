@@ -11,7 +11,7 @@ use sqlx::query::Query;
 
 use crate::SqlStore;
 use crate::audit::insert_audit_opt;
-use crate::error::{backend, ctx};
+use crate::error::{backend, ctx, retrying};
 use crate::rows::{UserRow, ms};
 
 type AnyQuery = Query<'static, Any, AnyArguments>;
@@ -152,33 +152,36 @@ impl UserStore for SqlStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(tenant.id = %user.tenant_id))]
     async fn insert_user(&self, user: &User, audit: Option<&AuditEvent>) -> Result<(), StoreError> {
-        let r = UserRow::from_user(user)?;
-        let (created_at, updated_at, version) = (r.created_at, r.updated_at, r.version);
-        let mut tx = self.begin_write().await?;
-        // The primary key (tenant_id, external_id) makes concurrent inserts race safely: one
-        // wins, the others get a unique violation, reported as AlreadyExists. A missing tenant
-        // fails the foreign key (NotFound).
-        let inserted = bind_user(sqlx::query(INSERT_USER), r)
-            .bind(created_at)
-            .bind(updated_at)
-            .bind(version)
-            .execute(&mut *tx)
-            .await
-            .map_err(ctx("inserting a user"));
-        // With both unique keys violated SQLite may name the app id's: the row existing is
-        // what the caller must hear.
-        if let Err(StoreError::AppIdTaken) = inserted {
-            drop(tx);
-            let exists = self.get_user(&user.tenant_id, &user.external_id).await?;
-            return Err(if exists.is_some() {
-                StoreError::AlreadyExists
-            } else {
-                StoreError::AppIdTaken
-            });
-        }
-        inserted?;
-        insert_audit_opt(&mut tx, audit).await?;
-        tx.commit().await.map_err(backend("committing a new user"))
+        retrying(|| async move {
+            let r = UserRow::from_user(user)?;
+            let (created_at, updated_at, version) = (r.created_at, r.updated_at, r.version);
+            let mut tx = self.begin_write().await?;
+            // The primary key (tenant_id, external_id) makes concurrent inserts race safely: one
+            // wins, the others get a unique violation, reported as AlreadyExists. A missing tenant
+            // fails the foreign key (NotFound).
+            let inserted = bind_user(sqlx::query(INSERT_USER), r)
+                .bind(created_at)
+                .bind(updated_at)
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+                .map_err(ctx("inserting a user"));
+            // With both unique keys violated SQLite may name the app id's: the row existing is
+            // what the caller must hear.
+            if let Err(StoreError::AppIdTaken) = inserted {
+                drop(tx);
+                let exists = self.get_user(&user.tenant_id, &user.external_id).await?;
+                return Err(if exists.is_some() {
+                    StoreError::AlreadyExists
+                } else {
+                    StoreError::AppIdTaken
+                });
+            }
+            inserted?;
+            insert_audit_opt(&mut tx, audit).await?;
+            tx.commit().await.map_err(backend("committing a new user"))
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(tenant.id = %tenant))]
@@ -190,27 +193,30 @@ impl UserStore for SqlStore {
         now: Timestamp,
         expected_version: Option<i64>,
     ) -> Result<Option<User>, StoreError> {
-        // One atomic statement: on PostgreSQL the row lock taken by UPDATE makes a concurrent
-        // taker re-check the WHERE clause against our committed lease (and fail), so this is
-        // safe across replicas; SQLite serialises writers. The holder itself may renew. With
-        // an expected version ($6), a row changed since it was read is not taken.
-        let row = sqlx::query_as::<_, UserRow>(
-            "UPDATE users SET lease_owner = $3, lease_expires_at = $4, version = version + 1 \
-             WHERE tenant_id = $1 AND external_id = $2 \
-               AND (lease_owner IS NULL OR lease_expires_at < $5 OR lease_owner = $3) \
-               AND ($6 < 0 OR version = $6) \
-             RETURNING *",
-        )
-        .bind(tenant.as_str().to_owned())
-        .bind(external_id.as_str().to_owned())
-        .bind(lease.owner.clone())
-        .bind(ms(lease.expires_at))
-        .bind(ms(now))
-        .bind(expected_version.unwrap_or(-1))
-        .fetch_optional(self.pool())
+        retrying(|| async move {
+            // One atomic statement: on PostgreSQL the row lock taken by UPDATE makes a concurrent
+            // taker re-check the WHERE clause against our committed lease (and fail), so this is
+            // safe across replicas; SQLite serialises writers. The holder itself may renew. With
+            // an expected version ($6), a row changed since it was read is not taken.
+            let row = sqlx::query_as::<_, UserRow>(
+                "UPDATE users SET lease_owner = $3, lease_expires_at = $4, version = version + 1 \
+                 WHERE tenant_id = $1 AND external_id = $2 \
+                   AND (lease_owner IS NULL OR lease_expires_at < $5 OR lease_owner = $3) \
+                   AND ($6 < 0 OR version = $6) \
+                 RETURNING *",
+            )
+            .bind(tenant.as_str().to_owned())
+            .bind(external_id.as_str().to_owned())
+            .bind(lease.owner.clone())
+            .bind(ms(lease.expires_at))
+            .bind(ms(now))
+            .bind(expected_version.unwrap_or(-1))
+            .fetch_optional(self.pool())
+            .await
+            .map_err(backend("acquiring a lease"))?;
+            row.map(User::try_from).transpose()
+        })
         .await
-        .map_err(backend("acquiring a lease"))?;
-        row.map(User::try_from).transpose()
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -242,23 +248,26 @@ impl UserStore for SqlStore {
         owner: &str,
         audit: Option<&AuditEvent>,
     ) -> Result<(), StoreError> {
-        let r = UserRow::from_user(user)?;
-        let updated_at = r.updated_at;
-        let mut tx = self.begin_write().await?;
-        let done = bind_user(sqlx::query(UPDATE_USER), r)
-            .bind(updated_at)
-            .bind(owner.to_owned())
-            .execute(&mut *tx)
-            .await
-            .map_err(ctx("updating a user"))?;
-        if done.rows_affected() == 0 {
-            // Someone else holds the lease now (or the row is gone with its tenant).
-            return Err(StoreError::Stale);
-        }
-        insert_audit_opt(&mut tx, audit).await?;
-        tx.commit()
-            .await
-            .map_err(backend("committing a user update"))
+        retrying(|| async move {
+            let r = UserRow::from_user(user)?;
+            let updated_at = r.updated_at;
+            let mut tx = self.begin_write().await?;
+            let done = bind_user(sqlx::query(UPDATE_USER), r)
+                .bind(updated_at)
+                .bind(owner.to_owned())
+                .execute(&mut *tx)
+                .await
+                .map_err(ctx("updating a user"))?;
+            if done.rows_affected() == 0 {
+                // Someone else holds the lease now (or the row is gone with its tenant).
+                return Err(StoreError::Stale);
+            }
+            insert_audit_opt(&mut tx, audit).await?;
+            tx.commit()
+                .await
+                .map_err(backend("committing a user update"))
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(tenant.id = %tenant))]
@@ -296,25 +305,28 @@ impl UserStore for SqlStore {
         next_attempt_at: Timestamp,
         last_error: &str,
     ) -> Result<(), StoreError> {
-        let done = sqlx::query(
-            "UPDATE users SET attempts = attempts + 1, last_error = $5, next_attempt_at = $6, \
-             lease_owner = NULL, lease_expires_at = NULL, version = version + 1 \
-             WHERE tenant_id = $1 AND external_id = $2 \
-               AND (lease_owner IS NULL OR lease_owner = $3 OR lease_expires_at < $4)",
-        )
-        .bind(tenant.as_str().to_owned())
-        .bind(external_id.as_str().to_owned())
-        .bind(owner.to_owned())
-        .bind(ms(now))
-        .bind(last_error.to_owned())
-        .bind(ms(next_attempt_at))
-        .execute(self.pool())
+        retrying(|| async move {
+            let done = sqlx::query(
+                "UPDATE users SET attempts = attempts + 1, last_error = $5, next_attempt_at = $6, \
+                 lease_owner = NULL, lease_expires_at = NULL, version = version + 1 \
+                 WHERE tenant_id = $1 AND external_id = $2 \
+                   AND (lease_owner IS NULL OR lease_owner = $3 OR lease_expires_at < $4)",
+            )
+            .bind(tenant.as_str().to_owned())
+            .bind(external_id.as_str().to_owned())
+            .bind(owner.to_owned())
+            .bind(ms(now))
+            .bind(last_error.to_owned())
+            .bind(ms(next_attempt_at))
+            .execute(self.pool())
+            .await
+            .map_err(backend("backing off a user"))?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Stale);
+            }
+            Ok(())
+        })
         .await
-        .map_err(backend("backing off a user"))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Stale);
-        }
-        Ok(())
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -323,32 +335,35 @@ impl UserStore for SqlStore {
         lease: &Lease,
         now: Timestamp,
     ) -> Result<Option<User>, StoreError> {
-        // One statement picks the oldest due row and leases it. PostgreSQL: the sub-select
-        // locks the row it picks and skips rows other claimers have locked, so replicas
-        // claiming at once get different rows; the outer WHERE re-checks the rule on the
-        // locked row. SQLite serialises writers.
-        let lock = match self.backend() {
-            crate::Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-            crate::Backend::Sqlite => "",
-        };
-        let sql = format!(
-            "UPDATE users SET lease_owner = $2, lease_expires_at = $3, version = version + 1 \
-             WHERE (tenant_id, external_id) = ( \
-                 SELECT tenant_id, external_id FROM users \
-                 WHERE ({DUE_PENDING}) OR ({DUE_RETIRED}) \
-                 ORDER BY COALESCE(next_attempt_at, updated_at), tenant_id, external_id \
-                 LIMIT 1 {lock}) \
-               AND (lease_owner IS NULL OR lease_expires_at < $1) \
-             RETURNING *"
-        );
-        let row = sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
-            .bind(ms(now))
-            .bind(lease.owner.clone())
-            .bind(ms(lease.expires_at))
-            .fetch_optional(self.pool())
-            .await
-            .map_err(backend("claiming due work"))?;
-        row.map(User::try_from).transpose()
+        retrying(|| async move {
+            // One statement picks the oldest due row and leases it. PostgreSQL: the sub-select
+            // locks the row it picks and skips rows other claimers have locked, so replicas
+            // claiming at once get different rows; the outer WHERE re-checks the rule on the
+            // locked row. SQLite serialises writers.
+            let lock = match self.backend() {
+                crate::Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+                crate::Backend::Sqlite => "",
+            };
+            let sql = format!(
+                "UPDATE users SET lease_owner = $2, lease_expires_at = $3, version = version + 1 \
+                 WHERE (tenant_id, external_id) = ( \
+                     SELECT tenant_id, external_id FROM users \
+                     WHERE ({DUE_PENDING}) OR ({DUE_RETIRED}) \
+                     ORDER BY COALESCE(next_attempt_at, updated_at), tenant_id, external_id \
+                     LIMIT 1 {lock}) \
+                   AND (lease_owner IS NULL OR lease_expires_at < $1) \
+                 RETURNING *"
+            );
+            let row = sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
+                .bind(ms(now))
+                .bind(lease.owner.clone())
+                .bind(ms(lease.expires_at))
+                .fetch_optional(self.pool())
+                .await
+                .map_err(backend("claiming due work"))?;
+            row.map(User::try_from).transpose()
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

@@ -479,7 +479,8 @@ impl Provisioner {
             .ok_or_else(|| DomainError::NotFound("no user holds this key".into()))
     }
 
-    /// Audit events in time order. `after` is a cursor from a previous page or an RFC 3339 time.
+    /// Audit events in commit order. `after` is a cursor from a previous page or an RFC 3339
+    /// time.
     pub async fn list_audit(
         &self,
         tenant: Option<&TenantId>,
@@ -494,13 +495,14 @@ impl Provisioner {
                 Err(_) => (Some(decode_cursor(a)?), None),
             },
         };
-        let items = self
+        let found = self
             .store
             .list_audit(tenant, after_id.as_deref(), since, limit)
             .await?;
-        let next_cursor = (items.len() == limit as usize)
-            .then(|| items.last().map(|e| encode_cursor(&e.id)))
+        let next_cursor = (found.len() == limit as usize)
+            .then(|| found.last().map(|(_, position)| encode_cursor(position)))
             .flatten();
+        let items = found.into_iter().map(|(e, _)| e).collect();
         Ok(Page { items, next_cursor })
     }
 

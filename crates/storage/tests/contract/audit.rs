@@ -1,11 +1,12 @@
 //! The audit log: atomic with the change it records, and listed by tenant, cursor and time.
 
 use provisioner_core::StoreError;
-use provisioner_core::model::{Step, UserStatus};
+use provisioner_core::model::{AuditEvent, Step, UserStatus};
 use provisioner_core::ports::{AuditStore, Store, TenantStore, UserStore};
 use provisioner_storage::SqlStore;
 
 use crate::fixtures::*;
+use crate::users::with_tenants;
 
 pub async fn a_failed_audit_insert_rolls_the_change_back(store: &SqlStore) {
     // Arrange: an event already stored; reusing its id makes the next audit insert fail.
@@ -92,18 +93,25 @@ pub async fn a_failed_audit_insert_rolls_the_change_back(store: &SqlStore) {
         Err(StoreError::AlreadyExists)
     ));
     assert_eq!(
-        store
-            .list_audit(None, None, None, 100)
-            .await
-            .expect("audit"),
+        events(
+            store
+                .list_audit(None, None, None, 100)
+                .await
+                .expect("audit")
+        ),
         [first]
     );
+}
+
+/// The events of a listing, without their positions.
+fn events(listed: Vec<(AuditEvent, String)>) -> Vec<AuditEvent> {
+    listed.into_iter().map(|(e, _)| e).collect()
 }
 
 pub async fn list_audit_filters_by_tenant_cursor_and_time(store: &SqlStore) {
     // Arrange: six events, alternating tenants, one system event without tenant, one second apart.
     let t0 = now();
-    let mut events = Vec::new();
+    let mut evs = Vec::new();
     for i in 0..6i64 {
         let tenant = match i % 3 {
             0 => Some("acme"),
@@ -114,42 +122,84 @@ pub async fn list_audit_filters_by_tenant_cursor_and_time(store: &SqlStore) {
         e.at = plus(t0, i);
         e.request_id = (i % 2 == 0).then(|| format!("req-{i}"));
         store.append_audit(&e).await.expect("append");
-        events.push(e);
+        evs.push(e);
     }
 
-    // Act / Assert: all, in id (= time) order.
-    assert_eq!(
-        store.list_audit(None, None, None, 100).await.expect("all"),
-        events
-    );
+    // Act / Assert: all, in commit (here: append) order.
+    let all = store.list_audit(None, None, None, 100).await.expect("all");
+    let positions: Vec<String> = all.iter().map(|(_, p)| p.clone()).collect();
+    assert_eq!(events(all), evs);
     // One tenant.
     let acme = store
         .list_audit(Some(&tid("acme")), None, None, 100)
         .await
         .expect("acme");
-    assert_eq!(acme, [events[0].clone(), events[3].clone()]);
+    assert_eq!(events(acme), [evs[0].clone(), evs[3].clone()]);
     // Keyset: pages of two.
     let page1 = store.list_audit(None, None, None, 2).await.expect("page");
     let page2 = store
-        .list_audit(None, Some(&page1[1].id), None, 2)
+        .list_audit(None, Some(&page1[1].1), None, 2)
         .await
         .expect("page");
-    assert_eq!(page2, events[2..4]);
+    assert_eq!(events(page2), evs[2..4]);
     // Since (inclusive), combined with tenant and cursor.
     assert_eq!(
-        store
-            .list_audit(None, None, Some(plus(t0, 4)), 100)
-            .await
-            .expect("since"),
-        events[4..]
+        events(
+            store
+                .list_audit(None, None, Some(plus(t0, 4)), 100)
+                .await
+                .expect("since")
+        ),
+        evs[4..]
     );
     assert_eq!(
-        store
-            .list_audit(Some(&tid("beta")), Some(&events[1].id), Some(t0), 100)
-            .await
-            .expect("beta"),
-        [events[4].clone()]
+        events(
+            store
+                .list_audit(Some(&tid("beta")), Some(&positions[1]), Some(t0), 100)
+                .await
+                .expect("beta")
+        ),
+        [evs[4].clone()]
     );
+    // A position this store did not hand out is refused as such.
+    assert!(matches!(
+        store.list_audit(None, Some("not-a-position"), None, 10).await,
+        Err(StoreError::BadCursor)
+    ));
+}
+
+pub async fn an_event_committed_late_is_never_skipped_by_a_cursor(store: &SqlStore) {
+    // Arrange: event A's transaction starts first and commits last (a user write holding the
+    // transaction open while B is appended and a reader pages past B).
+    with_tenants(store, &["acme"]).await;
+    let a = event(Some("acme"), "user.provision", "users/a");
+    let b = event(Some("acme"), "user.provision", "users/b");
+    assert!(a.id < b.id, "A's id (and time) comes first");
+    let late = store.begin_audit_for_test(&a).await.expect("open A");
+    // SQLite has one writer: A's open transaction blocks B until it commits; the ordering
+    // problem exists only where writers run concurrently.
+    if store.backend() == provisioner_storage::Backend::Sqlite {
+        late.commit().await.expect("commit A");
+        store.append_audit(&b).await.expect("append B");
+        let all = events(store.list_audit(None, None, None, 10).await.expect("all"));
+        assert_eq!(all, [a, b]);
+        return;
+    }
+    store.append_audit(&b).await.expect("append B");
+    // Act: a reader pages now (A not committed), then A commits, then the reader goes on.
+    let first = store.list_audit(None, None, None, 10).await.expect("page 1");
+    let cursor = first.last().map(|(_, p)| p.clone());
+    late.commit().await.expect("commit A");
+    let rest = store
+        .list_audit(None, cursor.as_deref(), None, 10)
+        .await
+        .expect("page 2");
+    // Assert: between the two pages, the reader saw A and B, each once.
+    let mut seen = events(first);
+    seen.extend(events(rest));
+    let mut ids: Vec<&str> = seen.iter().map(|e| e.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, [a.id.as_str(), b.id.as_str()], "nothing skipped, nothing twice");
 }
 
 pub async fn ready_and_migrations_are_idempotent(store: &SqlStore) {

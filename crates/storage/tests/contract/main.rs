@@ -63,5 +63,6 @@ contract!(
     users::count_users_by_status_counts_one_tenant,
     audit::a_failed_audit_insert_rolls_the_change_back,
     audit::list_audit_filters_by_tenant_cursor_and_time,
+    audit::an_event_committed_late_is_never_skipped_by_a_cursor,
     audit::ready_and_migrations_are_idempotent,
 );

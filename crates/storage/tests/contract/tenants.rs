@@ -155,7 +155,7 @@ pub async fn a_tenant_update_with_an_old_version_fails_and_changes_nothing(store
         .await
         .expect("audit");
     assert!(
-        events.iter().all(|e| e.id != late.id),
+        events.iter().all(|(e, _)| e.id != late.id),
         "no audit of a refused write"
     );
 
@@ -372,7 +372,7 @@ pub async fn delete_tenant_refuses_live_users_and_cascades(store: &SqlStore) {
         .await
         .expect("audit")
         .into_iter()
-        .map(|e| e.action)
+        .map(|(e, _)| e.action)
         .collect();
     assert_eq!(actions, ["tenant.create", "tenant.delete"]);
 }
