@@ -507,9 +507,7 @@ impl AuditStore for MemStore {
         limit: u32,
     ) -> Result<Vec<(AuditEvent, String)>, StoreError> {
         let after = match after {
-            Some(a) => Some(
-                a.parse::<usize>().map_err(|_| StoreError::BadCursor)?,
-            ),
+            Some(a) => Some(a.parse::<usize>().map_err(|_| StoreError::BadCursor)?),
             None => None,
         };
         let st = lock(&self.state);

@@ -7,9 +7,9 @@ use provisioner_core::model::{AuditEvent, Timestamp};
 use provisioner_core::ports::AuditStore;
 use sqlx::{Any, AnyConnection};
 
-use crate::{Backend, SqlStore};
 use crate::error::{backend, ctx};
 use crate::rows::{AuditRow, ms};
+use crate::{Backend, SqlStore};
 
 const INSERT_AUDIT: &str = "INSERT INTO audit_events \
      (id, at, actor, tenant_id, action, target, outcome, request_id) \

@@ -69,8 +69,10 @@ where
             Err(StoreError::Busy(m)) if attempt < CONTENTION_ATTEMPTS => {
                 tracing::debug!(error.message = %m, attempt, "write aborted for contention; retrying");
                 let pause = 5u64 << attempt;
-                tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(pause..pause * 2)))
-                    .await;
+                tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(
+                    pause..pause * 2,
+                )))
+                .await;
                 attempt += 1;
             }
             other => return other,

@@ -401,11 +401,11 @@ impl AuditStore for SimStore {
     async fn list_audit(
         &self,
         tenant: Option<&TenantId>,
-        after_id: Option<&str>,
+        after: Option<&str>,
         since: Option<Timestamp>,
         limit: u32,
-    ) -> Result<Vec<AuditEvent>, StoreError> {
-        self.inner.list_audit(tenant, after_id, since, limit).await
+    ) -> Result<Vec<(AuditEvent, String)>, StoreError> {
+        self.inner.list_audit(tenant, after, since, limit).await
     }
 }
 
