@@ -371,10 +371,11 @@ impl Provisioner {
                     .await?;
                 continue;
             }
-            if user.generation != b.generation {
-                return Err(superseded());
-            }
+            let ours = user.generation == b.generation;
             match user.status {
+                UserStatus::Provisioning | UserStatus::Rotating if !ours => {
+                    return Err(superseded());
+                }
                 UserStatus::Provisioning | UserStatus::Rotating => {
                     // Stalled (its holder died, or it failed transiently): resume it for us.
                     let Some(u) = self.acquire(&user).await? else {
@@ -401,8 +402,9 @@ impl Provisioner {
                 UserStatus::Active => {
                     let Some(key) = user.key.as_ref().filter(|k| k.generation == b.generation)
                     else {
-                        // A rotation that failed for good went back to the previous key.
-                        return Err(failed(&user));
+                        // Ours, yet another key: a rotation that failed for good went back to
+                        // the previous key. Otherwise a later operation replaced its key.
+                        return Err(if ours { failed(&user) } else { superseded() });
                     };
                     let sealed = key.sealed.clone();
                     // Finished by recovery or another request: its key is this key's outcome.
@@ -426,7 +428,8 @@ impl Provisioner {
                         created: true,
                     });
                 }
-                UserStatus::Failed => return Err(failed(&user)),
+                UserStatus::Failed if ours => return Err(failed(&user)),
+                UserStatus::Failed => return Err(superseded()),
                 UserStatus::Deprovisioning | UserStatus::Deleted => return Err(superseded()),
             }
         }

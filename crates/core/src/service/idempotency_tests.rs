@@ -12,6 +12,7 @@ use crate::secret::KeySecret;
 use crate::testing::{Call, Fault, TestService, test_config};
 
 /// What a keyed request was answered, as the API layer would answer it.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Answer {
     /// The use case ran (or resumed) now.
@@ -440,4 +441,33 @@ async fn after_a_5xx_the_retry_resumes_the_same_operation() {
     assert!(retry.secret().is_some());
     assert_eq!(row(&t, "alice").await.generation, 1);
     assert_eq!(t.upstream.keys().len(), 1);
+}
+
+/// A retry after a later operation replaced the key its rotation created: 409, no secret (not
+/// the later key, which another caller got), nothing rotated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_later_rotation_is_409_and_reveals_nothing() {
+    let t = with_tenant().await;
+    let svc = caller("svc");
+    t.service
+        .provision(&svc, &tid(), &ext("u"), put_default())
+        .await
+        .unwrap();
+    t.upstream
+        .fault_on(Call::CreateKey, Fault::Hang { commit: true }, 1);
+    keyed_cut_off(&t, &svc, "rot", Op::Rotate(0), "u", 200).await;
+    t.clock.advance(past_leases());
+    t.service.run_recovery_pass(10).await.unwrap();
+    t.service
+        .rotate_key(&caller("other"), &tid(), &ext("u"), 0, false)
+        .await
+        .unwrap();
+    let before = creates(&t);
+    let retry = keyed(&t, &svc, "rot", Op::Rotate(0), "u", "h").await;
+    assert!(
+        matches!(retry, Answer::Ran(Err(DomainError::Conflict(_)))),
+        "{retry:?}"
+    );
+    assert_eq!(creates(&t), before);
+    assert_eq!(row(&t, "u").await.generation, 3);
 }
