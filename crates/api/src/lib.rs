@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod body;
 pub mod dto;
+pub mod idempotency;
 mod openapi;
 pub mod problem;
 pub mod ratelimit;

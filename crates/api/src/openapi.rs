@@ -39,6 +39,10 @@ pub(crate) mod responses {
         PayloadTooLarge,
         /// 422 `validation_failed`: unknown or disallowed scope, rejected credential.
         ValidationFailed,
+        /// 422 `validation_failed` (unknown or disallowed scope), or `idempotency_key_reused`:
+        /// the `Idempotency-Key` was sent with another request (another body, user or route)
+        /// within 24 h.
+        ValidationFailedOrKeyReused,
         /// 429 `rate_limited`: the caller exceeded its request rate; see `Retry-After`.
         RateLimited,
         /// 502 `upstream_rejected`: the upstream refused; its status code is in `detail`.
@@ -97,7 +101,8 @@ impl Modify for BearerAuth {
         ),
         responses(
             BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, PayloadTooLarge,
-            ValidationFailed, RateLimited, UpstreamRejected, UpstreamUnavailable, NotReady,
+            ValidationFailed, ValidationFailedOrKeyReused, RateLimited, UpstreamRejected,
+            UpstreamUnavailable, NotReady,
         )
     ),
     modifiers(&BearerAuth),

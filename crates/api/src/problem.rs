@@ -14,7 +14,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use provisioner_core::DomainError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// Media type of every problem body.
@@ -39,6 +39,8 @@ pub enum ProblemKind {
     PayloadTooLarge,
     /// 422 `validation_failed`.
     ValidationFailed,
+    /// 422 `idempotency_key_reused`.
+    IdempotencyKeyReused,
     /// 429 `rate_limited`.
     RateLimited,
     /// 500 `internal`.
@@ -53,7 +55,7 @@ pub enum ProblemKind {
 
 impl ProblemKind {
     /// Every kind, in status order (for the problem-types page).
-    pub const ALL: [ProblemKind; 13] = [
+    pub const ALL: [ProblemKind; 14] = [
         ProblemKind::InvalidRequest,
         ProblemKind::Unauthenticated,
         ProblemKind::Forbidden,
@@ -62,6 +64,7 @@ impl ProblemKind {
         ProblemKind::Conflict,
         ProblemKind::PayloadTooLarge,
         ProblemKind::ValidationFailed,
+        ProblemKind::IdempotencyKeyReused,
         ProblemKind::RateLimited,
         ProblemKind::Internal,
         ProblemKind::UpstreamRejected,
@@ -101,6 +104,11 @@ impl ProblemKind {
                 "validation_failed",
                 "Validation failed",
             ),
+            IdempotencyKeyReused => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "Idempotency key reused",
+            ),
             RateLimited => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
@@ -131,7 +139,7 @@ impl ProblemKind {
 }
 
 /// One invalid field of a request body.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FieldError {
     /// JSON Pointer (RFC 6901) to the field, e.g. `/scopes/1`.
     pub pointer: String,
@@ -140,7 +148,7 @@ pub struct FieldError {
 }
 
 /// An RFC 9457 problem details body (`application/problem+json`).
-#[derive(Clone, Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct Problem {
     /// URI reference of the problem type: `/docs/problems#<code>`.
     #[serde(rename = "type")]
@@ -204,6 +212,9 @@ pub enum ApiError {
     /// Conflicting state (409).
     #[error("{0}")]
     Conflict(String),
+    /// An `Idempotency-Key` repeated with another request (422).
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
     /// Body over the limit (413).
     #[error("request body exceeds the limit of {limit} bytes")]
     PayloadTooLarge {
@@ -257,6 +268,7 @@ impl ApiError {
             ApiError::NotFound(_) => ProblemKind::NotFound,
             ApiError::MethodNotAllowed { .. } => ProblemKind::MethodNotAllowed,
             ApiError::Conflict(_) => ProblemKind::Conflict,
+            ApiError::IdempotencyKeyReused(_) => ProblemKind::IdempotencyKeyReused,
             ApiError::PayloadTooLarge { .. } => ProblemKind::PayloadTooLarge,
             ApiError::RateLimited { .. } => ProblemKind::RateLimited,
             ApiError::UpstreamRejected(_) => ProblemKind::UpstreamRejected,
@@ -314,6 +326,7 @@ impl From<DomainError> for ApiError {
             DomainError::Forbidden(m) => ApiError::Forbidden(m),
             DomainError::UpstreamRejected(m) => ApiError::UpstreamRejected(m),
             DomainError::UpstreamUnavailable(m) => ApiError::UpstreamUnavailable(m),
+            DomainError::IdempotencyKeyReused(m) => ApiError::IdempotencyKeyReused(m),
             DomainError::Internal(m) => ApiError::Internal(m),
         }
     }
@@ -400,6 +413,11 @@ mod tests {
                 DomainError::UpstreamUnavailable("x".into()),
                 503,
                 "upstream_unavailable",
+            ),
+            (
+                DomainError::IdempotencyKeyReused("x".into()),
+                422,
+                "idempotency_key_reused",
             ),
             (DomainError::Internal("x".into()), 500, "internal"),
         ];

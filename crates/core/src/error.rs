@@ -54,6 +54,9 @@ pub enum DomainError {
     /// The upstream could not be reached or kept failing (503 `upstream_unavailable`).
     #[error("{0}")]
     UpstreamUnavailable(String),
+    /// An `Idempotency-Key` repeated with another request (422 `idempotency_key_reused`).
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
     /// A bug or a broken dependency (database down); details are logged, not shown (500).
     #[error("internal error: {0}")]
     Internal(String),

@@ -7,6 +7,7 @@
 
 pub mod app_id;
 pub mod error;
+pub mod idempotency;
 pub mod ids;
 pub mod marker;
 pub mod model;

@@ -5,6 +5,9 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::error::{StoreError, UpstreamError};
+use crate::idempotency::{
+    IdempotencyBinding, IdempotencyClaim, IdempotencyKey, IdempotencyRecord, SavedResponse,
+};
 use crate::ids::{AppId, ExternalId, ProfileName, TenantId};
 use crate::model::UpstreamAccount;
 use crate::model::{AuditEvent, Lease, ScopeProfile, Tenant, Timestamp, User, UserStatus};
@@ -203,9 +206,77 @@ pub trait MaintenanceStore: Send + Sync {
     async fn record_maintenance(&self, name: &str, at: Timestamp) -> Result<(), StoreError>;
 }
 
+/// Idempotency-Key records (see [`crate::idempotency`]), kept beside the users' rows.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// The record of `(subject, key)`, expired or not.
+    async fn get_idempotency(
+        &self,
+        subject: &str,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+    /// Inserts `record`, or replaces a record of the same `(subject, key)` that expired before
+    /// `now`. False (nothing written) when a live record holds the key.
+    async fn put_idempotency(
+        &self,
+        record: &IdempotencyRecord,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Takes the claim of a record that has no answer yet, if its claim is free, expired at
+    /// `now`, or already `claim.owner`'s. Returns the record as claimed, `None` otherwise.
+    async fn claim_idempotency(
+        &self,
+        subject: &str,
+        key: &IdempotencyKey,
+        claim: &Lease,
+        now: Timestamp,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+    /// Frees the claim if `claim.owner` holds it.
+    async fn release_idempotency(&self, claim: &IdempotencyClaim) -> Result<(), StoreError>;
+    /// Binds a record that has no answer yet to the operation its request resumes, if
+    /// `claim.owner` still holds its claim; false (nothing written) otherwise.
+    async fn bind_idempotency(
+        &self,
+        claim: &IdempotencyClaim,
+        binding: &IdempotencyBinding,
+    ) -> Result<bool, StoreError>;
+    /// [`UserStore::insert_user`] and, in the same transaction, binds the claimed record to the
+    /// new row's tenant, external id and generation. [`StoreError::Stale`] (nothing written)
+    /// if the claim was lost or the record has an answer.
+    async fn insert_user_bound(
+        &self,
+        user: &User,
+        audit: Option<&AuditEvent>,
+        claim: &IdempotencyClaim,
+    ) -> Result<(), StoreError>;
+    /// [`UserStore::update_user`] and, in the same transaction, binds the claimed record to the
+    /// row's tenant, external id and generation. [`StoreError::Stale`] (nothing written) if the
+    /// lease or the claim was lost.
+    async fn update_user_bound(
+        &self,
+        user: &User,
+        owner: &str,
+        audit: Option<&AuditEvent>,
+        claim: &IdempotencyClaim,
+    ) -> Result<(), StoreError>;
+    /// Records the answer of the record created at `created_at`, frees its claim; the first
+    /// answer wins: false when it already has one (or is gone).
+    async fn complete_idempotency(
+        &self,
+        subject: &str,
+        key: &IdempotencyKey,
+        created_at: Timestamp,
+        response: &SavedResponse,
+    ) -> Result<bool, StoreError>;
+    /// Deletes the records expired at `now`; returns how many.
+    async fn purge_idempotency(&self, now: Timestamp) -> Result<u64, StoreError>;
+}
+
 /// Everything the service stores; implemented for SQLite and PostgreSQL by crates/storage.
 #[async_trait]
-pub trait Store: TenantStore + UserStore + AuditStore + MaintenanceStore {
+pub trait Store:
+    TenantStore + UserStore + AuditStore + MaintenanceStore + IdempotencyStore
+{
     /// Whether the database is reachable and migrated.
     async fn ready(&self) -> Result<(), StoreError>;
 }

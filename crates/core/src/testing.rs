@@ -12,13 +12,16 @@ use async_trait::async_trait;
 use chrono::TimeZone as _;
 
 use crate::error::{StoreError, UpstreamError};
+use crate::idempotency::{
+    IdempotencyBinding, IdempotencyClaim, IdempotencyKey, IdempotencyRecord, SavedResponse,
+};
 use crate::ids::{AppId, ExternalId, ProfileName, TenantId};
 use crate::model::{
     AuditEvent, Lease, ScopeProfile, Tenant, Timestamp, UpstreamAccount, User, UserStatus,
 };
 use crate::ports::{
-    AuditStore, Clock, MaintenanceStore, NewApp, NewKey, Store, TenantDeletion, TenantStore,
-    Upstream, UpstreamApp, UpstreamKey, UserStore,
+    AuditStore, Clock, IdempotencyStore, MaintenanceStore, NewApp, NewKey, Store, TenantDeletion,
+    TenantStore, Upstream, UpstreamApp, UpstreamKey, UserStore,
 };
 use crate::secret::{AesGcmSealer, KeySecret, MasterKey, Sealer};
 use crate::service::{Provisioner, ServiceConfig};
@@ -66,6 +69,26 @@ struct MemState {
     users: BTreeMap<(TenantId, ExternalId), User>,
     audit: Vec<AuditEvent>,
     maintenance: BTreeMap<String, Timestamp>,
+    idempotency: BTreeMap<(String, String), IdempotencyRecord>,
+}
+
+impl MemState {
+    /// The unanswered record `claim` names, if `claim.owner` holds its claim.
+    fn claimed(&mut self, claim: &IdempotencyClaim) -> Option<&mut IdempotencyRecord> {
+        self.idempotency
+            .get_mut(&(claim.subject.clone(), claim.key.as_str().to_owned()))
+            .filter(|r| {
+                r.response.is_none() && r.claim.as_ref().is_some_and(|c| c.owner == claim.owner)
+            })
+    }
+}
+
+fn binding_of(user: &User) -> IdempotencyBinding {
+    IdempotencyBinding {
+        tenant_id: user.tenant_id.clone(),
+        external_id: user.external_id.clone(),
+        generation: user.generation,
+    }
 }
 
 /// An in-memory [`Store`].
@@ -535,6 +558,169 @@ impl MaintenanceStore for MemStore {
             .entry(name.to_owned())
             .or_insert(at);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for MemStore {
+    async fn get_idempotency(
+        &self,
+        subject: &str,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        Ok(lock(&self.state)
+            .idempotency
+            .get(&(subject.to_owned(), key.as_str().to_owned()))
+            .cloned())
+    }
+    async fn put_idempotency(
+        &self,
+        record: &IdempotencyRecord,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut st = lock(&self.state);
+        let k = (record.subject.clone(), record.key.as_str().to_owned());
+        if st.idempotency.get(&k).is_some_and(|r| r.expires_at > now) {
+            return Ok(false);
+        }
+        st.idempotency.insert(k, record.clone());
+        Ok(true)
+    }
+    async fn claim_idempotency(
+        &self,
+        subject: &str,
+        key: &IdempotencyKey,
+        claim: &Lease,
+        now: Timestamp,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let mut st = lock(&self.state);
+        let Some(r) = st
+            .idempotency
+            .get_mut(&(subject.to_owned(), key.as_str().to_owned()))
+        else {
+            return Ok(None);
+        };
+        let free = r
+            .claim
+            .as_ref()
+            .is_none_or(|c| c.expires_at < now || c.owner == claim.owner);
+        if r.response.is_some() || !free {
+            return Ok(None);
+        }
+        r.claim = Some(claim.clone());
+        Ok(Some(r.clone()))
+    }
+    async fn release_idempotency(&self, claim: &IdempotencyClaim) -> Result<(), StoreError> {
+        let mut st = lock(&self.state);
+        if let Some(r) = st.claimed(claim) {
+            r.claim = None;
+        }
+        Ok(())
+    }
+    async fn bind_idempotency(
+        &self,
+        claim: &IdempotencyClaim,
+        binding: &IdempotencyBinding,
+    ) -> Result<bool, StoreError> {
+        let mut st = lock(&self.state);
+        Ok(match st.claimed(claim) {
+            Some(r) => {
+                r.binding = Some(binding.clone());
+                true
+            }
+            None => false,
+        })
+    }
+    async fn insert_user_bound(
+        &self,
+        user: &User,
+        audit: Option<&AuditEvent>,
+        claim: &IdempotencyClaim,
+    ) -> Result<(), StoreError> {
+        let mut st = lock(&self.state);
+        if st.claimed(claim).is_none() {
+            return Err(StoreError::Stale);
+        }
+        let k = (user.tenant_id.clone(), user.external_id.clone());
+        if st.users.contains_key(&k) {
+            return Err(StoreError::AlreadyExists);
+        }
+        if st
+            .users
+            .values()
+            .any(|u| u.tenant_id == user.tenant_id && u.app_id == user.app_id)
+        {
+            return Err(StoreError::AppIdTaken);
+        }
+        self.write_audit(&mut st, audit)?;
+        st.users.insert(k, user.clone());
+        if let Some(r) = st.claimed(claim) {
+            r.binding = Some(binding_of(user));
+        }
+        Ok(())
+    }
+    async fn update_user_bound(
+        &self,
+        user: &User,
+        owner: &str,
+        audit: Option<&AuditEvent>,
+        claim: &IdempotencyClaim,
+    ) -> Result<(), StoreError> {
+        let mut st = lock(&self.state);
+        let k = (user.tenant_id.clone(), user.external_id.clone());
+        let held = st
+            .users
+            .get(&k)
+            .and_then(|u| u.lease.as_ref())
+            .is_some_and(|l| l.owner == owner);
+        if !held || st.claimed(claim).is_none() {
+            return Err(StoreError::Stale);
+        }
+        self.write_audit(&mut st, audit)?;
+        let version = st.users.get(&k).map_or(0, |u| u.version) + 1;
+        let mut row = user.clone();
+        row.version = version;
+        st.users.insert(k, row);
+        if let Some(r) = st.claimed(claim) {
+            r.binding = Some(binding_of(user));
+        }
+        Ok(())
+    }
+    async fn complete_idempotency(
+        &self,
+        subject: &str,
+        key: &IdempotencyKey,
+        created_at: Timestamp,
+        response: &SavedResponse,
+    ) -> Result<bool, StoreError> {
+        let mut st = lock(&self.state);
+        Ok(
+            match st
+                .idempotency
+                .get_mut(&(subject.to_owned(), key.as_str().to_owned()))
+                .filter(|r| r.created_at == created_at && r.response.is_none())
+            {
+                Some(r) => {
+                    r.response = Some(response.clone());
+                    r.claim = None;
+                    true
+                }
+                None => false,
+            },
+        )
+    }
+    async fn purge_idempotency(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let mut st = lock(&self.state);
+        let before = st.idempotency.len();
+        st.idempotency.retain(|_, r| r.expires_at > now);
+        Ok((before - st.idempotency.len()) as u64)
+    }
+}
+
+impl MemStore {
+    /// Every idempotency record (for tests).
+    pub fn idempotency_records(&self) -> Vec<IdempotencyRecord> {
+        lock(&self.state).idempotency.values().cloned().collect()
     }
 }
 

@@ -7,9 +7,12 @@ use provisioner_core::model::{AuditEvent, Timestamp};
 use provisioner_core::ports::AuditStore;
 use sqlx::{Any, AnyConnection};
 
-use crate::error::{backend, ctx};
+use crate::SqlStore;
+use crate::error::{backend, ctx, retrying};
 use crate::rows::{AuditRow, ms};
-use crate::{Backend, SqlStore};
+
+/// The advisory lock key that orders audit writers on PostgreSQL ("provaudt").
+const AUDIT_ORDER_LOCK: i64 = 0x7072_6f76_6175_6474;
 
 const INSERT_AUDIT: &str = "INSERT INTO audit_events \
      (id, at, actor, tenant_id, action, target, outcome, request_id) \
@@ -34,10 +37,33 @@ pub(crate) async fn insert_audit(
     conn: &mut AnyConnection,
     event: &AuditEvent,
 ) -> Result<(), StoreError> {
-    insert_query(event)
-        .execute(conn)
-        .await
-        .map_err(backend("writing the audit event"))?;
+    insert_ordered(conn, event, backend("writing the audit event")).await
+}
+
+/// [`insert_audit`] for an event written on its own: a duplicate id is reported as existing.
+async fn insert_audit_checked(
+    conn: &mut AnyConnection,
+    event: &AuditEvent,
+) -> Result<(), StoreError> {
+    insert_ordered(conn, event, ctx("appending an audit event")).await
+}
+
+async fn insert_ordered(
+    conn: &mut AnyConnection,
+    event: &AuditEvent,
+    map_err: impl FnOnce(sqlx::Error) -> StoreError,
+) -> Result<(), StoreError> {
+    // PostgreSQL: audit writers commit one at a time, so `seq` is commit order (SQLite has one
+    // writer anyway). Held from here to the commit; the audit insert is always a
+    // transaction's last statement, so no other lock is taken while it is held.
+    if conn.backend_name() == "PostgreSQL" {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(AUDIT_ORDER_LOCK)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend("ordering the audit event"))?;
+    }
+    insert_query(event).execute(conn).await.map_err(map_err)?;
     Ok(())
 }
 
@@ -56,11 +82,14 @@ pub(crate) async fn insert_audit_opt(
 impl AuditStore for SqlStore {
     #[tracing::instrument(level = "debug", skip_all, fields(audit.action = %event.action))]
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        insert_query(event)
-            .execute(self.pool())
-            .await
-            .map_err(ctx("appending an audit event"))?;
-        Ok(())
+        retrying(|| async move {
+            let mut tx = self.begin_write().await?;
+            insert_audit_checked(&mut tx, event).await?;
+            tx.commit()
+                .await
+                .map_err(backend("committing an audit event"))
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -71,35 +100,22 @@ impl AuditStore for SqlStore {
         since: Option<Timestamp>,
         limit: u32,
     ) -> Result<Vec<(AuditEvent, String)>, StoreError> {
-        // The smallest timestamp means "since the beginning"; position (0, 0) "from the
-        // start". Both keep the queries static.
+        // The smallest timestamp means "since the beginning"; position 0 "from the start".
+        // Both keep the query static.
         let since = since.map_or(i64::MIN, ms);
-        let (after_tx, after_seq) = match after {
-            None => (0, 0),
-            Some(p) => parse_position(p, self.backend())?,
+        let after = match after {
+            None => 0,
+            Some(p) => p.parse::<i64>().map_err(|_| StoreError::BadCursor)?,
         };
         let all = tenant.is_none();
         let tenant = tenant.map_or(String::new(), |t| t.as_str().to_owned());
-        let rows = match self.backend() {
-            // Only transactions older than every one still running: their events are all
-            // committed (or rolled back), and any event committed later has a larger txid.
-            Backend::Postgres => sqlx::query_as::<_, AuditRow>(
-                "SELECT * FROM audit_events \
-                 WHERE ($1 OR tenant_id = $2) AND (txid, seq) > ($3, $4) AND at >= $5 \
-                   AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
-                 ORDER BY txid, seq LIMIT $6",
-            ),
-            // One writer at a time: insertion order is commit order.
-            Backend::Sqlite => sqlx::query_as::<_, AuditRow>(
-                "SELECT * FROM audit_events \
-                 WHERE ($1 OR tenant_id = $2) AND $3 = $3 AND seq > $4 AND at >= $5 \
-                 ORDER BY seq LIMIT $6",
-            ),
-        }
+        let rows = sqlx::query_as::<_, AuditRow>(
+            "SELECT * FROM audit_events WHERE ($1 OR tenant_id = $2) AND seq > $3 AND at >= $4 \
+             ORDER BY seq LIMIT $5",
+        )
         .bind(all)
         .bind(tenant)
-        .bind(after_tx)
-        .bind(after_seq)
+        .bind(after)
         .bind(since)
         .bind(i64::from(limit))
         .fetch_all(self.pool())
@@ -107,19 +123,9 @@ impl AuditStore for SqlStore {
         .map_err(ctx("listing audit events"))?;
         rows.into_iter()
             .map(|r| {
-                let position = r.position();
+                let position = r.seq.to_string();
                 AuditEvent::try_from(r).map(|e| (e, position))
             })
             .collect()
-    }
-}
-
-/// Reads a position handed out by [`AuditRow::position`] on this backend.
-fn parse_position(p: &str, backend: Backend) -> Result<(i64, i64), StoreError> {
-    let number = |s: &str| s.parse::<i64>().map_err(|_| StoreError::BadCursor);
-    match (backend, p.split_once('.')) {
-        (Backend::Postgres, Some((tx, seq))) => Ok((number(tx)?, number(seq)?)),
-        (Backend::Sqlite, None) => Ok((0, number(p)?)),
-        _ => Err(StoreError::BadCursor),
     }
 }

@@ -14,6 +14,7 @@
 
 mod audit;
 mod error;
+mod idempotency;
 mod maintenance;
 mod rows;
 mod store;

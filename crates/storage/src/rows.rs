@@ -312,22 +312,8 @@ pub(crate) struct AuditRow {
     pub target: String,
     pub outcome: String,
     pub request_id: Option<String>,
-    /// Insertion sequence (commit order on SQLite; within a transaction on PostgreSQL).
+    /// Commit order (see migrations `*_audit_commit_order.sql`).
     pub seq: i64,
-    /// PostgreSQL only: the writing transaction's id.
-    #[sqlx(default)]
-    pub txid: Option<i64>,
-}
-
-impl AuditRow {
-    /// The row's position in commit order, as handed out in cursors: `txid.seq` on
-    /// PostgreSQL, `seq` on SQLite.
-    pub(crate) fn position(&self) -> String {
-        match self.txid {
-            Some(txid) => format!("{txid}.{}", self.seq),
-            None => self.seq.to_string(),
-        }
-    }
 }
 
 impl TryFrom<AuditRow> for AuditEvent {

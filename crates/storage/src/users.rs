@@ -14,11 +14,11 @@ use crate::audit::insert_audit_opt;
 use crate::error::{backend, ctx, retrying};
 use crate::rows::{UserRow, ms};
 
-type AnyQuery = Query<'static, Any, AnyArguments>;
+pub(crate) type AnyQuery = Query<'static, Any, AnyArguments>;
 
 /// Binds, in this order, the 24 columns shared by the insert and the update:
 /// tenant_id, external_id, then the mutable fields up to secret_pending.
-fn bind_user(q: AnyQuery, r: UserRow) -> AnyQuery {
+pub(crate) fn bind_user(q: AnyQuery, r: UserRow) -> AnyQuery {
     q.bind(r.tenant_id)
         .bind(r.external_id)
         .bind(r.app_id)
@@ -45,7 +45,7 @@ fn bind_user(q: AnyQuery, r: UserRow) -> AnyQuery {
         .bind(r.secret_pending)
 }
 
-const INSERT_USER: &str = "INSERT INTO users (tenant_id, external_id, app_id, status, step, \
+pub(crate) const INSERT_USER: &str = "INSERT INTO users (tenant_id, external_id, app_id, status, step, \
      generation, scopes, key_sealed, key_fingerprint, key_scopes, key_generation, key_created_at, \
      retired_key_sealed, retired_key_fingerprint, retired_key_delete_after, display_name, metadata, \
      lease_owner, lease_expires_at, last_error, attempts, next_attempt_at, rotation_grace_secs, \
@@ -55,7 +55,7 @@ const INSERT_USER: &str = "INSERT INTO users (tenant_id, external_id, app_id, st
 
 /// Every mutable column (all but tenant_id, external_id and created_at), conditioned on the
 /// lease owner ($26); bumps the version.
-const UPDATE_USER: &str = "UPDATE users SET app_id = $3, status = $4, step = $5, generation = $6, \
+pub(crate) const UPDATE_USER: &str = "UPDATE users SET app_id = $3, status = $4, step = $5, generation = $6, \
      scopes = $7, key_sealed = $8, key_fingerprint = $9, key_scopes = $10, key_generation = $11, \
      key_created_at = $12, retired_key_sealed = $13, retired_key_fingerprint = $14, \
      retired_key_delete_after = $15, display_name = $16, metadata = $17, lease_owner = $18, \

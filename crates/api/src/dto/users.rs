@@ -61,7 +61,7 @@ impl From<UserStatusDto> for UserStatus {
 /// `PUT /v1/tenants/{tenant_id}/users/{external_id}` body; every field is optional and an
 /// empty body means the tenant's default profile. `scope_profile` and `scopes` together are
 /// 400 `invalid_request`.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPutIn {
     /// A scope profile of the tenant.
@@ -103,7 +103,7 @@ impl TryFrom<UserPutIn> for ProvisionRequest {
 }
 
 /// `POST .../rotate-key` body (optional; empty means `grace_seconds: 0`).
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateIn {
     /// Seconds the old key keeps working, 0-86400 (default 0: deleted at once).

@@ -1,9 +1,11 @@
 //! `/v1/tenants`: create, list, read, patch, delete, replace the upstream credential.
 
+use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use provisioner_core::secret::Pat;
-use provisioner_core::service::{NewTenant, TenantPatch};
+use provisioner_core::service::{IdempotentOperation, NewTenant, TenantPatch};
+use serde_json::json;
 
 use crate::ApiState;
 use crate::auth::{Admin, Global, Read, TenantAccess};
@@ -11,19 +13,21 @@ use crate::body::JsonBody;
 use crate::dto::{
     CredentialIn, ListQuery, TenantIdParam, TenantIn, TenantOut, TenantPage, TenantPatchIn,
 };
+use crate::idempotency::{Answer, keyed_request, read_key, run_keyed};
 use crate::openapi::responses::*;
 use crate::problem::ApiError;
 
 /// Creates a tenant after verifying its PAT upstream.
 #[utoipa::path(
     post, path = "/v1/tenants", tag = "tenants", request_body = TenantIn,
+    params(crate::routes::users::IdempotencyKeyHeader),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = TenantOut,
             headers(("location" = String, description = "URL of the new tenant"))),
         (status = 400, response = BadRequest), (status = 401, response = Unauthenticated),
         (status = 403, response = Forbidden), (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge), (status = 422, response = ValidationFailed),
+        (status = 413, response = PayloadTooLarge), (status = 422, response = ValidationFailedOrKeyReused),
         (status = 429, response = RateLimited), (status = 502, response = UpstreamRejected),
         (status = 503, response = UpstreamUnavailable),
     )
@@ -32,9 +36,52 @@ use crate::problem::ApiError;
 pub async fn create_tenant(
     state: web::Data<ApiState>,
     auth: Global<Admin>,
+    http: HttpRequest,
     JsonBody(body): JsonBody<TenantIn>,
 ) -> Result<HttpResponse, ApiError> {
+    let keyed = match read_key(&http)? {
+        None => None,
+        Some(k) => {
+            // The canonical body holds the PAT's SHA-256, never the PAT.
+            let canonical = json!({
+                "id": body.id, "display_name": body.display_name,
+                "base_url": body.upstream.base_url, "user_id": body.upstream.user_id,
+                "pat_sha256": provisioner_core::secret::fingerprint(&body.upstream.pat),
+                "app_defaults": body.app_defaults, "upstream_rate_limit": body.upstream_rate_limit,
+                "allowed_scopes": body.allowed_scopes,
+                "default_scope_profile": body.default_scope_profile,
+                "scope_profiles": body.scope_profiles,
+            });
+            let target = format!("tenants/{}", body.id);
+            Some(keyed_request(
+                k,
+                IdempotentOperation::CreateTenant,
+                None,
+                target,
+                &canonical,
+            )?)
+        }
+    };
     let new = NewTenant::try_from(body)?;
+    if let Some(keyed) = keyed {
+        let actor = auth.caller.actor();
+        let (svc, a) = (&state.service, &actor);
+        return run_keyed(
+            svc,
+            a,
+            keyed,
+            move |_ticket| async move { svc.create_tenant(a, new).await },
+            |view| {
+                let out = TenantOut::from(view);
+                let location = format!("/v1/tenants/{}", out.id);
+                let mut answer = Answer::json(StatusCode::CREATED, &out)?;
+                answer.location = Some(location);
+                Ok(answer)
+            },
+            |b| b["id"].as_str().map(|id| format!("/v1/tenants/{id}")),
+        )
+        .await;
+    }
     let view = state
         .service
         .create_tenant(&auth.caller.actor(), new)

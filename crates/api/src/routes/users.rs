@@ -3,11 +3,13 @@
 //! The `{external_id}` segment is percent-decoded (UTF-8); an id containing `/` must send it
 //! as `%2F` (actix keeps `%2F` inside one segment while routing and decodes it afterwards).
 
+use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use provisioner_core::ids::{ExternalId, TenantId, UpstreamUserId};
-use provisioner_core::service::ProvisionRequest;
+use provisioner_core::service::{IdempotentOperation, ProvisionRequest, Provisioned};
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::ApiState;
 use crate::auth::{Read, Secrets, TenantAccess, Write};
@@ -16,6 +18,7 @@ use crate::dto::{
     ExternalIdParam, RevealOut, RotateIn, TenantIdParam, UserListQuery, UserOut, UserPage,
     UserPutIn,
 };
+use crate::idempotency::{Answer, keyed_request, read_key, run_keyed};
 use crate::openapi::responses::*;
 use crate::problem::ApiError;
 
@@ -48,11 +51,56 @@ fn encode_segment(s: &str) -> String {
         .collect()
 }
 
+/// The URL of a user.
+fn user_location(tenant_id: &str, external_id: &str) -> String {
+    format!(
+        "/v1/tenants/{tenant_id}/users/{}",
+        encode_segment(external_id)
+    )
+}
+
+/// A replayed 201's `Location`, from its body.
+fn location_of(body: &Value) -> Option<String> {
+    Some(user_location(
+        body["tenant_id"].as_str()?,
+        body["external_id"].as_str()?,
+    ))
+}
+
+/// The keyed answer of a provisioning or rotation (`ok`: the status when nothing was created).
+fn user_answer(
+    out: Provisioned,
+    owner: &UpstreamUserId,
+    ok: StatusCode,
+) -> Result<Answer, ApiError> {
+    let status = if out.created { StatusCode::CREATED } else { ok };
+    let secret = out.secret;
+    let user = UserOut::new(out.user, owner, None);
+    let location =
+        (status == StatusCode::CREATED).then(|| user_location(&user.tenant_id, &user.external_id));
+    let mut answer = Answer::json(status, &user)?;
+    answer.secret = secret;
+    answer.location = location;
+    Ok(answer)
+}
+
+/// The `Idempotency-Key` header, documented on the routes that accept it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IdempotencyKeyHeader {
+    /// 1-255 printable ASCII characters. A repeat by the same caller within 24 h replays the
+    /// answer (2xx/4xx, a secret included), or resumes the operation the key started and
+    /// answers with its outcome; another request with the key is 422 `idempotency_key_reused`.
+    #[param(rename = "Idempotency-Key")]
+    idempotency_key: Option<String>,
+}
+
 /// Provisions an end user, idempotently: 201 with `secret` when created, 200 without when it
 /// exists with the same scopes, 409 when it exists with other scopes.
 #[utoipa::path(
     put, path = "/v1/tenants/{tenant_id}/users/{external_id}", tag = "users", request_body(content = Option<UserPutIn>, description = "Optional; empty means the default profile"),
-    params(TenantIdParam, ExternalIdParam),
+    params(TenantIdParam, ExternalIdParam, IdempotencyKeyHeader),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Provisioned now; `secret` is shown this once", body = UserOut,
@@ -61,7 +109,8 @@ fn encode_segment(s: &str) -> String {
         (status = 400, response = BadRequest), (status = 401, response = Unauthenticated),
         (status = 403, response = Forbidden), (status = 404, response = NotFound),
         (status = 409, response = Conflict), (status = 413, response = PayloadTooLarge),
-        (status = 422, response = ValidationFailed), (status = 429, response = RateLimited),
+        (status = 422, response = ValidationFailedOrKeyReused),
+        (status = 429, response = RateLimited),
         (status = 502, response = UpstreamRejected), (status = 503, response = UpstreamUnavailable),
     )
 )]
@@ -70,11 +119,36 @@ pub async fn put_user(
     state: web::Data<ApiState>,
     auth: TenantAccess<Write>,
     path: web::Path<UserPath>,
+    http: HttpRequest,
     OptionalJsonBody(body): OptionalJsonBody<UserPutIn>,
 ) -> Result<HttpResponse, ApiError> {
     let external_id = path.parse()?;
+    let keyed = read_key(&http)?
+        .map(|k| {
+            keyed_request(
+                k,
+                IdempotentOperation::Provision,
+                Some(&auth.tenant),
+                format!("{}/users/{}", auth.tenant, external_id),
+                &body,
+            )
+        })
+        .transpose()?;
     let request = ProvisionRequest::try_from(body)?;
     let owner = app_user_id(&state, &auth.tenant).await?;
+    if let Some(keyed) = keyed {
+        let actor = auth.caller.actor();
+        let (svc, a, tenant, xid) = (&state.service, &actor, &auth.tenant, &external_id);
+        return run_keyed(
+            svc,
+            a,
+            keyed,
+            move |t| async move { svc.provision_keyed(a, tenant, xid, request, &t).await },
+            |out| user_answer(out, &owner, StatusCode::OK),
+            location_of,
+        )
+        .await;
+    }
     let out = state
         .service
         .provision(&auth.caller.actor(), &auth.tenant, &external_id, request)
@@ -160,14 +234,15 @@ pub async fn list_users(
 #[utoipa::path(
     post, path = "/v1/tenants/{tenant_id}/users/{external_id}/rotate-key", tag = "users",
     request_body(content = Option<RotateIn>, description = "Optional; empty means grace_seconds 0"),
-    params(TenantIdParam, ExternalIdParam),
+    params(TenantIdParam, ExternalIdParam, IdempotencyKeyHeader),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Rotated; `secret` is the new key, shown this once", body = UserOut),
         (status = 400, response = BadRequest), (status = 401, response = Unauthenticated),
         (status = 403, response = Forbidden), (status = 404, response = NotFound),
         (status = 409, response = Conflict), (status = 413, response = PayloadTooLarge),
-        (status = 422, response = ValidationFailed), (status = 429, response = RateLimited),
+        (status = 422, response = ValidationFailedOrKeyReused),
+        (status = 429, response = RateLimited),
         (status = 502, response = UpstreamRejected), (status = 503, response = UpstreamUnavailable),
     )
 )]
@@ -176,10 +251,44 @@ pub async fn rotate_key(
     state: web::Data<ApiState>,
     auth: TenantAccess<Write>,
     path: web::Path<UserPath>,
+    http: HttpRequest,
     OptionalJsonBody(body): OptionalJsonBody<RotateIn>,
 ) -> Result<HttpResponse, ApiError> {
     let external_id = path.parse()?;
+    let keyed = read_key(&http)?
+        .map(|k| {
+            keyed_request(
+                k,
+                IdempotentOperation::RotateKey,
+                Some(&auth.tenant),
+                format!("{}/users/{}", auth.tenant, external_id),
+                &body,
+            )
+        })
+        .transpose()?;
     let owner = app_user_id(&state, &auth.tenant).await?;
+    if let Some(keyed) = keyed {
+        let actor = auth.caller.actor();
+        let (svc, a, tenant, xid) = (&state.service, &actor, &auth.tenant, &external_id);
+        let (grace, revoke) = (body.grace_seconds, body.revoke_previous);
+        return run_keyed(
+            svc,
+            a,
+            keyed,
+            move |t| async move {
+                svc.rotate_key_keyed(a, tenant, xid, grace, revoke, &t)
+                    .await
+                    .map(|mut p| {
+                        // A rotation answers 200 whether it ran now or is resumed.
+                        p.created = false;
+                        p
+                    })
+            },
+            |out| user_answer(out, &owner, StatusCode::OK),
+            location_of,
+        )
+        .await;
+    }
     let out = state
         .service
         .rotate_key(

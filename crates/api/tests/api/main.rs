@@ -2,6 +2,7 @@
 
 mod auth;
 mod helpers;
+mod idempotency;
 mod isolation;
 mod openapi;
 mod problems;

@@ -4,6 +4,7 @@
 //! machine (intent first, each upstream step safe to repeat, leases) lives in [`steps`].
 
 mod fence;
+mod idempotency;
 mod reconcile;
 mod recovery;
 mod reseal;
@@ -22,6 +23,9 @@ use crate::model::{Actor, AuditEvent, Tenant, UpstreamAccount};
 use crate::ports::{Clock, Store, Upstream};
 use crate::secret::{Pat, Sealer};
 
+pub use idempotency::{
+    IdempotencyStart, IdempotencyTicket, IdempotentOperation, IdempotentRequest, ReplayedResponse,
+};
 pub use reconcile::{
     DriftCounts, OrphanApp, OrphanKey, ReconcileReport, ScopeDrift, UnmanagedApp, UserRef,
 };
@@ -277,6 +281,8 @@ pub(crate) fn check_text(field: &str, s: &str, max: usize) -> Result<(), DomainE
     Ok(())
 }
 
+#[cfg(test)]
+mod idempotency_tests;
 #[cfg(test)]
 mod interleavings_tests;
 #[cfg(test)]

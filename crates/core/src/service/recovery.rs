@@ -35,6 +35,7 @@ impl Provisioner {
     /// on; only a store that cannot even claim stops the pass.
     pub async fn run_recovery_pass(&self, limit: u32) -> Result<RecoveryReport, DomainError> {
         let actor = Actor::system("recovery");
+        self.purge_idempotency_records().await;
         let mut tenants: BTreeMap<TenantId, Option<Tenant>> = BTreeMap::new();
         let mut report = RecoveryReport::default();
         for _ in 0..limit {

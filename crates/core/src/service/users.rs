@@ -13,6 +13,7 @@ use crate::model::{
 use crate::scope::ScopeSet;
 use crate::secret::KeySecret;
 
+use super::idempotency::IdempotencyTicket;
 use super::steps::{Fail, Run, lease_lost, user_target};
 use super::tenants::check_scopes;
 use super::{
@@ -65,6 +66,20 @@ impl Provisioner {
         external_id: &ExternalId,
         req: ProvisionRequest,
     ) -> Result<Provisioned, DomainError> {
+        self.provision_with(actor, tenant_id, external_id, req, None)
+            .await
+    }
+
+    /// [`Provisioner::provision`], binding an `Idempotency-Key` (`keyed`) to the operation it
+    /// starts or resumes (service::idempotency).
+    pub(super) async fn provision_with(
+        &self,
+        actor: &Actor,
+        tenant_id: &TenantId,
+        external_id: &ExternalId,
+        req: ProvisionRequest,
+        keyed: Option<&IdempotencyTicket>,
+    ) -> Result<Provisioned, DomainError> {
         let tenant = self.tenant(tenant_id).await?;
         if tenant.status == TenantStatus::Suspended {
             return Err(DomainError::Conflict(format!(
@@ -85,7 +100,7 @@ impl Provisioner {
                 user.app_id =
                     derive_app_id_n(&tenant.app_defaults.id_prefix, tenant_id, external_id, salt);
                 let intent = self.intent_event(actor, &user, "user.provision");
-                match self.store.insert_user(&user, Some(&intent)).await {
+                match self.insert_intent(&user, &intent, keyed).await {
                     Ok(()) => {
                         return self
                             .run_provisioning(actor, &tenant, user, owner, false, &scopes)
@@ -96,6 +111,7 @@ impl Provisioner {
                         salt = next_salt(salt)?;
                         continue;
                     }
+                    Err(StoreError::Stale) => return Err(lease_lost()),
                     Err(e) => return Err(e.into()),
                 }
             };
@@ -113,6 +129,9 @@ impl Provisioner {
                         )));
                     }
                     if needs_update(&user, &req) || user.secret_pending {
+                        if user.secret_pending {
+                            self.bind_resumed(keyed, &user).await?;
+                        }
                         let Some(u) = self.acquire(&user).await? else {
                             continue;
                         };
@@ -142,6 +161,7 @@ impl Provisioner {
                     self.drive(&mut run, u).await?;
                 }
                 UserStatus::Provisioning => {
+                    self.bind_resumed(keyed, &user).await?;
                     let Some(mut u) = self.acquire(&user).await? else {
                         continue;
                     };
@@ -181,7 +201,10 @@ impl Provisioner {
                     apply_fields(&mut u, &req);
                     let owner = lease_owner(&u);
                     let intent = self.intent_event(actor, &u, "user.provision");
-                    match self.try_save(&owner, &mut u, true, Some(&intent)).await {
+                    match self
+                        .try_save_intent(&owner, &mut u, Some(&intent), keyed)
+                        .await
+                    {
                         Ok(()) => {}
                         Err(StoreError::AppIdTaken) => {
                             // Another user holds the derived id: release the row unchanged and
@@ -280,6 +303,28 @@ impl Provisioner {
         grace_seconds: u32,
         revoke_previous: bool,
     ) -> Result<Provisioned, DomainError> {
+        self.rotate_key_with(
+            actor,
+            tenant_id,
+            external_id,
+            grace_seconds,
+            revoke_previous,
+            None,
+        )
+        .await
+    }
+
+    /// [`Provisioner::rotate_key`], binding an `Idempotency-Key` (`keyed`) to the rotation it
+    /// starts, in the intent's transaction (service::idempotency).
+    pub(super) async fn rotate_key_with(
+        &self,
+        actor: &Actor,
+        tenant_id: &TenantId,
+        external_id: &ExternalId,
+        grace_seconds: u32,
+        revoke_previous: bool,
+        keyed: Option<&IdempotencyTicket>,
+    ) -> Result<Provisioned, DomainError> {
         if grace_seconds > MAX_GRACE_SECONDS {
             return Err(DomainError::Validation(format!(
                 "grace_seconds must be 0-{MAX_GRACE_SECONDS}"
@@ -367,7 +412,7 @@ impl Provisioner {
             u.rotation_grace_secs = i64::from(grace_seconds);
             u.secret_pending = false;
             let intent = (!intent_written).then_some(&intent);
-            if let Err(e) = self.save(&run.owner, &mut u, true, intent).await {
+            if let Err(e) = self.save_intent(&run.owner, &mut u, intent, keyed).await {
                 self.abandon(&run.owner).await;
                 return Err(e);
             }
@@ -683,7 +728,7 @@ impl Provisioner {
         })
     }
 
-    async fn wait_for_release(
+    pub(super) async fn wait_for_release(
         &self,
         tenant_id: &TenantId,
         external_id: &ExternalId,
@@ -704,7 +749,7 @@ impl Provisioner {
     }
 }
 
-fn lease_owner(user: &User) -> String {
+pub(super) fn lease_owner(user: &User) -> String {
     user.lease
         .as_ref()
         .map(|l| l.owner.clone())
@@ -712,12 +757,12 @@ fn lease_owner(user: &User) -> String {
 }
 
 /// Whether someone holds the row's lease, as seen at `horizon` (now minus the skew allowed).
-fn lease_live(user: &User, horizon: Timestamp) -> bool {
+pub(super) fn lease_live(user: &User, horizon: Timestamp) -> bool {
     user.lease.as_ref().is_some_and(|l| l.expires_at >= horizon)
 }
 
 /// Every wait loop has an end: a request that cannot settle in `lease_wait` answers 503.
-fn check_deadline(deadline: Instant) -> Result<(), DomainError> {
+pub(super) fn check_deadline(deadline: Instant) -> Result<(), DomainError> {
     if Instant::now() >= deadline {
         return Err(DomainError::UpstreamUnavailable(
             "another request for this user is still in progress; retry".into(),

@@ -14,6 +14,9 @@ use async_trait::async_trait;
 
 use super::{Commit, Ctx, current_op, lock};
 use crate::error::StoreError;
+use crate::idempotency::{
+    IdempotencyBinding, IdempotencyClaim, IdempotencyKey, IdempotencyRecord, SavedResponse,
+};
 use crate::ids::{ExternalId, ProfileName, TenantId};
 use crate::model::{AuditEvent, Lease, ScopeProfile, Tenant, Timestamp, User, UserStatus};
 use crate::ports::{AuditStore, Store, TenantDeletion, TenantStore, UserStore};
@@ -416,6 +419,84 @@ impl crate::ports::MaintenanceStore for SimStore {
     }
     async fn record_maintenance(&self, name: &str, at: Timestamp) -> Result<(), StoreError> {
         self.inner.record_maintenance(name, at).await
+    }
+}
+
+/// Idempotency records are not simulated (no operation sends a key): plain delegation, with
+/// the user writes going through the same fault injection as the unbound ones.
+#[async_trait]
+impl crate::ports::IdempotencyStore for SimStore {
+    async fn get_idempotency(
+        &self,
+        subject: &str,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.inner.get_idempotency(subject, key).await
+    }
+    async fn put_idempotency(
+        &self,
+        record: &IdempotencyRecord,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner.put_idempotency(record, now).await
+    }
+    async fn claim_idempotency(
+        &self,
+        subject: &str,
+        key: &IdempotencyKey,
+        claim: &Lease,
+        now: Timestamp,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.inner.claim_idempotency(subject, key, claim, now).await
+    }
+    async fn release_idempotency(&self, claim: &IdempotencyClaim) -> Result<(), StoreError> {
+        self.inner.release_idempotency(claim).await
+    }
+    async fn bind_idempotency(
+        &self,
+        claim: &IdempotencyClaim,
+        binding: &IdempotencyBinding,
+    ) -> Result<bool, StoreError> {
+        self.inner.bind_idempotency(claim, binding).await
+    }
+    async fn insert_user_bound(
+        &self,
+        user: &User,
+        audit: Option<&AuditEvent>,
+        claim: &IdempotencyClaim,
+    ) -> Result<(), StoreError> {
+        self.write(
+            format!("insert (bound) {}", describe(&self.ctx, user)),
+            self.inner.insert_user_bound(user, audit, claim),
+        )
+        .await
+    }
+    async fn update_user_bound(
+        &self,
+        user: &User,
+        owner: &str,
+        audit: Option<&AuditEvent>,
+        claim: &IdempotencyClaim,
+    ) -> Result<(), StoreError> {
+        self.write(
+            format!("update (bound) {}", describe(&self.ctx, user)),
+            self.inner.update_user_bound(user, owner, audit, claim),
+        )
+        .await
+    }
+    async fn complete_idempotency(
+        &self,
+        subject: &str,
+        key: &IdempotencyKey,
+        created_at: Timestamp,
+        response: &SavedResponse,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .complete_idempotency(subject, key, created_at, response)
+            .await
+    }
+    async fn purge_idempotency(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.inner.purge_idempotency(now).await
     }
 }
 

@@ -171,51 +171,42 @@ pub async fn list_audit_filters_by_tenant_cursor_and_time(store: &SqlStore) {
 }
 
 pub async fn an_event_committed_late_is_never_skipped_by_a_cursor(store: &SqlStore) {
-    // Arrange: event A's transaction starts first and commits last (a user write holding the
-    // transaction open while B is appended and a reader pages past B).
+    // Arrange: event A's transaction starts first and stays open (a user write in flight)
+    // while B is appended and a reader pages; A's id (and time) come first.
     with_tenants(store, &["acme"]).await;
     let a = event(Some("acme"), "user.provision", "users/a");
     let b = event(Some("acme"), "user.provision", "users/b");
-    assert!(a.id < b.id, "A's id (and time) comes first");
+    assert!(a.id < b.id);
     let late = store.begin_audit_for_test(&a).await.expect("open A");
-    // SQLite has one writer: A's open transaction blocks B until it commits; the ordering
-    // problem exists only where writers run concurrently.
-    if store.backend() == provisioner_storage::Backend::Sqlite {
-        late.commit().await.expect("commit A");
-        store.append_audit(&b).await.expect("append B");
-        let all: Vec<AuditEvent> =
-            events(store.list_audit(None, None, None, 10).await.expect("all"))
-                .into_iter()
-                .filter(|e| e.action == "user.provision")
-                .collect();
-        assert_eq!(all, [a, b]);
-        return;
-    }
-    store.append_audit(&b).await.expect("append B");
-    // Act: a reader pages now (A not committed), then A commits, then the reader goes on.
+    // B's writer runs concurrently: audit writers commit one at a time, so it waits for A.
+    let b_writer = {
+        let (store, b) = (store.clone(), b.clone());
+        tokio::spawn(async move { store.append_audit(&b).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Act: a reader pages while A is open, then A commits, B follows, and the reader goes on.
     let first = store
         .list_audit(None, None, None, 10)
         .await
         .expect("page 1");
     let cursor = first.last().map(|(_, p)| p.clone());
     late.commit().await.expect("commit A");
+    b_writer.await.expect("task").expect("append B");
     let rest = store
         .list_audit(None, cursor.as_deref(), None, 10)
         .await
         .expect("page 2");
-    // Assert: between the two pages, the reader saw A and B, each once.
-    let mut seen = events(first);
-    seen.extend(events(rest));
-    let mut ids: Vec<&str> = seen
-        .iter()
+    // Assert: between the two pages, the reader saw A and B once each, in commit order.
+    let seen: Vec<String> = events(first)
+        .into_iter()
+        .chain(events(rest))
         .filter(|e| e.action == "user.provision")
-        .map(|e| e.id.as_str())
+        .map(|e| e.id)
         .collect();
-    ids.sort();
     assert_eq!(
-        ids,
-        [a.id.as_str(), b.id.as_str()],
-        "nothing skipped, nothing twice"
+        seen,
+        [a.id, b.id],
+        "nothing skipped, nothing twice, commit order"
     );
 }
 

@@ -4,6 +4,7 @@
 
 mod audit;
 mod fixtures;
+mod idempotency;
 mod leases;
 mod sqlite_only;
 mod tenants;
@@ -65,4 +66,7 @@ contract!(
     audit::list_audit_filters_by_tenant_cursor_and_time,
     audit::an_event_committed_late_is_never_skipped_by_a_cursor,
     audit::ready_and_migrations_are_idempotent,
+    idempotency::idempotency_records_round_trip_and_only_expired_ones_are_replaced,
+    idempotency::an_idempotency_claim_is_taken_only_when_free_or_expired,
+    idempotency::a_bound_user_write_commits_with_its_record_or_not_at_all,
 );
