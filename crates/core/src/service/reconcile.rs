@@ -554,7 +554,10 @@ impl Provisioner {
                 Ok(Ok(keys)) => Ok(assess(&u, Some(keys))),
                 Ok(Err(UpstreamError::NotFound)) => Ok(assess(&u, None)),
                 Ok(Err(e)) => Err(format!("listing the app's keys again: {e}")),
-                Err(_) => return Err(lease_lost()),
+                Err(_) => {
+                    self.abandon(&run.owner).await;
+                    return Err(lease_lost());
+                }
             }
         } else {
             Err("changed while reconciling; not repaired, run reconcile again".to_owned())
@@ -588,7 +591,10 @@ impl Provisioner {
             {
                 Ok(Ok(()) | Err(UpstreamError::NotFound)) => Ok(()),
                 Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => return Err(lease_lost()),
+                Err(_) => {
+                    self.abandon(&run.owner).await;
+                    return Err(lease_lost());
+                }
             };
             let key_target = format!("apps/{}/keys/{}", u.app_id, key.short);
             if let Err(e) = self
@@ -635,6 +641,7 @@ impl Provisioner {
                 if let Some(old) = u.retired_key.clone() {
                     if let Err(m) = self.delete_retired(&run, &u, &old).await {
                         if matches!(m, super::steps::Fail::LeaseLost) {
+                            self.abandon(&run.owner).await;
                             return Err(lease_lost());
                         }
                         let released = self.save(&run.owner, &mut u, false, None).await;

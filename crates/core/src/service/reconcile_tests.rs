@@ -859,6 +859,11 @@ async fn failed_with_leaked_app(t: &TestService, external_id: &str) -> AppId {
         .provision(&actor(), &acme(), &ext(external_id), default_put())
         .await
         .unwrap_err();
+    // Its late-app sweep (an app create may land after the undo) runs first.
+    let u = user(t, &acme(), external_id).await;
+    assert_eq!((u.status, u.step), (UserStatus::Failed, Step::SweepApp));
+    t.clock.advance(chrono::Duration::seconds(600));
+    t.service.run_recovery_pass(100).await.unwrap();
     let u = user(t, &acme(), external_id).await;
     assert_eq!((u.status, u.step), (UserStatus::Failed, Step::Idle));
     t.upstream

@@ -186,6 +186,17 @@ impl Provisioner {
                 )
                 .await;
         }
+        // A create that timed out (or was cut off) may still be processed upstream after the
+        // look-up that settled the key: look again once it must have landed. Recorded before
+        // anything else is written, so no later failure can lose it.
+        if sweep_later && user.status == UserStatus::Active {
+            user.step = Step::SweepKeys;
+            user.next_attempt_at = Some(self.clock.now() + self.backoff(1));
+        }
+        if sweep_app_later && matches!(user.status, UserStatus::Deleted | UserStatus::Failed) {
+            user.step = Step::SweepApp;
+            user.next_attempt_at = Some(self.clock.now() + self.backoff(1));
+        }
         // Rotation with no grace period (or one that ended while the rotation was resumed):
         // record the new key first (the old one stays recorded as retired, due now), then
         // delete the old key. If the delete fails or is cut off, recovery deletes it later.
@@ -204,16 +215,6 @@ impl Provisioner {
                     user.last_error = Some(format!("deleting the replaced key: {e}"));
                 }
             }
-        }
-        // A create that timed out (or was cut off) may still be processed upstream after the
-        // look-up that settled the key: look again once it must have landed.
-        if sweep_later && user.status == UserStatus::Active {
-            user.step = Step::SweepKeys;
-            user.next_attempt_at = Some(self.clock.now() + self.backoff(1));
-        }
-        if sweep_app_later && matches!(user.status, UserStatus::Deleted | UserStatus::Failed) {
-            user.step = Step::SweepApp;
-            user.next_attempt_at = Some(self.clock.now() + self.backoff(1));
         }
         let audit = self.audit(
             run.actor,
@@ -524,7 +525,10 @@ impl Provisioner {
                         user.status = UserStatus::Failed;
                         user.step = Step::UndoApp;
                         if self.step_delete_app(run, &user, true).await.is_ok() {
-                            user.step = Step::Idle;
+                            // A create that got no answer may still land: look once more
+                            // when it must have.
+                            user.step = Step::SweepApp;
+                            user.next_attempt_at = Some(now + self.backoff(1));
                         }
                     }
                     (UserStatus::Rotating, _) => {
