@@ -6,7 +6,8 @@
 //! users, and every fault: the upstream answering ambiguously, landing creates late, failing
 //! with 5xx or 429 or a permanent rejection; store calls failing or hanging; operations dropped
 //! at an await point (a crash, before or after the call's effect); whole replicas crashing;
-//! the shared clock jumping past leases; each replica's clock skewed.
+//! time jumping past leases (wall and monotonic clocks together: a stalled world); each
+//! replica's clock skewed within the tolerated 1 s.
 //!
 //! Each seed runs on its own current-thread tokio runtime with paused time, so every sleep is
 //! virtual and a seed takes milliseconds. All operations are polled by one task in a fixed
