@@ -3,11 +3,13 @@
 //! [`Provisioner`] owns the ports. Each public method is one use case; the provisioning state
 //! machine (intent first, each upstream step safe to repeat, leases) lives in [`steps`].
 
+mod deprovision;
 mod fence;
 mod idempotency;
 mod reconcile;
 mod recovery;
 mod reseal;
+mod rotation;
 mod steps;
 mod tenants;
 mod users;
