@@ -127,14 +127,17 @@ pub trait UserStore: Send + Sync {
         expires_at: Timestamp,
     ) -> Result<bool, StoreError>;
     /// Backs off a row whose work failed outside the state machine (its tenant's credential
-    /// does not open, its save failed): one narrow write of `attempts + 1`, `last_error` and
-    /// `next_attempt_at`, releasing the lease if `owner` holds it or it is free or expired.
+    /// does not open, a write failed, the lease was lost, the database was busy): one narrow
+    /// write of `attempts + 1`, `last_error` and `next_attempt_at`, releasing the lease. Only if
+    /// `owner` holds the lease, or it is free, or it expired before `horizon` (now less the
+    /// tolerated clock skew); and only if the row is not backed off already (the state machine
+    /// recorded the failure itself). [`StoreError::Stale`] when it does nothing.
     async fn defer_user(
         &self,
         tenant: &TenantId,
         external_id: &ExternalId,
         owner: &str,
-        now: Timestamp,
+        horizon: Timestamp,
         next_attempt_at: Timestamp,
         last_error: &str,
     ) -> Result<(), StoreError>;

@@ -388,6 +388,7 @@ impl UserStore for MemStore {
         if u.lease
             .as_ref()
             .is_some_and(|l| l.owner != owner && l.expires_at >= now)
+            || u.next_attempt_at.is_some_and(|t| t > now)
         {
             return Err(StoreError::Stale);
         }

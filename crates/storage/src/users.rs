@@ -310,7 +310,8 @@ impl UserStore for SqlStore {
                 "UPDATE users SET attempts = attempts + 1, last_error = $5, next_attempt_at = $6, \
                  lease_owner = NULL, lease_expires_at = NULL, version = version + 1 \
                  WHERE tenant_id = $1 AND external_id = $2 \
-                   AND (lease_owner IS NULL OR lease_owner = $3 OR lease_expires_at < $4)",
+                   AND (lease_owner IS NULL OR lease_owner = $3 OR lease_expires_at < $4) \
+                   AND (next_attempt_at IS NULL OR next_attempt_at <= $4)",
             )
             .bind(tenant.as_str().to_owned())
             .bind(external_id.as_str().to_owned())

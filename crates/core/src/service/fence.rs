@@ -39,8 +39,8 @@ impl Provisioner {
                 .unwrap_or(chrono::Duration::seconds(1))
     }
 
-    /// Compare-and-swap renewal of the run's lease on `user`'s row.
-    async fn renew(&self, run: &Run<'_>, user: &User) -> Renewal {
+    /// Compare-and-swap renewal of `owner`'s lease on `user`'s row.
+    async fn renew(&self, owner: &str, user: &User) -> Renewal {
         let started = Instant::now();
         let expires_at = self.clock.now() + self.lease_ttl();
         match self
@@ -48,7 +48,7 @@ impl Provisioner {
             .renew_lease(
                 &user.tenant_id,
                 &user.external_id,
-                &run.owner,
+                owner,
                 user.generation,
                 expires_at,
             )
@@ -72,7 +72,18 @@ impl Provisioner {
         user: &User,
         call: impl Future<Output = Result<T, UpstreamError>>,
     ) -> Result<Result<T, UpstreamError>, Fenced> {
-        let Renewal::Until(mut deadline) = self.renew(run, user).await else {
+        self.fenced_as(&run.owner, user, call).await
+    }
+
+    /// [`Provisioner::fenced`] for a holder that has no [`Run`] (a repair holding a user's
+    /// lease on its own).
+    pub(super) async fn fenced_as<T>(
+        &self,
+        owner: &str,
+        user: &User,
+        call: impl Future<Output = Result<T, UpstreamError>>,
+    ) -> Result<Result<T, UpstreamError>, Fenced> {
+        let Renewal::Until(mut deadline) = self.renew(owner, user).await else {
             return Err(Fenced::LeaseLost);
         };
         let beat = heartbeat(self.config.lease_ttl);
@@ -88,7 +99,7 @@ impl Provisioner {
                 () = tokio::time::sleep_until(deadline) => return Err(Fenced::LeaseLost),
                 out = &mut call => return Ok(out),
                 () = tokio::time::sleep_until(next_beat) => {
-                    match self.renew(run, user).await {
+                    match self.renew(owner, user).await {
                         Renewal::Until(d) => deadline = d,
                         Renewal::Refused => return Err(Fenced::LeaseLost),
                         // The store did not answer: try again at the next beat, until the

@@ -226,7 +226,7 @@ async fn one_bad_row_does_not_stop_recovery_for_everyone() {
         .unwrap();
     assert!(b1.lease.is_none());
     assert!(b1.next_attempt_at.unwrap() > t.clock.now(), "backed off");
-    assert!(b1.last_error.unwrap().contains("recovery could not work"));
+    assert!(b1.last_error.unwrap().contains("recovery could not finish"));
     // Backed off: the next pass does not spend itself on it.
     assert_eq!(t.service.run_recovery_pass(10).await.unwrap().examined, 0);
     // The good user's late-key sweep runs when due, and the user settles.
@@ -476,4 +476,40 @@ async fn a_lease_within_the_clock_skew_is_not_taken() {
     t.clock.advance(chrono::Duration::seconds(1));
     let fresh = user(&t, "k").await;
     assert!(t.service.acquire(&fresh).await.unwrap().is_some());
+}
+
+/// Review finding: a grace-0 rotation saves the new key before deleting the old one; if the
+/// final write then fails, the caller got a 503 and the new key's secret reached no one: the
+/// next PUT carries it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_whose_final_write_failed_hands_its_secret_to_the_next_put() {
+    let t = with_tenant().await;
+    let old = provisioned(&t, "w").await;
+    t.store
+        .fail_audit_if(|e| e.action == "user.rotate_key" && e.outcome == "success");
+    assert!(
+        t.service
+            .rotate_key(&actor(), &tid(), &ext("w"), 0, false)
+            .await
+            .is_err()
+    );
+    t.store.fail_audit_if(|_| false);
+    let u = user(&t, "w").await;
+    let current = u.key.expect("the new key is recorded");
+    assert_ne!(current.fingerprint, old.fingerprint());
+    let put = t
+        .service
+        .provision(&actor(), &tid(), &ext("w"), put_default())
+        .await
+        .unwrap();
+    assert_eq!(
+        put.secret.expect("the undelivered secret").fingerprint(),
+        current.fingerprint
+    );
+    let again = t
+        .service
+        .provision(&actor(), &tid(), &ext("w"), put_default())
+        .await
+        .unwrap();
+    assert!(again.secret.is_none());
 }

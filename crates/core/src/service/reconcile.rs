@@ -480,7 +480,18 @@ impl Provisioner {
             }
             return Ok(());
         }
-        let result = self.delete_app_upstream(account, &id).await;
+        // Under the owner's lease, fenced like every call of the state machine: a repair that
+        // stalled past its lease never deletes an app a PUT has taken over meanwhile.
+        let result = match self
+            .fenced_as(&lease, &u, self.upstream.delete_app(account, &id))
+            .await
+        {
+            Ok(Ok(()) | Err(UpstreamError::NotFound)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "{who} was taken over while the app was being deleted; run reconcile again"
+            )),
+        };
         if let Err(e) = self.save(&lease, &mut u, false, None).await {
             errors.push(format!("{who}: releasing the lease: {e}"));
         }

@@ -1041,6 +1041,9 @@ async fn an_app_re_provisioned_during_the_scan_survives_the_repair() {
             app_ids(&r.t).contains(&app.to_string()),
             "failed={failed}: the re-provisioned user's app was deleted: {report:?}"
         );
+        // Re-provisioning a failed user looks for earlier keys and sweeps once due.
+        r.t.clock.advance(chrono::Duration::seconds(600));
+        r.t.service.run_recovery_pass(100).await.unwrap();
         assert_one_app_one_key(&r.t, &acme(), "x").await;
         assert!(
             !report.repaired,

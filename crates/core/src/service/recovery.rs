@@ -73,25 +73,31 @@ impl Provisioner {
                 Some(tenant) => self.recover_one(&actor, &tenant, user, &mut report).await,
                 None => Err(DomainError::Internal("its tenant could not be read".into())),
             };
-            match result {
-                Ok(()) => {}
-                // Handled by the state machine: the row records the failure and its back-off.
-                Err(e) if !matches!(e, DomainError::Internal(_)) => {
-                    report.failed += 1;
-                    tracing::warn!(tenant.id = %tenant_id, error.message = %e, "recovery step failed; will retry");
-                }
-                Err(e) => {
-                    report.failed += 1;
-                    let now = self.clock.now();
-                    let next = now + self.backoff(attempts + 1);
-                    let why = format!("recovery could not work on this user: {e}");
-                    tracing::warn!(tenant.id = %tenant_id, error.message = %e, "recovery skipped a user; backing it off");
-                    if let Err(e2) = self
-                        .store
-                        .defer_user(&tenant_id, &external_id, &lease.owner, now, next, &why)
-                        .await
-                    {
-                        tracing::warn!(tenant.id = %tenant_id, error.message = %e2, "could not back off a user; its lease expires on its own");
+            if let Err(e) = result {
+                // The state machine backs off what it records as failed; anything else (a
+                // credential that will not open, a failed write, a lost lease, a busy
+                // database) is backed off here, so the next claim does not take it again.
+                // The store skips a row already backed off or held by someone else.
+                report.failed += 1;
+                let now = self.clock.now();
+                let next = now + self.backoff(attempts + 1);
+                let why = format!("recovery could not finish this user: {e}");
+                tracing::warn!(tenant.id = %tenant_id, error.message = %e, "recovery step failed; backing the user off");
+                match self
+                    .store
+                    .defer_user(
+                        &tenant_id,
+                        &external_id,
+                        &lease.owner,
+                        self.lease_horizon(),
+                        next,
+                        &why,
+                    )
+                    .await
+                {
+                    Ok(()) | Err(crate::StoreError::Stale) => {}
+                    Err(e2) => {
+                        tracing::warn!(tenant.id = %tenant_id, error.message = %e2, "could not back a user off; its lease expires on its own");
                     }
                 }
             }

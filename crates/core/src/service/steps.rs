@@ -127,7 +127,7 @@ impl Provisioner {
                 Step::CreateKey => match self.step_create_key(run, &user).await {
                     Ok(Some(key)) => {
                         sweep_later |= run.look_first;
-                        self.finish_key(run, &mut user, &key);
+                        self.finish_key(&mut user, &key);
                         secret = Some(key.secret);
                         Ok(())
                     }
@@ -215,6 +215,10 @@ impl Provisioner {
                     user.last_error = Some(format!("deleting the replaced key: {e}"));
                 }
             }
+        }
+        if secret.is_some() {
+            // The answer of this final write carries the secret when the run delivers it.
+            user.secret_pending = !run.delivers;
         }
         let audit = self.audit(
             run.actor,
@@ -328,7 +332,7 @@ impl Provisioner {
         }
     }
 
-    fn finish_key(&self, run: &Run<'_>, user: &mut User, key: &UpstreamKey) {
+    fn finish_key(&self, user: &mut User, key: &UpstreamKey) {
         let now = self.clock.now();
         let stored = StoredKey {
             sealed: self.sealer.seal(
@@ -353,7 +357,9 @@ impl Provisioner {
         user.status = UserStatus::Active;
         user.step = Step::Idle;
         user.rotation_grace_secs = 0;
-        user.secret_pending = !run.delivers;
+        // Undelivered until the run's final write: a failure after an earlier save (a grace-0
+        // rotation saves before deleting the old key) must leave the secret for the next PUT.
+        user.secret_pending = true;
     }
 
     async fn step_delete_keys(&self, run: &Run<'_>, user: &User) -> Result<(), Fail> {

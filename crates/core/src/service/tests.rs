@@ -362,6 +362,9 @@ async fn a_rejected_key_undoes_the_app() {
         .await
         .unwrap();
     assert!(r.created);
+    // It looked for keys of earlier attempts first and sweeps once more when due.
+    t.clock.advance(chrono::Duration::seconds(600));
+    t.service.run_recovery_pass(100).await.unwrap();
     assert_one_app_one_key(&t, "rej");
 }
 

@@ -103,7 +103,7 @@ impl Provisioner {
                 match self.insert_intent(&user, &intent, keyed).await {
                     Ok(()) => {
                         return self
-                            .run_provisioning(actor, &tenant, user, owner, false, &scopes)
+                            .run_provisioning(actor, &tenant, user, owner, false, false, &scopes)
                             .await;
                     }
                     Err(StoreError::AlreadyExists) => continue,
@@ -170,7 +170,7 @@ impl Provisioner {
                     }
                     let owner = lease_owner(&u);
                     return self
-                        .run_provisioning(actor, &tenant, u, owner, true, &scopes)
+                        .run_provisioning(actor, &tenant, u, owner, true, true, &scopes)
                         .await;
                 }
                 UserStatus::Deleted | UserStatus::Failed => {
@@ -178,6 +178,10 @@ impl Provisioner {
                         continue;
                     };
                     let mut acquired = u.clone();
+                    // A failed provisioning, or a cleanup still due (undo, late sweeps), may have
+                    // left keys of earlier generations on an app this run adopts: look first,
+                    // which also schedules a sweep of them.
+                    let look_first = u.status == UserStatus::Failed || u.step != Step::Idle;
                     if u.status == UserStatus::Deleted {
                         u.app_id = derive_app_id_n(
                             &tenant.app_defaults.id_prefix,
@@ -220,7 +224,7 @@ impl Provisioner {
                         }
                     }
                     return self
-                        .run_provisioning(actor, &tenant, u, owner, false, &scopes)
+                        .run_provisioning(actor, &tenant, u, owner, false, look_first, &scopes)
                         .await;
                 }
             }
@@ -234,9 +238,11 @@ impl Provisioner {
         user: User,
         owner: String,
         resumed: bool,
+        look_first: bool,
         wanted: &ScopeSet,
     ) -> Result<Provisioned, DomainError> {
-        let mut run = self.run(tenant, actor, owner, resumed, "user.provision", true)?;
+        let look_first = resumed || look_first;
+        let mut run = self.run(tenant, actor, owner, look_first, "user.provision", true)?;
         if resumed {
             self.resume_intent(actor, &user, "user.provision", &run.owner)
                 .await?;

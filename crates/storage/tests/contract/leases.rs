@@ -350,6 +350,40 @@ pub async fn defer_user_backs_a_row_off_and_releases_it(store: &SqlStore) {
     // Backed off: not due before `next`, due after.
     assert!(store.due_users(plus(now, 29), 10).await.unwrap().is_empty());
     assert_eq!(store.due_users(plus(now, 31), 10).await.unwrap().len(), 1);
+    // Already backed off (the state machine recorded its failure): left alone.
+    assert!(matches!(
+        store
+            .defer_user(t, x, "op-1", now, plus(now, 60), "again")
+            .await,
+        Err(StoreError::Stale)
+    ));
+    assert_eq!(store.get_user(t, x).await.unwrap().unwrap().attempts, 1);
+    // A lease another holder renewed, expired by less than the skew at `horizon`: kept.
+    let mut other = user("acme", "bob", "op-9");
+    other.lease = Some(Lease {
+        owner: "op-9".into(),
+        expires_at: plus(now, 5),
+    });
+    store.insert_user(&other, None).await.expect("insert bob");
+    assert!(matches!(
+        store
+            .defer_user(
+                t,
+                &other.external_id,
+                "op-1",
+                plus(now, 4),
+                plus(now, 60),
+                "why"
+            )
+            .await,
+        Err(StoreError::Stale)
+    ));
+    let bob = store
+        .get_user(t, &other.external_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bob.lease.unwrap().owner, "op-9");
 }
 
 pub async fn claim_due_user_never_hands_one_row_to_two_claimers(store: &SqlStore) {
