@@ -133,7 +133,6 @@ impl Provisioner {
             u.step = Step::CreateKey;
             u.generation += 1;
             u.rotation_grace_secs = i64::from(grace_seconds);
-            u.secret_pending = false;
             let intent = (!intent_written).then_some(&intent);
             if let Err(e) = self.save_intent(&run.owner, &mut u, intent, keyed).await {
                 self.abandon(&run.owner).await;

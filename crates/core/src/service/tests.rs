@@ -486,6 +486,9 @@ async fn deprovisioning_deletes_key_then_app_and_repeats_cleanly() {
         .await
         .unwrap();
     assert!(r.created);
+    // Re-provisioning looked for late keys of earlier generations; its sweep runs when due.
+    t.clock.advance(chrono::Duration::seconds(600));
+    t.service.run_recovery_pass(100).await.unwrap();
     assert_one_app_one_key(&t, "bye");
 }
 

@@ -178,10 +178,11 @@ impl Provisioner {
                         continue;
                     };
                     let mut acquired = u.clone();
-                    // A failed provisioning, or a cleanup still due (undo, late sweeps), may have
-                    // left keys of earlier generations on an app this run adopts: look first,
-                    // which also schedules a sweep of them.
-                    let look_first = u.status == UserStatus::Failed || u.step != Step::Idle;
+                    // A failed provisioning, a cleanup still due, or a key create of an earlier
+                    // generation that got no answer and lands late (even on the app this run
+                    // re-creates under the same id) may leave keys this run must not keep: look
+                    // first, which also schedules a late sweep for them.
+                    let look_first = true;
                     if u.status == UserStatus::Deleted {
                         u.app_id = derive_app_id_n(
                             &tenant.app_defaults.id_prefix,

@@ -39,8 +39,8 @@
 //! - (d) an audit event (matched by request id) for every Ok operation that changed a user
 //!   row, and for every Ok reconcile repair; and for every client operation (answered,
 //!   failed or crashed) that deleted a key or an app upstream.
-//! - (j) the lost answer: if a PUT on a user answered Ok after its current key was recorded by
-//!   recovery or a repair (for no caller), that key's secret reached some caller.
+//! - (j) the lost answer: if a PUT on a user that started after its current key was recorded
+//!   by recovery or a repair (for no caller) answered Ok, that key's secret reached some caller.
 //! - (e), (h) as above.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -457,11 +457,26 @@ pub(crate) async fn at_rest(w: &World) -> Option<Violation> {
         let delivered = w.ops.iter().any(|o| {
             matches!(&o.outcome, Some(Outcome::Ok { secret: Some(s) }) if s.fingerprint() == k.fingerprint)
         });
+        // A PUT that committed the hand-over (its write of the row while this key was current)
+        // and then lost its answer: as above, only an Idempotency-Key replay can bring it back.
+        let handed_over_then_lost = commits.iter().any(|c| {
+            c.user == u.external_id.as_str()
+                && c.key.as_deref() == Some(&k.fingerprint)
+                && c.seq > recorded
+                && w.ops.iter().any(|o| {
+                    o.id == c.op
+                        && o.kind == OpKind::Provision
+                        && !matches!(o.outcome, Some(Outcome::Ok { .. }))
+                })
+        });
+        if handed_over_then_lost {
+            continue;
+        }
         let put_after = w.ops.iter().find(|o| {
             o.kind == OpKind::Provision
                 && o.user.is_some_and(|i| w.users[i] == u.external_id)
                 && matches!(o.outcome, Some(Outcome::Ok { .. }))
-                && o.end_seq.is_some_and(|e| e > recorded)
+                && o.start_seq > recorded
         });
         if let (false, Some(p)) = (delivered, put_after) {
             return violation(

@@ -87,6 +87,8 @@ pub(crate) struct OpRecord {
     pub kind: OpKind,
     /// Index into the users (operations on one user).
     pub user: Option<usize>,
+    /// Sequence number of its start.
+    pub start_seq: u64,
     /// Sequence number of its answer; `None` if it was dropped (crashed).
     pub end_seq: Option<u64>,
     pub outcome: Option<Outcome>,
@@ -344,10 +346,12 @@ impl World {
         let on = user.map_or(String::new(), |u| format!(" {}", self.users[u]));
         self.ctx
             .log(format!("op{id} START r{replica} {kind:?}{on}"));
+        let start_seq = self.ctx.next_seq();
         self.ops.push(OpRecord {
             id,
             kind,
             user,
+            start_seq,
             end_seq: None,
             outcome: None,
         });
