@@ -105,7 +105,11 @@ impl AuditStore for SqlStore {
         let since = since.map_or(i64::MIN, ms);
         let after = match after {
             None => 0,
-            Some(p) => p.parse::<i64>().map_err(|_| StoreError::BadCursor)?,
+            Some(p) => match p.parse::<i64>() {
+                Ok(seq) => seq,
+                // A cursor handed out before commit-ordered positions: an event id.
+                Err(_) => self.position_of(p).await?,
+            },
         };
         let all = tenant.is_none();
         let tenant = tenant.map_or(String::new(), |t| t.as_str().to_owned());
@@ -127,5 +131,18 @@ impl AuditStore for SqlStore {
                 AuditEvent::try_from(r).map(|e| (e, position))
             })
             .collect()
+    }
+}
+
+impl SqlStore {
+    /// The commit-order position of the event with id `id` (cursors handed out before
+    /// positions were; they named the last event's id).
+    async fn position_of(&self, id: &str) -> Result<i64, StoreError> {
+        let seq: Option<(i64,)> = sqlx::query_as("SELECT seq FROM audit_events WHERE id = $1")
+            .bind(id.to_owned())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(ctx("reading an audit cursor"))?;
+        seq.map(|(s,)| s).ok_or(StoreError::BadCursor)
     }
 }

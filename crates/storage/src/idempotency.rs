@@ -13,7 +13,7 @@ use sqlx::{Any, Transaction};
 
 use crate::SqlStore;
 use crate::audit::insert_audit_opt;
-use crate::error::{backend, ctx};
+use crate::error::{backend, ctx, retrying};
 use crate::rows::{UserRow, ms};
 use crate::users::{INSERT_USER, UPDATE_USER, bind_user};
 
@@ -251,39 +251,42 @@ impl IdempotencyStore for SqlStore {
         audit: Option<&AuditEvent>,
         claim: &IdempotencyClaim,
     ) -> Result<(), StoreError> {
-        let r = UserRow::from_user(user)?;
-        let (created_at, updated_at, version) = (r.created_at, r.updated_at, r.version);
-        let mut tx = self.begin_write().await?;
-        if !bind_in(&mut tx, claim, user).await? {
-            return Err(StoreError::Stale);
-        }
-        let inserted = bind_user(sqlx::query(INSERT_USER), r)
-            .bind(created_at)
-            .bind(updated_at)
-            .bind(version)
-            .execute(&mut *tx)
-            .await
-            .map_err(ctx("inserting a user"));
-        // As in `insert_user`: with both unique keys violated SQLite may name the app id's.
-        if let Err(StoreError::AppIdTaken) = inserted {
-            drop(tx);
-            let exists = provisioner_core::ports::UserStore::get_user(
-                self,
-                &user.tenant_id,
-                &user.external_id,
-            )
-            .await?;
-            return Err(if exists.is_some() {
-                StoreError::AlreadyExists
-            } else {
-                StoreError::AppIdTaken
-            });
-        }
-        inserted?;
-        insert_audit_opt(&mut tx, audit).await?;
-        tx.commit()
-            .await
-            .map_err(backend("committing a new user with its idempotency record"))
+        retrying(|| async move {
+            let r = UserRow::from_user(user)?;
+            let (created_at, updated_at, version) = (r.created_at, r.updated_at, r.version);
+            let mut tx = self.begin_write().await?;
+            if !bind_in(&mut tx, claim, user).await? {
+                return Err(StoreError::Stale);
+            }
+            let inserted = bind_user(sqlx::query(INSERT_USER), r)
+                .bind(created_at)
+                .bind(updated_at)
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+                .map_err(ctx("inserting a user"));
+            // As in `insert_user`: with both unique keys violated SQLite may name the app id's.
+            if let Err(StoreError::AppIdTaken) = inserted {
+                drop(tx);
+                let exists = provisioner_core::ports::UserStore::get_user(
+                    self,
+                    &user.tenant_id,
+                    &user.external_id,
+                )
+                .await?;
+                return Err(if exists.is_some() {
+                    StoreError::AlreadyExists
+                } else {
+                    StoreError::AppIdTaken
+                });
+            }
+            inserted?;
+            insert_audit_opt(&mut tx, audit).await?;
+            tx.commit()
+                .await
+                .map_err(backend("committing a new user with its idempotency record"))
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(tenant.id = %user.tenant_id))]
@@ -294,22 +297,25 @@ impl IdempotencyStore for SqlStore {
         audit: Option<&AuditEvent>,
         claim: &IdempotencyClaim,
     ) -> Result<(), StoreError> {
-        let r = UserRow::from_user(user)?;
-        let updated_at = r.updated_at;
-        let mut tx = self.begin_write().await?;
-        let done = bind_user(sqlx::query(UPDATE_USER), r)
-            .bind(updated_at)
-            .bind(owner.to_owned())
-            .execute(&mut *tx)
-            .await
-            .map_err(ctx("updating a user"))?;
-        if done.rows_affected() == 0 || !bind_in(&mut tx, claim, user).await? {
-            return Err(StoreError::Stale);
-        }
-        insert_audit_opt(&mut tx, audit).await?;
-        tx.commit().await.map_err(backend(
-            "committing a user update with its idempotency record",
-        ))
+        retrying(|| async move {
+            let r = UserRow::from_user(user)?;
+            let updated_at = r.updated_at;
+            let mut tx = self.begin_write().await?;
+            let done = bind_user(sqlx::query(UPDATE_USER), r)
+                .bind(updated_at)
+                .bind(owner.to_owned())
+                .execute(&mut *tx)
+                .await
+                .map_err(ctx("updating a user"))?;
+            if done.rows_affected() == 0 || !bind_in(&mut tx, claim, user).await? {
+                return Err(StoreError::Stale);
+            }
+            insert_audit_opt(&mut tx, audit).await?;
+            tx.commit().await.map_err(backend(
+                "committing a user update with its idempotency record",
+            ))
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

@@ -161,6 +161,16 @@ pub async fn list_audit_filters_by_tenant_cursor_and_time(store: &SqlStore) {
         ),
         [evs[4].clone()]
     );
+    // A cursor from before commit-ordered positions (an event id) still continues after it.
+    assert_eq!(
+        events(
+            store
+                .list_audit(None, Some(&evs[1].id), None, 2)
+                .await
+                .expect("old cursor")
+        ),
+        evs[2..4]
+    );
     // A position this store did not hand out is refused as such.
     assert!(matches!(
         store
