@@ -1,4 +1,4 @@
-//! The `Idempotency-Key` header (API.md, "Retries and `Idempotency-Key`"): read and validated
+//! The `Idempotency-Key` header (docs/api.md, "Retries and `Idempotency-Key`"): read and validated
 //! here, the rules are core's (`provisioner_core::service` idempotency).
 //!
 //! A keyed request: [`read_key`] (400 `invalid_request` when malformed or repeated), then

@@ -159,7 +159,7 @@ pub struct Problem {
     pub status: u16,
     /// Safe, human-readable explanation of this occurrence.
     pub detail: String,
-    /// Stable machine-readable code (see the table in API.md).
+    /// Stable machine-readable code (see docs/problems.md).
     #[schema(example = "not_found")]
     pub code: String,
     /// The request's id (also in the `x-request-id` header).

@@ -13,9 +13,9 @@ use sqlx::{Any, Transaction};
 
 use crate::SqlStore;
 use crate::audit::insert_audit_opt;
-use crate::error::{backend, ctx, retrying};
-use crate::rows::{UserRow, ms};
-use crate::users::{INSERT_USER, UPDATE_USER, bind_user};
+use crate::error::{backend, retrying};
+use crate::rows::ms;
+use crate::users::{insert_user_row, update_user_row};
 
 /// An `idempotency_keys` row.
 #[derive(sqlx::FromRow)]
@@ -252,35 +252,14 @@ impl IdempotencyStore for SqlStore {
         claim: &IdempotencyClaim,
     ) -> Result<(), StoreError> {
         retrying(|| async move {
-            let r = UserRow::from_user(user)?;
-            let (created_at, updated_at, version) = (r.created_at, r.updated_at, r.version);
             let mut tx = self.begin_write().await?;
             if !bind_in(&mut tx, claim, user).await? {
                 return Err(StoreError::Stale);
             }
-            let inserted = bind_user(sqlx::query(INSERT_USER), r)
-                .bind(created_at)
-                .bind(updated_at)
-                .bind(version)
-                .execute(&mut *tx)
-                .await
-                .map_err(ctx("inserting a user"));
-            // As in `insert_user`: with both unique keys violated SQLite may name the app id's.
-            if let Err(StoreError::AppIdTaken) = inserted {
+            if let Err(e) = insert_user_row(&mut tx, user).await {
                 drop(tx);
-                let exists = provisioner_core::ports::UserStore::get_user(
-                    self,
-                    &user.tenant_id,
-                    &user.external_id,
-                )
-                .await?;
-                return Err(if exists.is_some() {
-                    StoreError::AlreadyExists
-                } else {
-                    StoreError::AppIdTaken
-                });
+                return Err(self.insert_error(user, e).await);
             }
-            inserted?;
             insert_audit_opt(&mut tx, audit).await?;
             tx.commit()
                 .await
@@ -298,16 +277,10 @@ impl IdempotencyStore for SqlStore {
         claim: &IdempotencyClaim,
     ) -> Result<(), StoreError> {
         retrying(|| async move {
-            let r = UserRow::from_user(user)?;
-            let updated_at = r.updated_at;
             let mut tx = self.begin_write().await?;
-            let done = bind_user(sqlx::query(UPDATE_USER), r)
-                .bind(updated_at)
-                .bind(owner.to_owned())
-                .execute(&mut *tx)
-                .await
-                .map_err(ctx("updating a user"))?;
-            if done.rows_affected() == 0 || !bind_in(&mut tx, claim, user).await? {
+            if !update_user_row(&mut tx, user, owner).await?
+                || !bind_in(&mut tx, claim, user).await?
+            {
                 return Err(StoreError::Stale);
             }
             insert_audit_opt(&mut tx, audit).await?;

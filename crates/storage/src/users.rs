@@ -18,7 +18,7 @@ pub(crate) type AnyQuery = Query<'static, Any, AnyArguments>;
 
 /// Binds, in this order, the 24 columns shared by the insert and the update:
 /// tenant_id, external_id, then the mutable fields up to secret_pending.
-pub(crate) fn bind_user(q: AnyQuery, r: UserRow) -> AnyQuery {
+fn bind_user(q: AnyQuery, r: UserRow) -> AnyQuery {
     q.bind(r.tenant_id)
         .bind(r.external_id)
         .bind(r.app_id)
@@ -45,7 +45,7 @@ pub(crate) fn bind_user(q: AnyQuery, r: UserRow) -> AnyQuery {
         .bind(r.secret_pending)
 }
 
-pub(crate) const INSERT_USER: &str = "INSERT INTO users (tenant_id, external_id, app_id, status, step, \
+const INSERT_USER: &str = "INSERT INTO users (tenant_id, external_id, app_id, status, step, \
      generation, scopes, key_sealed, key_fingerprint, key_scopes, key_generation, key_created_at, \
      retired_key_sealed, retired_key_fingerprint, retired_key_delete_after, display_name, metadata, \
      lease_owner, lease_expires_at, last_error, attempts, next_attempt_at, rotation_grace_secs, \
@@ -55,7 +55,7 @@ pub(crate) const INSERT_USER: &str = "INSERT INTO users (tenant_id, external_id,
 
 /// Every mutable column (all but tenant_id, external_id and created_at), conditioned on the
 /// lease owner ($26); bumps the version.
-pub(crate) const UPDATE_USER: &str = "UPDATE users SET app_id = $3, status = $4, step = $5, generation = $6, \
+const UPDATE_USER: &str = "UPDATE users SET app_id = $3, status = $4, step = $5, generation = $6, \
      scopes = $7, key_sealed = $8, key_fingerprint = $9, key_scopes = $10, key_generation = $11, \
      key_created_at = $12, retired_key_sealed = $13, retired_key_fingerprint = $14, \
      retired_key_delete_after = $15, display_name = $16, metadata = $17, lease_owner = $18, \
@@ -82,6 +82,60 @@ fn due_users_sql() -> String {
          WHERE {DUE_RETIRED} \
          ORDER BY due_at, tenant_id, external_id LIMIT $2"
     )
+}
+
+/// Inserts `user`'s row on `conn` (inside the caller's transaction). The primary key
+/// (tenant_id, external_id) makes concurrent inserts race safely: one wins, the others get a
+/// unique violation, reported as AlreadyExists; the (tenant_id, app_id) index as AppIdTaken
+/// (see [`SqlStore::insert_error`]). A missing tenant fails the foreign key (NotFound).
+pub(crate) async fn insert_user_row(
+    conn: &mut sqlx::AnyConnection,
+    user: &User,
+) -> Result<(), StoreError> {
+    let r = UserRow::from_user(user)?;
+    let (created_at, updated_at, version) = (r.created_at, r.updated_at, r.version);
+    bind_user(sqlx::query(INSERT_USER), r)
+        .bind(created_at)
+        .bind(updated_at)
+        .bind(version)
+        .execute(conn)
+        .await
+        .map_err(ctx("inserting a user"))?;
+    Ok(())
+}
+
+/// Writes `user`'s row on `conn` if `owner` holds its lease; false when it does not (or the
+/// row is gone).
+pub(crate) async fn update_user_row(
+    conn: &mut sqlx::AnyConnection,
+    user: &User,
+    owner: &str,
+) -> Result<bool, StoreError> {
+    let r = UserRow::from_user(user)?;
+    let updated_at = r.updated_at;
+    let done = bind_user(sqlx::query(UPDATE_USER), r)
+        .bind(updated_at)
+        .bind(owner.to_owned())
+        .execute(conn)
+        .await
+        .map_err(ctx("updating a user"))?;
+    Ok(done.rows_affected() > 0)
+}
+
+impl SqlStore {
+    /// What a failed insert means to the caller, once its transaction is dropped: with both
+    /// unique keys violated SQLite may name the app id's, but the row existing is what the
+    /// caller must hear.
+    pub(crate) async fn insert_error(&self, user: &User, e: StoreError) -> StoreError {
+        if !matches!(e, StoreError::AppIdTaken) {
+            return e;
+        }
+        match self.get_user(&user.tenant_id, &user.external_id).await {
+            Ok(Some(_)) => StoreError::AlreadyExists,
+            Ok(None) => StoreError::AppIdTaken,
+            Err(e) => e,
+        }
+    }
 }
 
 fn parse_key(tenant: &str, external: &str) -> Result<(TenantId, ExternalId), StoreError> {
@@ -153,31 +207,11 @@ impl UserStore for SqlStore {
     #[tracing::instrument(level = "debug", skip_all, fields(tenant.id = %user.tenant_id))]
     async fn insert_user(&self, user: &User, audit: Option<&AuditEvent>) -> Result<(), StoreError> {
         retrying(|| async move {
-            let r = UserRow::from_user(user)?;
-            let (created_at, updated_at, version) = (r.created_at, r.updated_at, r.version);
             let mut tx = self.begin_write().await?;
-            // The primary key (tenant_id, external_id) makes concurrent inserts race safely: one
-            // wins, the others get a unique violation, reported as AlreadyExists. A missing tenant
-            // fails the foreign key (NotFound).
-            let inserted = bind_user(sqlx::query(INSERT_USER), r)
-                .bind(created_at)
-                .bind(updated_at)
-                .bind(version)
-                .execute(&mut *tx)
-                .await
-                .map_err(ctx("inserting a user"));
-            // With both unique keys violated SQLite may name the app id's: the row existing is
-            // what the caller must hear.
-            if let Err(StoreError::AppIdTaken) = inserted {
+            if let Err(e) = insert_user_row(&mut tx, user).await {
                 drop(tx);
-                let exists = self.get_user(&user.tenant_id, &user.external_id).await?;
-                return Err(if exists.is_some() {
-                    StoreError::AlreadyExists
-                } else {
-                    StoreError::AppIdTaken
-                });
+                return Err(self.insert_error(user, e).await);
             }
-            inserted?;
             insert_audit_opt(&mut tx, audit).await?;
             tx.commit().await.map_err(backend("committing a new user"))
         })
@@ -249,16 +283,8 @@ impl UserStore for SqlStore {
         audit: Option<&AuditEvent>,
     ) -> Result<(), StoreError> {
         retrying(|| async move {
-            let r = UserRow::from_user(user)?;
-            let updated_at = r.updated_at;
             let mut tx = self.begin_write().await?;
-            let done = bind_user(sqlx::query(UPDATE_USER), r)
-                .bind(updated_at)
-                .bind(owner.to_owned())
-                .execute(&mut *tx)
-                .await
-                .map_err(ctx("updating a user"))?;
-            if done.rows_affected() == 0 {
+            if !update_user_row(&mut tx, user, owner).await? {
                 // Someone else holds the lease now (or the row is gone with its tenant).
                 return Err(StoreError::Stale);
             }
