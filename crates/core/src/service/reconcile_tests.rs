@@ -843,6 +843,9 @@ async fn deleted_with_leaked_app(t: &TestService, external_id: &str) -> AppId {
         .deprovision(&actor(), &acme(), &ext(external_id))
         .await
         .unwrap();
+    // Its late-app sweep runs first (it would delete the app planted below).
+    t.clock.advance(chrono::Duration::seconds(600));
+    t.service.run_recovery_pass(100).await.unwrap();
     t.upstream
         .plant_app(app.as_str(), app_marker(&acme(), &ext(external_id)));
     app

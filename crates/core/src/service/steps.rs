@@ -150,9 +150,10 @@ impl Provisioner {
                 }),
                 Step::DeleteApp | Step::UndoApp => {
                     let undo = user.step == Step::UndoApp;
-                    // The app was never confirmed (no key was made on it): a create of it that
-                    // got no answer may still land after this delete.
-                    sweep_app_later |= undo || user.key.is_none();
+                    // A create of this app that got no answer (this run's, or an earlier
+                    // attempt's that a later one overtook) may still land after this delete:
+                    // look once more when it must have (one get_app per deletion).
+                    sweep_app_later = true;
                     self.step_delete_app(run, &user, undo).await.map(|()| {
                         if user.step == Step::DeleteApp {
                             user.status = UserStatus::Deleted;

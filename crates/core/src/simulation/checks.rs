@@ -387,9 +387,13 @@ pub(crate) async fn at_rest(w: &World) -> Option<Violation> {
     // not be deleted before that intent's time plus the grace (less twice the clock skew).
     for (secret, d) in &deleted_by {
         let f = fp(secret);
+        // The rotation's own intent: the write that moved the user into `rotating` (a request
+        // that finishes another's stalled rotation writes `rotating` again, with the grace
+        // the first caller asked for).
         let Some(c) = commits.iter().rev().find(|c| {
             c.seq < d.seq
                 && c.to == UserStatus::Rotating
+                && c.from != Some(UserStatus::Rotating)
                 && c.key.as_deref() == Some(f.as_str())
                 && w.ops
                     .iter()
