@@ -12,3 +12,8 @@ ALTER TABLE users ADD COLUMN secret_pending BIGINT NOT NULL DEFAULT 0;
 -- match can use.
 CREATE INDEX users_lease_owner ON users (lease_owner text_pattern_ops)
     WHERE lease_owner IS NOT NULL;
+
+-- The recovery claim walks work in due order (the back-off time, else the last change): one
+-- partial index over the rows that can be due at all (a pending step or a retired key).
+CREATE INDEX users_due ON users ((COALESCE(next_attempt_at, updated_at)))
+    WHERE step <> 'idle' OR retired_key_delete_after IS NOT NULL;

@@ -7,3 +7,7 @@ ALTER TABLE users ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN rotation_grace_secs BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN secret_pending BIGINT NOT NULL DEFAULT 0;
 
+-- The recovery claim walks work in due order (the back-off time, else the last change): one
+-- partial index over the rows that can be due at all (a pending step or a retired key).
+CREATE INDEX users_due ON users ((COALESCE(next_attempt_at, updated_at)))
+    WHERE step <> 'idle' OR retired_key_delete_after IS NOT NULL;

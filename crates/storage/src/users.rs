@@ -363,7 +363,9 @@ impl UserStore for SqlStore {
         now: Timestamp,
     ) -> Result<Option<User>, StoreError> {
         retrying(|| async move {
-            // One statement picks the oldest due row and leases it. PostgreSQL: the sub-select
+            // One statement picks the oldest due row and leases it. The sub-select walks the
+            // partial index `users_due` in due order (rows backed off into the future are not
+            // even visited), so a claim costs about the rows it skips, not the table. PostgreSQL: the sub-select
             // locks the row it picks and skips rows other claimers have locked, so replicas
             // claiming at once get different rows; the outer WHERE re-checks the rule on the
             // locked row. SQLite serialises writers.
@@ -375,8 +377,10 @@ impl UserStore for SqlStore {
                 "UPDATE users SET lease_owner = $2, lease_expires_at = $3, version = version + 1 \
                  WHERE (tenant_id, external_id) = ( \
                      SELECT tenant_id, external_id FROM users \
-                     WHERE ({DUE_PENDING}) OR ({DUE_RETIRED}) \
-                     ORDER BY COALESCE(next_attempt_at, updated_at), tenant_id, external_id \
+                     WHERE (step <> 'idle' OR retired_key_delete_after IS NOT NULL) \
+                       AND COALESCE(next_attempt_at, updated_at) <= $1 \
+                       AND (({DUE_PENDING}) OR ({DUE_RETIRED})) \
+                     ORDER BY COALESCE(next_attempt_at, updated_at) \
                      LIMIT 1 {lock}) \
                    AND (lease_owner IS NULL OR lease_expires_at < $1) \
                  RETURNING *"
