@@ -1,7 +1,7 @@
 //! The Clarifai `status` envelope and the errors the simulator answers with.
 //!
 //! Every answer of a `/v2` route carries `{"status": {"code", "description", "req_id"}}`, errors
-//! included (upstream/clarifai-api.md §3, §4). Where the upstream HTTP status is unconfirmed the
+//! included (docs/upstream.md). Where the upstream HTTP status is unconfirmed the
 //! choice made here is documented on the constructor.
 
 use actix_web::HttpResponse;

@@ -1,6 +1,6 @@
 //! App-specific keys: creation rules, look-ups and deletion.
 //!
-//! Rules (upstream/clarifai-api.md §3, §7): exactly one app per key, the app must exist and
+//! Rules (docs/upstream.md): exactly one app per key, the app must exist and
 //! belong to the caller; scopes must be names the upstream exposes (grantable or deprecated;
 //! internal and unknown names are refused); `type: personal_access_token` is refused.
 

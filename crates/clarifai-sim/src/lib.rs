@@ -1,7 +1,7 @@
 //! A faithful simulator of the Clarifai v2 REST subset the provisioner uses (apps, app-specific
 //! keys, scopes), with fault injection, for tests, benchmarks and the demo.
 //!
-//! Behaviour follows `upstream/clarifai-api.md`. Where the upstream is unconfirmed, the
+//! Behaviour follows `docs/upstream.md`. Where the upstream is unconfirmed, the
 //! simulator chooses, and documents the choice here:
 //!
 //! | case | answer |

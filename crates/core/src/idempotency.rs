@@ -1,4 +1,4 @@
-//! Idempotency keys (API.md, "Retries and `Idempotency-Key`"): the record of one request's key,
+//! Idempotency keys (docs/api.md, "Retries and `Idempotency-Key`"): the record of one request's key,
 //! what it asked for, which operation it started and the answer it got.
 //!
 //! A record is keyed by the caller's `sub` and the key: the same key sent by another caller is

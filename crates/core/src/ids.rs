@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ParseError;
 
-/// 1-32 of `a-z 0-9 -`, starting with a letter (tenant ids and profile names, API.md).
+/// 1-32 of `a-z 0-9 -`, starting with a letter (tenant ids and profile names, docs/api.md).
 fn parse_slug_id(field: &'static str, s: &str) -> Result<String, ParseError> {
     let ok_len = (1..=32).contains(&s.len());
     let starts = s.chars().next().is_some_and(|c| c.is_ascii_lowercase());

@@ -53,7 +53,7 @@ text_enum!(
 );
 
 text_enum!(
-    /// Where an end user's provisioning stands (API.md).
+    /// Where an end user's provisioning stands (docs/api.md).
     UserStatus {
         /// Being created: app and key not both recorded yet.
         Provisioning => "provisioning",

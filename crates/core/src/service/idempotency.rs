@@ -1,4 +1,4 @@
-//! Idempotency keys (API.md, "Retries and `Idempotency-Key`"): a repeat of a request with the
+//! Idempotency keys (docs/api.md, "Retries and `Idempotency-Key`"): a repeat of a request with the
 //! same key replays its answer, or resumes the operation the first one started and answers with
 //! its outcome; never a second operation.
 //!

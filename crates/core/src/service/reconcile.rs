@@ -1,6 +1,6 @@
 //! Reconciliation: compares the store with a tenant's upstream account and reports — or, when
-//! asked, repairs — orphan apps and keys, missing apps and keys, and scope drift (DESIGN.md,
-//! "Provisioning, step by step"; API.md, "Drift and compromise").
+//! asked, repairs — orphan apps and keys, missing apps and keys, and scope drift (docs/architecture.md,
+//! "Provisioning, step by step"; docs/api.md, "Drift and compromise").
 //!
 //! What is compared:
 //! - *Managed apps* are the apps of the account whose metadata marker names the tenant. Only
@@ -247,7 +247,7 @@ impl Provisioner {
     /// and audits each repair; without it, changes nothing upstream or in the store. A repair
     /// that fails or no longer applies is listed in `repair_errors` and the others go on. Repair
     /// on a suspended tenant is refused (reporting is allowed). Callers must restrict `repair` to
-    /// administrators (API.md: `provisioner:admin`).
+    /// administrators (docs/api.md: `provisioner:admin`).
     pub async fn reconcile(
         &self,
         actor: &Actor,

@@ -15,7 +15,7 @@ use crate::secret::Pat;
 
 use super::{Provisioner, check_limit, check_text, decode_cursor, encode_cursor, pat_aad};
 
-/// Scopes the provisioning PAT needs (upstream/clarifai-api.md §7), unless it holds `All`.
+/// Scopes the provisioning PAT needs (docs/upstream.md; the scope list itself is in crates/core/src/scope.rs), unless it holds `All`.
 const PAT_NEEDS: &[&str] = &[
     "Apps:Add",
     "Apps:Get",

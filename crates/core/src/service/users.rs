@@ -53,7 +53,7 @@ pub struct Provisioned {
     pub created: bool,
 }
 
-/// Longest rotation grace period, in seconds (API.md).
+/// Longest rotation grace period, in seconds (docs/api.md).
 pub const MAX_GRACE_SECONDS: u32 = 86_400;
 
 impl Provisioner {

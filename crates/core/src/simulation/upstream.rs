@@ -24,7 +24,7 @@ use crate::ports::{NewApp, NewKey, Upstream, UpstreamApp, UpstreamKey};
 use crate::secret::KeySecret;
 
 /// Longest delay of a late create, ms: below the sweep delay (`retry_base`) minus twice the
-/// largest clock skew, so a correct sweep always comes after the late key (DESIGN.md: the
+/// largest clock skew, so a correct sweep always comes after the late key (docs/architecture.md: the
 /// sweep looks again "once it must have landed").
 pub(crate) const MAX_LATE_MS: u64 = 1000;
 
@@ -133,7 +133,7 @@ impl SimUpstream {
     }
 
     /// (k) fencing: an upstream change to a user's app leaves only from the operation holding
-    /// that user's row (DESIGN.md, "Leases and fencing": renew by compare-and-swap before every
+    /// that user's row (docs/architecture.md, "Leases and fencing": renew by compare-and-swap before every
     /// upstream call, stop if that fails). Checked when the call enters the port.
     fn check_fenced(&self, op: u32, app: &str, what: &str) {
         if op == 0 {

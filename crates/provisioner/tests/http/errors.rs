@@ -1,4 +1,4 @@
-//! Every error code of API.md's table, with the case that triggers it; bad input changes nothing.
+//! Every error code of the table in docs/problems.md, with the case that triggers it; bad input changes nothing.
 
 use jsonwebtoken::{EncodingKey, Header};
 use reqwest::Method;

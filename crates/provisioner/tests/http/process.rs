@@ -368,7 +368,7 @@ pub async fn assert_reconcile_clean(http: &reqwest::Client, base: &str, token: &
 /// An HTTP proxy in front of the simulator that holds every answer back for a random
 /// `0..=max_delay_ms` after the simulator has applied the request. It widens the window in which
 /// a call has taken effect upstream but the service has not yet recorded it, the window that
-/// DESIGN.md invariant 3 is about, so that random kills land in it often. It counts the calls
+/// the "nothing untracked upstream" invariant is about, so that random kills land in it often. It counts the calls
 /// in flight (forwarded, answer not yet delivered).
 pub struct DelayProxy {
     /// `http://127.0.0.1:PORT`: use as the tenant's upstream base URL.
