@@ -11,6 +11,7 @@ use crate::model::{Actor, Lease, Step, Tenant, User, UserStatus};
 
 use super::Provisioner;
 use super::steps::{Fail, lease_lost, user_target};
+use super::users::lease_owner;
 
 /// What one recovery pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -114,11 +115,7 @@ impl Provisioner {
         mut u: User,
         report: &mut RecoveryReport,
     ) -> Result<(), DomainError> {
-        let owner = u
-            .lease
-            .as_ref()
-            .map(|l| l.owner.clone())
-            .unwrap_or_default();
+        let owner = lease_owner(&u);
         let mut run = self.run(tenant, actor, owner, true, "user.recover", false)?;
         if u.step != Step::Idle {
             self.drive(&mut run, u).await?;
