@@ -94,10 +94,10 @@ impl Modify for BearerAuth {
     components(
         schemas(
             Problem, FieldError, TenantIn, UpstreamIn, AppDefaultsDto, RateLimitDto, TenantPatchIn,
-            CredentialIn, TenantOut, UpstreamOut, TenantStatusDto, TenantPage, ProfileIn, ProfileOut,
+            CredentialIn, TenantOut, UpstreamOut, TenantStatusDto, AutoKeyCheckDto, TenantPage, ProfileIn, ProfileOut,
             ProfilePage, UserPutIn, RotateIn, UserOut, AppOut, KeyOut, UserStatusDto, UserPage, RevealOut,
             LookupIn, LookupOut, AuditEventOut, AuditPage, StatusOut, ReconcileIn, ReconcileOut,
-            OrphanAppOut, OrphanKeyOut, UserRefOut, ScopeDriftOut, UnmanagedAppOut,
+            OrphanAppOut, OrphanKeyOut, UnmarkedKeyOut, UserRefOut, ScopeDriftOut, UnmanagedAppOut,
         ),
         responses(
             BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, PayloadTooLarge,

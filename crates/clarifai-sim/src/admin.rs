@@ -1,4 +1,5 @@
-//! Admin routes under `/_sim` (no auth, no faults): state, faults, stats, rate limit.
+//! Admin routes under `/_sim` (no auth, no faults): state, faults, stats, rate limit, and
+//! whether new apps get a key of their own.
 
 use actix_web::HttpResponse;
 use actix_web::web::{self, Bytes, Data};
@@ -16,7 +17,9 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/_sim/faults", web::get().to(get_faults))
         .route("/_sim/faults", web::put().to(put_faults))
         .route("/_sim/stats", web::get().to(stats))
-        .route("/_sim/rate_limit", web::put().to(put_rate_limit));
+        .route("/_sim/rate_limit", web::put().to(put_rate_limit))
+        .route("/_sim/auto_app_key", web::get().to(get_auto_app_key))
+        .route("/_sim/auto_app_key", web::put().to(put_auto_app_key));
 }
 
 /// Every user's apps and keys (key ids included: this is a test tool; PATs are not shown).
@@ -75,6 +78,7 @@ async fn stats(shared: Data<Shared>) -> HttpResponse {
         "requests": shared.request_count(),
         "faults": shared.fault_counts(),
         "rate_limit_per_sec": lock(&shared.limiter).limit(),
+        "auto_app_key": shared.state().auto_app_key,
     }))
 }
 
@@ -88,6 +92,26 @@ async fn put_rate_limit(shared: Data<Shared>, body: Bytes) -> HttpResponse {
         Ok(r) => {
             lock(&shared.limiter).set(r.per_sec);
             HttpResponse::Ok().json(json!({ "rate_limit_per_sec": lock(&shared.limiter).limit() }))
+        }
+        Err(e) => bad_request(&e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AutoAppKeyIn {
+    enabled: bool,
+}
+
+async fn get_auto_app_key(shared: Data<Shared>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "enabled": shared.state().auto_app_key }))
+}
+
+async fn put_auto_app_key(shared: Data<Shared>, body: Bytes) -> HttpResponse {
+    match serde_json::from_slice::<AutoAppKeyIn>(&body) {
+        Ok(r) => {
+            shared.state().auto_app_key = r.enabled;
+            HttpResponse::Ok().json(json!({ "enabled": r.enabled }))
         }
         Err(e) => bad_request(&e),
     }

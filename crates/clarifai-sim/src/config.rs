@@ -18,6 +18,11 @@ pub struct SimConfig {
     pub faults: Faults,
     /// actix-web worker threads (default 2).
     pub workers: usize,
+    /// Whether creating an app also mints a key on it, as the portal does ("A key is
+    /// automatically generated when you create a new application"): no marker in its
+    /// description, every grantable scope. Off by default (whether PostApps does it is
+    /// unconfirmed); switchable at run time (`PUT /_sim/auto_app_key`).
+    pub auto_app_key: bool,
 }
 
 impl Default for SimConfig {
@@ -27,6 +32,7 @@ impl Default for SimConfig {
             rate_limit_per_sec: Some(15),
             faults: Faults::none(),
             workers: 2,
+            auto_app_key: false,
         }
     }
 }

@@ -98,6 +98,9 @@ struct AppRef {
     user_id: String,
 }
 
+/// The description of a key minted with a new app (`--auto-app-key`).
+pub const AUTO_KEY_DESCRIPTION: &str = "App-specific key created with the app";
+
 /// Filters of ListKeys.
 #[derive(Clone, Debug, Default)]
 pub struct KeyFilter {
@@ -187,6 +190,22 @@ impl State {
             created_at: now,
             expires_at,
         })
+    }
+
+    /// The key the portal mints with a new app: every grantable scope, a description that is
+    /// no marker of the provisioner's.
+    pub(crate) fn mint_app_key(&mut self, user_id: &str, app_id: &str, now: DateTime<Utc>) {
+        let id = hex32(&mut self.ids);
+        self.store_key(SimKey {
+            id,
+            user_id: user_id.to_owned(),
+            description: AUTO_KEY_DESCRIPTION.to_owned(),
+            scopes: GRANTABLE_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
+            endpoints: Vec::new(),
+            app_ids: vec![app_id.to_owned()],
+            created_at: now,
+            expires_at: None,
+        });
     }
 
     /// Stores a key as is (the id must be fresh).

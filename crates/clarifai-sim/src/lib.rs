@@ -17,7 +17,7 @@
 //! | rate limit (per account, token bucket, default 15/s) | HTTP 429, `"code": "CONN_THROTTLED"` (a string, as the docs show; numeric on request), no `Retry-After` |
 //! | `per_page` above 1000 | clamped to 1000 |
 //! | PostApps / PostKeys with several items | accepted, all or nothing |
-//! | PostApps auto-creating a key | no |
+//! | PostApps auto-creating a key | no by default; with `--auto-app-key` ([`SimConfig::auto_app_key`], or `PUT /_sim/auto_app_key` at run time) each new app gets a key with every grantable scope and no marker, as the portal does |
 //! | deprecated scopes on a key | accepted; internal and unknown ones are refused |
 //! | narrowly scoped PAT on PAT routes | accepted (depending scopes are advisory upstream) |
 //! | an app's default workflow | echoed; `Universal` from `clarifai/main` when not given |
@@ -33,7 +33,8 @@
 //! Faults ([`Faults`]) apply to `/v2` only. Admin routes, without auth and never faulted:
 //! `GET /_sim/state`, `GET`/`PUT /_sim/faults` (a [`Faults`] JSON, missing fields default),
 //! `GET /_sim/stats` (`{requests, faults: FaultCounts, rate_limit_per_sec}`) and
-//! `PUT /_sim/rate_limit` (`{"per_sec": 15}` or `{"per_sec": null}`).
+//! `PUT /_sim/rate_limit` (`{"per_sec": 15}` or `{"per_sec": null}`), `GET`/`PUT /_sim/auto_app_key`
+//! (`{"enabled": true}`).
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -148,6 +149,11 @@ impl Simulator {
         lock(&self.shared.limiter).set(per_sec);
     }
 
+    /// Whether creating an app also mints a key on it (see [`SimConfig::auto_app_key`]).
+    pub fn set_auto_app_key(&self, enabled: bool) {
+        self.shared.state().auto_app_key = enabled;
+    }
+
     /// Sends `CONN_THROTTLED` as the number 11005 instead of the string name.
     pub fn set_throttle_code_numeric(&self, numeric: bool) {
         self.shared
@@ -235,6 +241,11 @@ impl Simulator {
             expires_at: None,
         });
         id
+    }
+
+    /// Deletes an app and its keys out of band; `false` if the user had no such app.
+    pub fn remove_app(&self, user_id: &str, app_id: &str) -> bool {
+        self.shared.state().delete_app(user_id, app_id).is_ok()
     }
 
     /// Deletes a key out of band; `false` if the user had no such key.

@@ -69,6 +69,9 @@ struct Cli {
     /// Seed of the fault RNG.
     #[arg(long)]
     seed: Option<u64>,
+    /// Creating an app also mints a key on it (every scope, no marker), as the portal does.
+    #[arg(long)]
+    auto_app_key: bool,
 }
 
 /// Parses `USER_ID:PAT` (the error message never echoes the PAT).
@@ -98,6 +101,7 @@ impl Cli {
                 seed: self.seed,
             },
             workers: self.workers,
+            auto_app_key: self.auto_app_key,
         }
     }
 }
@@ -125,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(
         accounts = cli.accounts.len(),
         rate_limit = cli.rate_limit,
+        auto_app_key = cli.auto_app_key,
         "clarifai-sim listening on {}",
         sim.base_url()
     );

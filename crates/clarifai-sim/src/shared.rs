@@ -20,8 +20,10 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(config: SimConfig) -> Self {
+        let mut state = State::new(config.accounts);
+        state.auto_app_key = config.auto_app_key;
         Self {
-            state: Mutex::new(State::new(config.accounts)),
+            state: Mutex::new(state),
             faults: Mutex::new(FaultEngine::new(config.faults)),
             limiter: Mutex::new(RateLimiter::new(config.rate_limit_per_sec)),
             counts: Mutex::new(FaultCounts::default()),

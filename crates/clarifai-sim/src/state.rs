@@ -132,6 +132,8 @@ pub(crate) struct State {
     pub(crate) keys: HashMap<String, KeyRecord>,
     pub(crate) next_seq: u64,
     pub(crate) ids: fastrand::Rng,
+    /// Whether a new app gets a key of its own (see [`crate::SimConfig::auto_app_key`]).
+    pub(crate) auto_app_key: bool,
 }
 
 impl State {
@@ -143,6 +145,7 @@ impl State {
             keys: HashMap::new(),
             next_seq: 0,
             ids: fastrand::Rng::new(),
+            auto_app_key: false,
         };
         for a in accounts {
             state.add_account(a);
@@ -193,6 +196,11 @@ impl State {
         let owned = self.apps.entry(user_id.to_owned()).or_default();
         for app in &created {
             owned.insert(app.id.clone(), app.clone());
+        }
+        if self.auto_app_key {
+            for app in &created {
+                self.mint_app_key(user_id, &app.id, now);
+            }
         }
         Ok(created)
     }

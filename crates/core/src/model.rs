@@ -89,12 +89,47 @@ text_enum!(
         /// upstream after the key was settled; delete keys with this app's marker that are
         /// neither the current nor the retired key.
         SweepKeys => "sweep_keys",
+        /// The user's app was just created (or adopted, or re-created): delete the keys on it
+        /// that carry no marker of this service — a key the upstream minted with the app —
+        /// before the key of this generation is created (docs/upstream.md, "Auto-created keys").
+        PurgeKeys => "purge_keys",
         /// Deleted or failed, with a late look due: an app create that got no answer may still
         /// land upstream after the app was deleted; delete it then if it carries this user's
         /// marker.
         SweepApp => "sweep_app",
     }
 );
+
+text_enum!(
+    /// Whether provisioning looks for a key the upstream may mint with every new app (the
+    /// tenant's `auto_key_check`; docs/upstream.md, "Auto-created keys").
+    AutoKeyCheck {
+        /// After every app create, list the app's keys and delete those without this service's
+        /// marker: one more call per new app, two when a key is found. The default.
+        Always => "always",
+        /// Check per upstream account until enough creations in a row showed no such key, then
+        /// stop; check again as soon as one is seen (by a check or by the drift check).
+        Learn => "learn",
+        /// Never look (the drift check still reports such keys).
+        Never => "never",
+    }
+);
+
+impl Default for AutoKeyCheck {
+    fn default() -> Self {
+        AutoKeyCheck::Always
+    }
+}
+
+/// What the service has learnt about one upstream account's app creates (for
+/// [`AutoKeyCheck::Learn`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AutoKeyLearning {
+    /// App creates in a row whose check found no key minted with the app.
+    pub clean_checks: i64,
+    /// When a minted key was last seen on the account.
+    pub last_seen_at: Option<Timestamp>,
+}
 
 impl UserStatus {
     /// Whether the user still occupies upstream resources (counts against tenant deletion).
@@ -158,6 +193,8 @@ pub struct Tenant {
     pub allowed_scopes: ScopeSet,
     /// Profile used when a PUT names neither a profile nor scopes.
     pub default_scope_profile: Option<ProfileName>,
+    /// Whether provisioning deletes keys the upstream mints with a new app.
+    pub auto_key_check: AutoKeyCheck,
     /// Created.
     pub created_at: Timestamp,
     /// Last changed.
@@ -180,6 +217,25 @@ pub struct UpstreamAccount {
     pub tenant_id: TenantId,
     /// Per-tenant protection settings.
     pub rate_limit: UpstreamRateLimit,
+}
+
+impl UpstreamAccount {
+    /// The account's identity for what is learnt about it: base URL (without trailing slash)
+    /// and user id. Several tenants may share one account. Holds no secret.
+    pub fn key(&self) -> String {
+        account_key(&self.base_url, &self.user_id)
+    }
+}
+
+impl Tenant {
+    /// The key of the tenant's upstream account (see [`UpstreamAccount::key`]).
+    pub fn account_key(&self) -> String {
+        account_key(&self.base_url, &self.upstream_user_id)
+    }
+}
+
+fn account_key(base_url: &str, user_id: &UpstreamUserId) -> String {
+    format!("{} {}", base_url.trim_end_matches('/'), user_id.as_str())
 }
 
 /// A named set of scopes within a tenant.

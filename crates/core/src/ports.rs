@@ -10,7 +10,9 @@ use crate::idempotency::{
 };
 use crate::ids::{AppId, ExternalId, ProfileName, TenantId};
 use crate::model::UpstreamAccount;
-use crate::model::{AuditEvent, Lease, ScopeProfile, Tenant, Timestamp, User, UserStatus};
+use crate::model::{
+    AuditEvent, AutoKeyLearning, Lease, ScopeProfile, Tenant, Timestamp, User, UserStatus,
+};
 use crate::scope::ScopeSet;
 use crate::secret::KeySecret;
 
@@ -275,10 +277,27 @@ pub trait IdempotencyStore: Send + Sync {
     async fn purge_idempotency(&self, now: Timestamp) -> Result<u64, StoreError>;
 }
 
+/// What the service learns about upstream accounts, shared by every tenant on one account
+/// (keyed by [`UpstreamAccount::key`]).
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// What was learnt about keys minted with new apps on the account (zeroes when nothing).
+    async fn auto_key_learning(&self, account: &str) -> Result<AutoKeyLearning, StoreError>;
+    /// Records one look at a new app's keys: `found` (a key without this service's marker was
+    /// there) resets the count of clean checks and sets `last_seen_at`; otherwise the count goes
+    /// up by one. One atomic statement, so concurrent records never lose a sighting.
+    async fn record_auto_key_check(
+        &self,
+        account: &str,
+        found: bool,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+}
+
 /// Everything the service stores; implemented for SQLite and PostgreSQL by crates/storage.
 #[async_trait]
 pub trait Store:
-    TenantStore + UserStore + AuditStore + MaintenanceStore + IdempotencyStore
+    TenantStore + UserStore + AuditStore + MaintenanceStore + IdempotencyStore + AccountStore
 {
     /// Whether the database is reachable and migrated.
     async fn ready(&self) -> Result<(), StoreError>;

@@ -1,12 +1,16 @@
-//! Provisioning throughput and latency against the simulator, printed as a table.
+//! Provisioning cost, throughput and latency against the simulator, printed as tables.
 //!
 //! `cargo run --release -p provisioner --example bench [-- USERS]`
 //!
-//! For each scenario: the simulator limits the account to `sim rps` (429 beyond, like the
-//! upstream), the tenant's `upstream_rate_limit` paces the service, `clients` onboarding clients
-//! PUT distinct users. Each user costs two upstream calls, so the floor is 2N / rate; the table
-//! shows how close the service gets, how many 429s the upstream answered, and the latency of an
-//! idempotent repeat PUT (no upstream call).
+//! First table: the upstream calls one new user costs under each `auto_key_check` policy, with
+//! and without an upstream that mints a key with every app (`--auto-app-key`), counted at the
+//! simulator, and the floor that puts under bulk onboarding at 15 requests per second.
+//!
+//! Second table, for each scenario: the simulator limits the account to `sim rps` (429 beyond,
+//! like the upstream), the tenant's `upstream_rate_limit` paces the service, `clients` onboarding
+//! clients PUT distinct users. With the default policy each user costs three upstream calls, so
+//! the floor is 3N / rate; the table shows how close the service gets, how many 429s the upstream
+//! answered, and the latency of an idempotent repeat PUT (no upstream call).
 
 use std::time::{Duration, Instant};
 
@@ -26,11 +30,12 @@ struct Scenario {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    provisioner::telemetry::init("error", false, std::io::stderr);
+    provisioner::telemetry::init("error", false, false, std::io::stderr);
     let users: usize = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(150);
+    cost_table().await?;
     let scenarios = [
         Scenario {
             name: "default account limit",
@@ -46,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
         },
     ];
     println!(
-        "| scenario | users | clients | rate (req/s) | wall (s) | users/s | floor 2N/rate (s) | efficiency | upstream 429s | repeat PUT p50 (ms) | p99 (ms) |"
+        "\n| scenario | users | clients | rate (req/s) | wall (s) | users/s | floor 3N/rate (s) | efficiency | upstream 429s | repeat PUT p50 (ms) | p99 (ms) |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for s in scenarios {
@@ -87,30 +92,7 @@ async fn run(s: &Scenario, users: usize) -> anyhow::Result<Result> {
         ..SimConfig::default()
     })
     .await?;
-    let dir = tempfile::tempdir()?;
-    let secret = SecretString::from(MasterKey::generate().to_base64());
-    let settings = Settings {
-        listen: "127.0.0.1:0".into(),
-        database_url: format!("sqlite://{}/bench.db", dir.path().display()),
-        master_key: Some(SecretString::from(MasterKey::generate().to_base64())),
-        jwt_hs256_secret: Some(secret.clone()),
-        caller_rate_limit: 0,
-        recovery_interval_secs: 0,
-        drift_check_interval_secs: 0,
-        ..Settings::default()
-    };
-    let app = Application::build(&settings).await?;
-    let base = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
-    let admin = provisioner::token::mint(
-        &secret,
-        "provisioner:admin",
-        None,
-        3600,
-        "bench",
-        None,
-        None,
-    )?;
+    let (base, admin, _dir) = start_service().await?;
     let http = reqwest::Client::new();
     let tenant = json!({
         "id": "bench", "display_name": "Bench",
@@ -183,9 +165,112 @@ async fn run(s: &Scenario, users: usize) -> anyhow::Result<Result> {
     sim.stop().await;
     Ok(Result {
         wall,
-        floor: 2.0 * users as f64 / f64::from(s.rps),
+        floor: 3.0 * users as f64 / f64::from(s.rps),
         throttled,
         p50: lat[lat.len() / 2],
         p99: lat[lat.len() * 99 / 100],
     })
+}
+
+/// Users provisioned per row of the cost table (more than `learn`'s 20 clean checks).
+const COST_USERS: usize = 100;
+
+/// The upstream calls per new user under each policy, with and without minting.
+async fn cost_table() -> anyhow::Result<()> {
+    println!(
+        "| auto_key_check | upstream mints a key | calls per new user | keys per app after | bulk floor, 10,000 users at 15 req/s |"
+    );
+    println!("|---|---|---|---|---|");
+    for policy in ["always", "learn", "never"] {
+        for mint in [false, true] {
+            let calls = cost(policy, mint).await?;
+            println!(
+                "| {policy} | {} | {:.2} | {:.2} | {:.1} min |",
+                if mint { "yes" } else { "no" },
+                calls.per_user,
+                calls.keys_per_app,
+                calls.per_user * 10_000.0 / 15.0 / 60.0
+            );
+        }
+    }
+    Ok(())
+}
+
+struct Cost {
+    per_user: f64,
+    keys_per_app: f64,
+}
+
+async fn cost(policy: &str, mint: bool) -> anyhow::Result<Cost> {
+    let sim = Simulator::start(SimConfig {
+        accounts: vec![Account::new("bench-user", "bench-pat-0123456789")],
+        rate_limit_per_sec: None,
+        auto_app_key: mint,
+        ..SimConfig::default()
+    })
+    .await?;
+    let (base, admin, _dir) = start_service().await?;
+    let http = reqwest::Client::new();
+    let tenant = json!({
+        "id": "cost", "display_name": "Cost",
+        "upstream": {"base_url": sim.base_url(), "user_id": "bench-user", "pat": "bench-pat-0123456789"},
+        "upstream_rate_limit": {"requests_per_second": 1000, "max_concurrency": 16},
+        "allowed_scopes": ["Predict", "Inputs:Get"],
+        "auto_key_check": policy,
+    });
+    let r = http
+        .post(format!("{base}/v1/tenants"))
+        .bearer_auth(&admin)
+        .json(&tenant)
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().as_u16() == 201, "tenant: {}", r.text().await?);
+    let before = sim.request_count();
+    for i in 0..COST_USERS {
+        let r = http
+            .put(format!("{base}/v1/tenants/cost/users/user-{i}"))
+            .bearer_auth(&admin)
+            .json(&json!({}))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().as_u16() == 201, "PUT: {}", r.text().await?);
+    }
+    let calls = sim.request_count() - before;
+    let apps = sim.apps("bench-user").len();
+    let keys = sim.keys("bench-user").len();
+    sim.stop().await;
+    Ok(Cost {
+        per_user: calls as f64 / COST_USERS as f64,
+        keys_per_app: keys as f64 / apps.max(1) as f64,
+    })
+}
+
+/// The service on SQLite in a temporary directory, with no background workers; its base URL,
+/// an admin token and the directory (removed when dropped).
+async fn start_service() -> anyhow::Result<(String, String, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let secret = SecretString::from(MasterKey::generate().to_base64());
+    let settings = Settings {
+        listen: "127.0.0.1:0".into(),
+        database_url: format!("sqlite://{}/bench.db", dir.path().display()),
+        master_key: Some(SecretString::from(MasterKey::generate().to_base64())),
+        jwt_hs256_secret: Some(secret.clone()),
+        caller_rate_limit: 0,
+        recovery_interval_secs: 0,
+        drift_check_interval_secs: 0,
+        ..Settings::default()
+    };
+    let app = Application::build(&settings).await?;
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let admin = provisioner::token::mint(
+        &secret,
+        "provisioner:admin",
+        None,
+        3600,
+        "bench",
+        None,
+        None,
+    )?;
+    Ok((base, admin, dir))
 }

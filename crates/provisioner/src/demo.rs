@@ -21,8 +21,9 @@ use crate::token::mint;
 const SIM_USER: &str = "demo-user";
 const SIM_PAT: &str = "demo-pat-0123456789";
 
-/// Runs the demo until Ctrl-C.
-pub async fn run(listen: &str, data_dir: &Path) -> anyhow::Result<()> {
+/// Runs the demo until Ctrl-C. With `auto_app_key` the simulator mints a key with every new app
+/// (as the portal does; off by default, since whether the API does is unconfirmed).
+pub async fn run(listen: &str, data_dir: &Path, auto_app_key: bool) -> anyhow::Result<()> {
     if data_dir.exists() {
         std::fs::remove_dir_all(data_dir)
             .with_context(|| format!("clearing {}", data_dir.display()))?;
@@ -32,6 +33,7 @@ pub async fn run(listen: &str, data_dir: &Path) -> anyhow::Result<()> {
     let sim = Simulator::start(SimConfig {
         accounts: vec![Account::new(SIM_USER, SIM_PAT)],
         rate_limit_per_sec: Some(15),
+        auto_app_key,
         ..SimConfig::default()
     })
     .await
@@ -73,7 +75,14 @@ pub async fn run(listen: &str, data_dir: &Path) -> anyhow::Result<()> {
     )?;
     println!(
         "{}",
-        banner(&base, &sim.base_url(), data_dir, &admin, &tenant)
+        banner(
+            &base,
+            &sim.base_url(),
+            data_dir,
+            &admin,
+            &tenant,
+            auto_app_key
+        )
     );
     let result = app.run_until_stopped().await;
     sim.stop().await;
@@ -100,6 +109,7 @@ async fn seed_tenant(app: &Application, sim_url: &str) -> anyhow::Result<()> {
         allowed_scopes: s(&["Predict", "Inputs:Get", "Inputs:Add", "Concepts:Get"])?,
         default_scope_profile: Some(p("standard")?),
         scope_profiles: profiles,
+        auto_key_check: None,
     };
     app.service()
         .create_tenant(&Actor::system("demo"), new)
@@ -108,12 +118,25 @@ async fn seed_tenant(app: &Application, sim_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn banner(base: &str, sim: &str, data_dir: &Path, admin: &str, tenant: &str) -> String {
+fn banner(
+    base: &str,
+    sim: &str,
+    data_dir: &Path,
+    admin: &str,
+    tenant: &str,
+    auto_app_key: bool,
+) -> String {
+    let minting = if auto_app_key {
+        "mints a key (every scope, no marker) with each new app, as the Clarifai portal does;\n               the service deletes it before the user is active (tenant auto_key_check: always)"
+    } else {
+        "mints no key with a new app (the default; `provisioner demo --auto-app-key` to switch,\n               or PUT /_sim/auto_app_key {\"enabled\": true} while it runs)"
+    };
     format!(
         r#"
 Provisioner demo is running.
   API          {base}   (OpenAPI: {base}/openapi.json)
   Simulator    {sim}   (Clarifai account "{SIM_USER}", PAT "{SIM_PAT}")
+  New apps     the simulator {minting}
   Data         {data}   (wiped at each start)
   Tenant       "demo" (profiles: standard = Predict Inputs:Get; annotator = Inputs:Get Inputs:Add Concepts:Get)
 

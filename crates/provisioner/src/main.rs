@@ -50,6 +50,10 @@ enum Command {
         /// Where the demo keeps its database (wiped at each start).
         #[arg(long, default_value = "./data/demo")]
         data_dir: PathBuf,
+        /// Make the simulator mint a key (every scope, no marker) with each new app, as the
+        /// Clarifai portal does; the service deletes it before the user becomes active.
+        #[arg(long)]
+        auto_app_key: bool,
     },
 }
 
@@ -60,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(
         &settings.log,
         settings.log_format == "json",
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
         std::io::stderr,
     );
     for var in Settings::unknown_env_vars() {
@@ -131,6 +136,10 @@ async fn main() -> anyhow::Result<()> {
             println!("{t}");
             Ok(())
         }
-        Command::Demo { listen, data_dir } => demo::run(&listen, &data_dir).await,
+        Command::Demo {
+            listen,
+            data_dir,
+            auto_app_key,
+        } => demo::run(&listen, &data_dir, auto_app_key).await,
     }
 }

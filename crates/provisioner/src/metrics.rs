@@ -126,6 +126,7 @@ impl Metrics {
             for (kind, n) in [
                 ("orphan_apps", c.orphan_apps),
                 ("orphan_keys", c.orphan_keys),
+                ("unmarked_keys", c.unmarked_keys),
                 ("missing_apps", c.missing_apps),
                 ("missing_keys", c.missing_keys),
                 ("scope_drift", c.scope_drift),

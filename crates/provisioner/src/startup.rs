@@ -282,7 +282,7 @@ async fn drift_worker(
                     Ok(c) => {
                         if c.total() > 0 {
                             tracing::warn!(tenant.id = %t.id, drift.orphan_apps = c.orphan_apps, drift.orphan_keys = c.orphan_keys,
-                                drift.missing_apps = c.missing_apps, drift.missing_keys = c.missing_keys,
+                                drift.unmarked_keys = c.unmarked_keys, drift.missing_apps = c.missing_apps, drift.missing_keys = c.missing_keys,
                                 drift.scope_drift = c.scope_drift, "drift found (not repaired; POST .../reconcile to repair)");
                         }
                         metrics.record_drift(t.id.as_str(), c);

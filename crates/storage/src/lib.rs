@@ -12,6 +12,7 @@
 //! at build time.
 #![forbid(unsafe_code)]
 
+mod accounts;
 mod audit;
 mod error;
 mod idempotency;

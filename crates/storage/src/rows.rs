@@ -36,7 +36,7 @@ where
     s.parse().map_err(|e| corrupt(row, field, e))
 }
 
-fn time(row: &str, field: &str, v: i64) -> Result<Timestamp, StoreError> {
+pub(crate) fn time(row: &str, field: &str, v: i64) -> Result<Timestamp, StoreError> {
     DateTime::from_timestamp_millis(v).ok_or_else(|| corrupt(row, field, "timestamp out of range"))
 }
 
@@ -70,6 +70,7 @@ pub(crate) struct TenantRow {
     pub rate_limit: String,
     pub allowed_scopes: String,
     pub default_scope_profile: Option<String>,
+    pub auto_key_check: String,
     pub created_at: i64,
     pub updated_at: i64,
     pub version: i64,
@@ -93,6 +94,7 @@ impl TenantRow {
                 .default_scope_profile
                 .as_ref()
                 .map(|p| p.as_str().to_owned()),
+            auto_key_check: t.auto_key_check.as_str().to_owned(),
             created_at: ms(t.created_at),
             updated_at: ms(t.updated_at),
             version: t.version,
@@ -121,6 +123,7 @@ impl TryFrom<TenantRow> for Tenant {
                 .as_deref()
                 .map(|p| id!(ProfileName, row, "default_scope_profile", p))
                 .transpose()?,
+            auto_key_check: parse(row, "auto_key_check", &r.auto_key_check)?,
             created_at: time(row, "created_at", r.created_at)?,
             updated_at: time(row, "updated_at", r.updated_at)?,
             version: r.version,

@@ -44,8 +44,8 @@ impl TenantStore for SqlStore {
             sqlx::query(
                 "INSERT INTO tenants (id, display_name, status, base_url, upstream_user_id, pat_sealed, \
                  pat_fingerprint, app_defaults, rate_limit, allowed_scopes, default_scope_profile, \
-                 created_at, updated_at, version) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                 created_at, updated_at, version, auto_key_check) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             )
             .bind(r.id)
             .bind(r.display_name)
@@ -61,6 +61,7 @@ impl TenantStore for SqlStore {
             .bind(r.created_at)
             .bind(r.updated_at)
             .bind(r.version)
+            .bind(r.auto_key_check)
             .execute(&mut *tx)
             .await
             .map_err(ctx("inserting a tenant"))?;
@@ -124,7 +125,8 @@ impl TenantStore for SqlStore {
             let done = sqlx::query(
                 "UPDATE tenants SET display_name = $2, status = $3, base_url = $4, upstream_user_id = $5, \
                  pat_sealed = $6, pat_fingerprint = $7, app_defaults = $8, rate_limit = $9, \
-                 allowed_scopes = $10, default_scope_profile = $11, updated_at = $12, version = $13 \
+                 allowed_scopes = $10, default_scope_profile = $11, updated_at = $12, version = $13, \
+                 auto_key_check = $15 \
                  WHERE id = $1 AND version = $14",
             )
             .bind(r.id)
@@ -141,6 +143,7 @@ impl TenantStore for SqlStore {
             .bind(r.updated_at)
             .bind(read_version.saturating_add(1))
             .bind(read_version)
+            .bind(r.auto_key_check)
             .execute(&mut *tx)
             .await
             .map_err(backend("updating a tenant"))?;

@@ -1,7 +1,7 @@
 //! `POST /v1/tenants/{tenant_id}/reconcile`: body and report.
 
 use provisioner_core::service::{
-    OrphanApp, OrphanKey, ReconcileReport, ScopeDrift, UnmanagedApp, UserRef,
+    OrphanApp, OrphanKey, ReconcileReport, ScopeDrift, UnmanagedApp, UnmarkedKey, UserRef,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -10,8 +10,8 @@ use utoipa::ToSchema;
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReconcileIn {
-    /// Repair what is found (delete marked orphans, re-create what is missing, replace drifted
-    /// keys). Needs `provisioner:admin`.
+    /// Repair what is found (delete orphans and the unmarked keys of managed apps, re-create
+    /// what is missing, replace drifted keys). Needs `provisioner:admin`.
     #[serde(default)]
     pub repair: bool,
 }
@@ -30,7 +30,8 @@ pub struct UnmanagedAppOut {
     pub app_id: String,
 }
 
-/// A key on a managed app that is neither the user's current key nor its key in grace.
+/// A key carrying this service's marker on an active user's app that is neither its current
+/// key nor its key in grace (the late effect of a create that got no answer).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrphanKeyOut {
     /// The app it was found on.
@@ -39,9 +40,24 @@ pub struct OrphanKeyOut {
     pub key_fingerprint: String,
     /// Its upstream description.
     pub description: String,
-    /// Whether the description carries this service's marker: only a marked key is deleted by a
-    /// repair; an unmarked one (made by hand) is reported and left alone.
-    pub marked: bool,
+}
+
+/// A key without this service's marker on an active user's app: minted by the upstream with
+/// the app, or added by hand. A repair deletes it when the app carries the tenant's marker.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnmarkedKeyOut {
+    /// The user whose app holds it.
+    pub external_id: String,
+    /// The app it was found on.
+    pub app_id: String,
+    /// First 8 hex of the SHA-256 of its secret (never the secret).
+    pub key_fingerprint: String,
+    /// Its upstream description.
+    pub description: String,
+    /// The scopes it holds upstream, sorted.
+    pub scopes: Vec<String>,
+    /// Whether the app carries the tenant's marker: only then does a repair delete the key.
+    pub app_managed: bool,
 }
 
 /// A user whose app or key is missing upstream.
@@ -71,8 +87,10 @@ pub struct ScopeDriftOut {
 pub struct ReconcileOut {
     /// Apps with the tenant's marker that no user holding an app records.
     pub orphan_apps: Vec<OrphanAppOut>,
-    /// Keys on active users' apps the service did not record (see `marked`).
+    /// Keys with this service's marker on active users' apps that no record holds.
     pub orphan_keys: Vec<OrphanKeyOut>,
+    /// Keys without this service's marker on active users' apps (e.g. minted with the app).
+    pub unmarked_keys: Vec<UnmarkedKeyOut>,
     /// Active users whose app is gone upstream.
     pub missing_apps: Vec<UserRefOut>,
     /// Active users whose key is gone upstream.
@@ -111,12 +129,31 @@ impl From<ReconcileReport> for ReconcileOut {
                          app_id,
                          key_fingerprint,
                          description,
-                         marked,
                      }| OrphanKeyOut {
                         app_id,
                         key_fingerprint,
                         description,
-                        marked,
+                    },
+                )
+                .collect(),
+            unmarked_keys: r
+                .unmarked_keys
+                .into_iter()
+                .map(
+                    |UnmarkedKey {
+                         external_id,
+                         app_id,
+                         key_fingerprint,
+                         description,
+                         scopes,
+                         app_managed,
+                     }| UnmarkedKeyOut {
+                        external_id: external_id.to_string(),
+                        app_id: app_id.to_string(),
+                        key_fingerprint,
+                        description,
+                        scopes,
+                        app_managed,
                     },
                 )
                 .collect(),

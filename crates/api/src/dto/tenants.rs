@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use provisioner_core::ids::{ProfileName, TenantId, UpstreamUserId};
-use provisioner_core::model::{AppDefaults, Tenant, TenantStatus, UpstreamRateLimit};
+use provisioner_core::model::{AppDefaults, AutoKeyCheck, Tenant, TenantStatus, UpstreamRateLimit};
 use provisioner_core::secret::Pat;
 use provisioner_core::service::{NewTenant, TenantPatch, TenantView};
 use secrecy::{ExposeSecret, SecretString};
@@ -38,6 +38,40 @@ impl From<TenantStatusDto> for TenantStatus {
         match s {
             TenantStatusDto::Active => Self::Active,
             TenantStatusDto::Suspended => Self::Suspended,
+        }
+    }
+}
+
+/// Whether provisioning looks for (and deletes) a key the upstream may mint with every new
+/// app: one list call per new app, and a delete when one is found (docs/upstream.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AutoKeyCheckDto {
+    /// After every app create (the default).
+    Always,
+    /// Per upstream account: until enough creates in a row showed none, and again as soon as
+    /// a check or the drift check sees one.
+    Learn,
+    /// Never (the drift check still reports such keys).
+    Never,
+}
+
+impl From<AutoKeyCheck> for AutoKeyCheckDto {
+    fn from(s: AutoKeyCheck) -> Self {
+        match s {
+            AutoKeyCheck::Always => Self::Always,
+            AutoKeyCheck::Learn => Self::Learn,
+            AutoKeyCheck::Never => Self::Never,
+        }
+    }
+}
+
+impl From<AutoKeyCheckDto> for AutoKeyCheck {
+    fn from(s: AutoKeyCheckDto) -> Self {
+        match s {
+            AutoKeyCheckDto::Always => Self::Always,
+            AutoKeyCheckDto::Learn => Self::Learn,
+            AutoKeyCheckDto::Never => Self::Never,
         }
     }
 }
@@ -148,6 +182,9 @@ pub struct TenantIn {
     /// Initial scope profiles, by name.
     #[serde(default)]
     pub scope_profiles: BTreeMap<String, Vec<String>>,
+    /// Whether provisioning deletes a key the upstream mints with a new app (`always` when
+    /// absent).
+    pub auto_key_check: Option<AutoKeyCheckDto>,
 }
 
 impl TryFrom<TenantIn> for NewTenant {
@@ -200,6 +237,7 @@ impl TryFrom<TenantIn> for NewTenant {
             allowed_scopes,
             default_scope_profile: default.flatten(),
             scope_profiles,
+            auto_key_check: v.auto_key_check.map(Into::into),
         })
     }
 }
@@ -223,6 +261,8 @@ pub struct TenantPatchIn {
     pub default_scope_profile: Option<Option<String>>,
     /// New upstream protection.
     pub upstream_rate_limit: Option<RateLimitDto>,
+    /// New policy for keys the upstream mints with a new app.
+    pub auto_key_check: Option<AutoKeyCheckDto>,
 }
 
 /// Distinguishes `"field": null` (`Some(None)`) from an absent field (`None`).
@@ -258,6 +298,7 @@ impl TryFrom<TenantPatchIn> for TenantPatch {
             allowed_scopes: allowed.flatten(),
             default_scope_profile,
             rate_limit: v.upstream_rate_limit.map(Into::into),
+            auto_key_check: v.auto_key_check.map(Into::into),
         })
     }
 }
@@ -313,6 +354,8 @@ pub struct TenantOut {
     pub allowed_scopes: Vec<String>,
     /// Profile used when a PUT names none.
     pub default_scope_profile: Option<String>,
+    /// Whether provisioning deletes a key the upstream mints with a new app.
+    pub auto_key_check: AutoKeyCheckDto,
     /// Scope profiles by name (absent in list items).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope_profiles: Option<BTreeMap<String, Vec<String>>>,
@@ -338,6 +381,7 @@ impl TenantOut {
             upstream_rate_limit: t.rate_limit.into(),
             allowed_scopes: t.allowed_scopes.names(),
             default_scope_profile: t.default_scope_profile.map(|p| p.to_string()),
+            auto_key_check: t.auto_key_check.into(),
             scope_profiles: None,
             created_at: t.created_at,
             updated_at: t.updated_at,

@@ -70,7 +70,7 @@ async fn a_report_needs_read_and_a_repair_needs_admin() {
 }
 
 #[actix_web::test]
-async fn unmarked_orphan_keys_are_flagged() {
+async fn unmarked_keys_are_reported_and_an_admin_repair_deletes_them() {
     let app = spawn().await;
     app.tenant("acme").await;
     let u = app.user("acme", "alice").await;
@@ -79,29 +79,37 @@ async fn unmarked_orphan_keys_are_flagged() {
         &app_id,
         "handmadekey0000000000000000001",
         "made by hand",
-        &["Predict"],
+        &["Predict", "All"],
     );
+    let path = "/v1/tenants/acme/reconcile";
+    let r = app.call("POST", path, Some(&admin()), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["orphan_keys"], json!([]));
+    let keys = &r.json()["unmarked_keys"];
+    assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
+    assert_eq!(keys[0]["external_id"], "alice");
+    assert_eq!(keys[0]["app_id"], app_id.as_str());
+    assert_eq!(keys[0]["description"], "made by hand");
+    assert_eq!(keys[0]["scopes"], json!(["All", "Predict"]));
+    assert_eq!(keys[0]["app_managed"], true);
+    assert_eq!(keys[0]["key_fingerprint"].as_str().unwrap().len(), 8);
+    assert!(!r.text().contains("handmadekey0000000000000000001"));
+
     let r = app
-        .call(
-            "POST",
-            "/v1/tenants/acme/reconcile",
-            Some(&admin()),
-            Some(json!({"repair": true})),
-        )
+        .call("POST", path, Some(&admin()), Some(json!({"repair": true})))
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let keys = &r.json()["orphan_keys"];
-    assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
-    assert_eq!(keys[0]["marked"], false);
-    assert!(!r.text().contains("handmadekey0000000000000000001"));
+    assert_eq!(r.json()["repaired"], true, "{}", r.text());
     assert!(
-        app.core
+        !app.core
             .upstream
             .keys()
             .iter()
             .any(|k| k.id == "handmadekey0000000000000000001"),
-        "an unmarked key is never deleted"
+        "an admin repair deletes an unmarked key on a managed app"
     );
+    let again = app.call("POST", path, Some(&admin()), None).await.json();
+    assert_eq!(again["unmarked_keys"], json!([]));
 }
 
 #[actix_web::test]
@@ -113,6 +121,7 @@ async fn the_openapi_report_schema_lists_unmanaged_apps() {
     for field in [
         "orphan_apps",
         "orphan_keys",
+        "unmarked_keys",
         "missing_apps",
         "missing_keys",
         "scope_drift",
@@ -131,7 +140,19 @@ async fn the_openapi_report_schema_lists_unmanaged_apps() {
         );
     }
     assert!(schemas["UnmanagedAppOut"]["properties"]["app_id"].is_object());
-    assert!(schemas["OrphanKeyOut"]["properties"]["marked"].is_object());
+    for field in [
+        "external_id",
+        "app_id",
+        "key_fingerprint",
+        "description",
+        "scopes",
+        "app_managed",
+    ] {
+        assert!(
+            schemas["UnmarkedKeyOut"]["properties"][field].is_object(),
+            "{field}"
+        );
+    }
     let op = &doc["paths"]["/v1/tenants/{tenant_id}/reconcile"]["post"];
     assert!(
         op["description"]

@@ -279,3 +279,49 @@ async fn scope_profiles_put_get_list_delete() {
     .await
     .problem(404, "not_found");
 }
+
+#[actix_web::test]
+async fn auto_key_check_defaults_to_always_and_is_set_on_create_or_patch() {
+    let app = spawn().await;
+    let a = admin();
+    let t = app.tenant("t1").await;
+    assert_eq!(t["auto_key_check"], "always", "{t}");
+    let mut body = tenant_body("t2");
+    body["auto_key_check"] = json!("learn");
+    let r = app.call("POST", "/v1/tenants", Some(&a), Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["auto_key_check"], "learn");
+    let r = app
+        .call(
+            "PATCH",
+            "/v1/tenants/t1",
+            Some(&a),
+            Some(json!({"auto_key_check": "never"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["auto_key_check"], "never");
+    // An unknown policy is a 400 that changes nothing.
+    app.call(
+        "PATCH",
+        "/v1/tenants/t1",
+        Some(&a),
+        Some(json!({"auto_key_check": "sometimes", "display_name": "changed"})),
+    )
+    .await
+    .problem(400, "invalid_request");
+    let mut bad = tenant_body("t3");
+    bad["auto_key_check"] = json!(true);
+    app.call("POST", "/v1/tenants", Some(&a), Some(bad))
+        .await
+        .problem(400, "invalid_request");
+    app.call("GET", "/v1/tenants/t3", Some(&a), None)
+        .await
+        .problem(404, "not_found");
+    let t = app
+        .call("GET", "/v1/tenants/t1", Some(&a), None)
+        .await
+        .json();
+    assert_eq!(t["auto_key_check"], "never");
+    assert_ne!(t["display_name"], "changed");
+}

@@ -18,6 +18,7 @@ async fn the_binary_prints_its_url_first_and_serves() {
             "20",
             "--p-500",
             "0.0",
+            "--auto-app-key",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -46,6 +47,26 @@ async fn the_binary_prints_its_url_first_and_serves() {
     assert_eq!(res.status().as_u16(), 200);
     let body: serde_json::Value = res.json().await.expect("json");
     assert_eq!(body["user"]["id"], "u1");
+    // `--auto-app-key`: a new app comes with a key.
+    let http = reqwest::Client::new();
+    let res = http
+        .post(format!("{url}/v2/users/me/apps"))
+        .header("Authorization", "Key pat1")
+        .json(&serde_json::json!({"apps": [{"id": "a1"}]}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status().as_u16(), 200);
+    let keys: serde_json::Value = http
+        .get(format!("{url}/v2/users/me/apps/a1/keys"))
+        .header("Authorization", "Key pat1")
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(keys["keys"].as_array().map(Vec::len), Some(1), "{keys}");
     child.start_kill().expect("kill");
     let status = child.wait().await.expect("wait");
     assert!(!status.success() || status.code().is_some());

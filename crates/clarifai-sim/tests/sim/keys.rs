@@ -210,3 +210,86 @@ async fn out_of_band_changes_are_visible_through_the_api() {
     assert_eq!(status, 404);
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn auto_app_key_mints_an_unmarked_all_scope_key_with_each_new_app_when_switched_on() {
+    let (sim, http) = spawn().await;
+    let admin = |path: &str| format!("{}{path}", sim.base_url());
+    // Off by default: a new app has no key.
+    create_app(&sim, &http, PAT1, "plain").await;
+    assert!(sim.keys("u1").is_empty());
+    let (status, body) = call(&http, Method::GET, admin("/_sim/auto_app_key"), None, None).await;
+    assert_eq!((status, body["enabled"].clone()), (200, json!(false)));
+
+    // Switched on at run time: each app created gets one key, listed under the app.
+    let (status, _) = call(
+        &http,
+        Method::PUT,
+        admin("/_sim/auto_app_key"),
+        None,
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = post(
+        &sim,
+        &http,
+        "/v2/users/me/apps",
+        PAT1,
+        json!({"apps": [{"id": "minted-1"}, {"id": "minted-2"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, listed) = get(&sim, &http, "/v2/users/u1/apps/minted-1/keys", PAT1).await;
+    assert_eq!(status, 200, "{listed}");
+    let keys = listed["keys"].as_array().expect("keys");
+    assert_eq!(keys.len(), 1, "{listed}");
+    let scopes: Vec<&str> = keys[0]["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    for s in provisioner_core::scope::GRANTABLE_SCOPES {
+        assert!(scopes.contains(s), "{s} missing from {scopes:?}");
+    }
+    assert!(
+        !keys[0]["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("prov:")
+    );
+    assert_eq!(sim.keys("u1").len(), 2, "one per app created");
+    // The minted key is a working key for its app, and deleting the app deletes it.
+    let id = keys[0]["id"].as_str().unwrap().to_owned();
+    let (status, _) = get(&sim, &http, "/v2/users/u1/apps/minted-1", &id).await;
+    assert_eq!(status, 200);
+    let (status, _) = delete(&sim, &http, "/v2/users/u1/apps/minted-1", PAT1, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(sim.keys("u1").len(), 1);
+    // A duplicate create mints nothing.
+    let (status, _) = post(
+        &sim,
+        &http,
+        "/v2/users/me/apps",
+        PAT1,
+        json!({"apps": [{"id": "minted-2"}]}),
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert_eq!(sim.keys("u1").len(), 1);
+    // Off again, and a bad body is a 400 that changes nothing.
+    let (status, _) = call(
+        &http,
+        Method::PUT,
+        admin("/_sim/auto_app_key"),
+        None,
+        Some(json!({"enabled": "yes"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    sim.set_auto_app_key(false);
+    create_app(&sim, &http, PAT1, "plain-2").await;
+    assert_eq!(sim.keys("u1").len(), 1);
+    sim.stop().await;
+}

@@ -29,7 +29,8 @@ pub use idempotency::{
     IdempotencyStart, IdempotencyTicket, IdempotentOperation, IdempotentRequest, ReplayedResponse,
 };
 pub use reconcile::{
-    DriftCounts, OrphanApp, OrphanKey, ReconcileReport, ScopeDrift, UnmanagedApp, UserRef,
+    DriftCounts, OrphanApp, OrphanKey, ReconcileReport, ScopeDrift, UnmanagedApp, UnmarkedKey,
+    UserRef,
 };
 pub use recovery::RecoveryReport;
 pub use reseal::{ResealFailure, ResealReport, SEALING_UPGRADE};
@@ -283,6 +284,8 @@ pub(crate) fn check_text(field: &str, s: &str, max: usize) -> Result<(), DomainE
     Ok(())
 }
 
+#[cfg(test)]
+mod auto_key_tests;
 #[cfg(test)]
 mod idempotency_tests;
 #[cfg(test)]

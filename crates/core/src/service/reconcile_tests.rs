@@ -8,7 +8,7 @@ use crate::error::UpstreamError;
 use crate::ids::{AppId, ProfileName, UpstreamUserId};
 use crate::marker::{app_marker, key_description};
 use crate::model::{AppDefaults, Lease, Step, TenantStatus, User, UserStatus};
-use crate::ports::UserStore;
+use crate::ports::{AccountStore, TenantStore, UserStore};
 use crate::scope::ScopeSet;
 use crate::testing::{Call, Fault, TestService, service};
 
@@ -62,6 +62,7 @@ async fn add_tenant(t: &TestService, id: &TenantId, prefix: Option<&str>) {
                 allowed_scopes: scopes(&["Predict", "Inputs:Get", "Inputs:Add"]),
                 default_scope_profile: Some(ProfileName::parse("standard").unwrap()),
                 scope_profiles: profiles,
+                auto_key_check: None,
             },
         )
         .await
@@ -285,7 +286,6 @@ async fn each_kind_of_drift_is_reported_exactly_and_a_report_changes_nothing() {
             app_id: p.extra_key_app.to_string(),
             key_fingerprint: short_fp(LATE),
             description: key_description(&p.extra_key_app, 1),
-            marked: true,
         }]
     );
     assert_eq!(
@@ -340,6 +340,7 @@ async fn each_kind_of_drift_is_reported_exactly_and_a_report_changes_nothing() {
         DriftCounts {
             orphan_apps: 2,
             orphan_keys: 1,
+            unmarked_keys: 0,
             missing_apps: 1,
             missing_keys: 1,
             scope_drift: 1,
@@ -445,7 +446,7 @@ async fn repair_fixes_every_finding_audits_it_and_leaves_nothing_to_find() {
     let run = events.iter().find(|e| e.action == "reconcile.run").unwrap();
     assert_eq!(
         run.outcome,
-        "success: repairing orphan_apps=2 orphan_keys=1 missing_apps=1 missing_keys=1 scope_drift=1"
+        "success: repairing orphan_apps=2 orphan_keys=1 unmarked_keys=0 missing_apps=1 missing_keys=1 scope_drift=1"
     );
     for e in &events {
         for k in t.upstream.keys() {
@@ -936,41 +937,131 @@ async fn apps_that_only_share_the_prefix_are_never_deleted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unmarked_keys_on_a_managed_app_are_reported_and_kept_marked_ones_deleted() {
+async fn unmarked_keys_on_a_managed_app_are_reported_and_repair_deletes_them_audited() {
     let t = service();
     add_tenant(&t, &acme(), None).await;
     let (app, secret) = provision(&t, &acme(), "u1").await;
     t.upstream
-        .plant_key(app.as_str(), HANDMADE, "made by hand", &["Predict"]);
+        .plant_key(app.as_str(), HANDMADE, "made by hand", &["Predict", "All"]);
     // A late effect of an earlier create of ours: carries the marker, recorded nowhere.
     let late = LATE;
     t.upstream
         .plant_key(app.as_str(), late, &key_description(&app, 1), &["Predict"]);
 
-    let report = t.service.reconcile(&actor(), &acme(), true).await.unwrap();
-    let mut fps: Vec<String> = report
+    let report = t.service.reconcile(&actor(), &acme(), false).await.unwrap();
+    let orphans: Vec<&str> = report
         .orphan_keys
         .iter()
-        .map(|k| k.key_fingerprint.clone())
+        .map(|k| k.key_fingerprint.as_str())
         .collect();
-    fps.sort();
-    let mut want = vec![short_fp(HANDMADE), short_fp(late)];
-    want.sort();
-    assert_eq!(fps, want, "{report:?}");
-    for k in &report.orphan_keys {
-        assert_eq!(k.marked, k.key_fingerprint == short_fp(late), "{k:?}");
-    }
+    assert_eq!(orphans, vec![short_fp(late).as_str()], "{report:?}");
+    assert_eq!(
+        report.unmarked_keys,
+        vec![UnmarkedKey {
+            external_id: ext("u1"),
+            app_id: app.clone(),
+            key_fingerprint: short_fp(HANDMADE),
+            description: "made by hand".into(),
+            scopes: vec!["All".into(), "Predict".into()],
+            app_managed: true,
+        }]
+    );
+    assert_eq!(report.counts().unmarked_keys, 1);
+    // The report deleted nothing; it taught `learn` that this account has such keys.
+    assert!(t.upstream.keys().iter().any(|k| k.id == HANDMADE));
+    let learnt = t
+        .store
+        .auto_key_learning(
+            &t.store
+                .get_tenant(&acme())
+                .await
+                .unwrap()
+                .unwrap()
+                .account_key(),
+        )
+        .await
+        .unwrap();
+    assert!(learnt.last_seen_at.is_some(), "{learnt:?}");
+
+    let report = t.service.reconcile(&actor(), &acme(), true).await.unwrap();
     assert!(report.repaired, "{:?}", report.repair_errors);
     let keys: Vec<String> = t.upstream.keys().into_iter().map(|k| k.id).collect();
+    assert_eq!(keys, vec![secret], "only the recorded key is left");
+    let audit = t.store.audit_events();
+    let target = format!("apps/{app}/keys/{}", short_fp(HANDMADE));
     assert!(
-        keys.contains(&HANDMADE.to_owned()),
-        "an unmarked key was deleted"
+        audit
+            .iter()
+            .any(|e| e.action == "reconcile.delete_unmarked_key"
+                && e.target == target
+                && e.outcome == "success"),
+        "{audit:?}"
     );
     assert!(
-        !keys.contains(&late.to_owned()),
-        "a marked orphan key was kept"
+        t.service
+            .reconcile(&actor(), &acme(), false)
+            .await
+            .unwrap()
+            .is_clean()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmarked_keys_on_an_app_without_the_tenants_marker_are_reported_and_never_touched() {
+    let t = service();
+    add_tenant(&t, &acme(), None).await;
+    let (app, secret) = provision(&t, &acme(), "u1").await;
+    // The recorded app lost its marker (replaced by hand with the same id): not provably ours.
+    let kept: Vec<_> = t.upstream.keys();
+    t.upstream.plant_app(app.as_str(), serde_json::Value::Null);
+    for k in &kept {
+        t.upstream
+            .plant_key(&k.app_id, &k.id, &k.description, &["Inputs:Get", "Predict"]);
+    }
+    t.upstream
+        .plant_key(app.as_str(), HANDMADE, "made by hand", &["All"]);
+
+    let report = t.service.reconcile(&actor(), &acme(), true).await.unwrap();
+    assert_eq!(report.unmarked_keys.len(), 1, "{report:?}");
+    assert!(!report.unmarked_keys[0].app_managed);
+    let keys: Vec<String> = t.upstream.keys().into_iter().map(|k| k.id).collect();
+    assert!(keys.contains(&HANDMADE.to_owned()), "{keys:?}");
     assert!(keys.contains(&secret));
+    assert!(!t.upstream.calls().contains(&Call::DeleteKey));
+    // Nothing learnt from an app that is not provably ours.
+    let learnt = t
+        .store
+        .auto_key_learning(
+            &t.store
+                .get_tenant(&acme())
+                .await
+                .unwrap()
+                .unwrap()
+                .account_key(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(learnt.last_seen_at, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmarked_key_is_kept_when_the_app_changed_hands_after_the_scan() {
+    let t = service();
+    add_tenant(&t, &acme(), None).await;
+    let (app, _) = provision(&t, &acme(), "u1").await;
+    t.upstream
+        .plant_key(app.as_str(), HANDMADE, "made by hand", &["All"]);
+    // Between the scan and the repair, the app's metadata loses the tenant's marker (someone
+    // replaced the app): the repair reads it again under the lease and leaves the key.
+    let up = t.upstream.clone();
+    let app_s = app.to_string();
+    t.store.on_next_acquire(move |_| {
+        up.plant_app(&app_s, serde_json::json!({"someone": "else"}));
+    });
+    let report = t.service.reconcile(&actor(), &acme(), true).await.unwrap();
+    assert_eq!(report.unmarked_keys.len(), 1, "{report:?}");
+    assert!(t.upstream.keys().iter().any(|k| k.id == HANDMADE));
+    assert!(!t.upstream.calls().contains(&Call::DeleteKey));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1200,14 +1291,10 @@ async fn no_interleaving_of_requests_with_a_repair_loses_what_a_user_holds() {
             .await
             .unwrap_or_else(|e| panic!("{plan}: {e}"));
 
-        // Nothing that is not ours was touched.
+        // Nothing that is not ours was touched (the unmarked key on "extra"'s managed app is a
+        // repair target: one app, one key).
         assert!(app_ids(t).iter().any(|a| a == UNMANAGED), "{plan}");
-        if !extra_deleted {
-            assert!(
-                t.upstream.keys().iter().any(|k| k.id == HANDMADE),
-                "{plan}: an unmarked key was deleted"
-            );
-        }
+        let _ = extra_deleted;
         // Nothing a user holds was taken from it.
         let apps = app_ids(t);
         let keys: Vec<String> = t.upstream.keys().into_iter().map(|k| k.id).collect();
@@ -1254,23 +1341,15 @@ async fn no_interleaving_of_requests_with_a_repair_loses_what_a_user_holds() {
             }
         }
 
-        // A second repair settles what the first skipped; then every managed app and marked
-        // key upstream is recorded, and only the unmarked key and the unmanaged app are left.
+        // A second repair settles what the first skipped; then every managed app and every key
+        // on one is recorded, and only the unmanaged app is left.
         t.clock.advance(chrono::Duration::hours(2));
         t.service.run_recovery_pass(100).await.unwrap();
         let second = t.service.reconcile(&actor(), &acme(), true).await.unwrap();
         assert!(second.repaired, "{plan}: {:?}", second.repair_errors);
         let last = t.service.reconcile(&actor(), &acme(), false).await.unwrap();
         assert!(last.orphan_apps.is_empty(), "{plan}: {last:?}");
-        assert!(
-            last.orphan_keys.iter().all(|k| !k.marked),
-            "{plan}: {last:?}"
-        );
-        assert_eq!(
-            last.counts().total(),
-            last.orphan_keys.len(),
-            "{plan}: {last:?}"
-        );
+        assert_eq!(last.counts().total(), 0, "{plan}: {last:?}");
         assert_eq!(last.unmanaged_apps.len(), 1, "{plan}: {last:?}");
         for who in USERS {
             let u = user(t, &acme(), who).await;

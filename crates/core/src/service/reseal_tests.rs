@@ -80,6 +80,7 @@ async fn create_tenant(t: &TestService, id: &str) {
                 allowed_scopes: standard,
                 default_scope_profile: Some(ProfileName::parse("standard").unwrap()),
                 scope_profiles: profiles,
+                auto_key_check: None,
             },
         )
         .await

@@ -62,6 +62,7 @@ async fn with_tenant(key: &MasterKey) -> TestService {
                 allowed_scopes: standard,
                 default_scope_profile: Some(ProfileName::parse("standard").unwrap()),
                 scope_profiles: profiles,
+                auto_key_check: None,
             },
         )
         .await

@@ -10,7 +10,8 @@
 use crate::error::{DomainError, StoreError, UpstreamError};
 use crate::marker::{app_has_marker, app_marker, key_description, key_generation};
 use crate::model::{
-    Actor, Lease, RetiredKey, Step, StoredKey, Tenant, UpstreamAccount, User, UserStatus,
+    Actor, AutoKeyCheck, Lease, RetiredKey, Step, StoredKey, Tenant, UpstreamAccount, User,
+    UserStatus,
 };
 use crate::ports::{NewApp, NewKey, UpstreamKey};
 use crate::secret::KeySecret;
@@ -18,9 +19,13 @@ use crate::secret::KeySecret;
 use super::fence::Fenced;
 use super::{KeySlot, Provisioner, key_aad};
 
-/// Upper bound on steps per run: a full provisioning is two, a deprovisioning two, with room
-/// for a re-create after an app vanished and a look-up after an ambiguous create.
-const MAX_STEPS: usize = 8;
+/// Upper bound on steps per run: a full provisioning is three (app, purge, key), a
+/// deprovisioning two, with room for a re-create after an app vanished and a look-up after an
+/// ambiguous create.
+const MAX_STEPS: usize = 10;
+
+/// Clean checks in a row after which [`AutoKeyCheck::Learn`] stops looking on an account.
+pub const LEARN_CLEAN_CHECKS: i64 = 20;
 
 /// One operation in progress on one user, holding its lease.
 pub(super) struct Run<'a> {
@@ -30,6 +35,9 @@ pub(super) struct Run<'a> {
     pub actor: &'a Actor,
     /// Whether an earlier attempt at the current key generation may have reached the upstream.
     pub look_first: bool,
+    /// Whether this run created the user's app or found this user's marker on it: a purge of
+    /// its unmarked keys needs no new proof (a run resumed at the purge looks again first).
+    pub app_proven: bool,
     /// The audit action recorded when the run succeeds.
     pub action: &'static str,
     /// Whether a key this run creates is answered to its caller. When not (recovery, or a
@@ -121,9 +129,29 @@ impl Provisioner {
         for _ in 0..MAX_STEPS {
             let result = match user.step {
                 Step::Idle => break,
-                Step::CreateApp => self.step_create_app(run, &user).await.map(|()| {
-                    user.step = Step::CreateKey;
-                }),
+                Step::CreateApp => match self.step_create_app(run, &user).await {
+                    Ok(()) => {
+                        run.app_proven = true;
+                        user.step = if self.purge_after_create(run).await {
+                            Step::PurgeKeys
+                        } else {
+                            Step::CreateKey
+                        };
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
+                Step::PurgeKeys => match self.step_purge_keys(run, &user).await {
+                    Ok(()) => {
+                        user.step = Step::CreateKey;
+                        Ok(())
+                    }
+                    Err(Fail::Transient(m)) if m == VANISHED => {
+                        user.step = Step::CreateApp;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
                 Step::CreateKey => match self.step_create_key(run, &user).await {
                     Ok(Some(key)) => {
                         sweep_later |= run.look_first;
@@ -264,6 +292,103 @@ impl Provisioner {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Whether the app just created (or adopted) is to be purged of keys the upstream minted
+    /// with it: the tenant's `auto_key_check`, and for `learn` what was learnt about the
+    /// account (looked up once per new app; when it cannot be read, check).
+    async fn purge_after_create(&self, run: &Run<'_>) -> bool {
+        match run.tenant.auto_key_check {
+            AutoKeyCheck::Always => true,
+            AutoKeyCheck::Never => false,
+            AutoKeyCheck::Learn => match self.store.auto_key_learning(&run.account.key()).await {
+                Ok(l) => l.clean_checks < LEARN_CLEAN_CHECKS,
+                Err(e) => {
+                    tracing::debug!(error.message = %e, "could not read the account's auto-key learning; checking");
+                    true
+                }
+            },
+        }
+    }
+
+    /// Deletes the keys on the user's app that carry no marker of this service (a key the
+    /// upstream minted with the app, or one added by hand), keeping the user's recorded keys
+    /// whatever their description. The app must be this user's: proven by this run's create,
+    /// or else by its marker, read first. Safe to repeat.
+    async fn step_purge_keys(&self, run: &Run<'_>, user: &User) -> Result<(), Fail> {
+        if !run.app_proven {
+            match self
+                .fenced(run, user, self.upstream.get_app(&run.account, &user.app_id))
+                .await?
+            {
+                Err(UpstreamError::NotFound) => return Err(Fail::Transient(VANISHED.into())),
+                Err(e) => return Err(e.into()),
+                Ok(app) if !app_has_marker(&app.metadata, &user.tenant_id, &user.external_id) => {
+                    return Err(Fail::Permanent(DomainError::Conflict(format!(
+                        "upstream app id {} is now held by an app this service did not create for this user",
+                        user.app_id
+                    ))));
+                }
+                Ok(_) => {}
+            }
+        }
+        let keys = match self
+            .fenced(
+                run,
+                user,
+                self.upstream.list_app_keys(&run.account, &user.app_id),
+            )
+            .await?
+        {
+            Err(UpstreamError::NotFound) => return Err(Fail::Transient(VANISHED.into())),
+            other => other?,
+        };
+        let kept = [
+            user.key.as_ref().map(|k| k.fingerprint.as_str()),
+            user.retired_key.as_ref().map(|k| k.fingerprint.as_str()),
+        ];
+        let unmarked: Vec<UpstreamKey> = keys
+            .into_iter()
+            .filter(|k| {
+                key_generation(&k.description, &user.app_id).is_none()
+                    && !kept.contains(&Some(k.secret.fingerprint().as_str()))
+            })
+            .collect();
+        let found = !unmarked.is_empty();
+        if found || run.tenant.auto_key_check == AutoKeyCheck::Learn {
+            // A hint for `learn`, shared by the account's tenants; losing it costs a check.
+            if let Err(e) = self
+                .store
+                .record_auto_key_check(&run.account.key(), found, self.clock.now())
+                .await
+            {
+                tracing::debug!(error.message = %e, "could not record an auto-key check");
+            }
+        }
+        for k in &unmarked {
+            match self
+                .fenced(run, user, self.upstream.delete_key(&run.account, &k.secret))
+                .await?
+            {
+                Ok(()) | Err(UpstreamError::NotFound) => {}
+                // One least-privilege key per user cannot be kept on this upstream: say so.
+                Err(UpstreamError::Rejected(m)) => {
+                    return Err(Fail::Permanent(DomainError::UpstreamRejected(format!(
+                        "the upstream refused to delete a key without this service's marker on the new app ({m}); \
+                         a tenant that accepts such keys sets auto_key_check to never"
+                    ))));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if found {
+            tracing::info!(
+                tenant = %user.tenant_id,
+                deleted = unmarked.len(),
+                "deleted keys without this service's marker from a new app (the upstream minted them with it)"
+            );
+        }
+        Ok(())
     }
 
     /// `Ok(None)`: the create was ambiguous; the next pass looks for the key's marker.
@@ -528,7 +653,10 @@ impl Provisioner {
                     }
                     // The app may exist (an earlier attempt, an ambiguous create): undo it if it
                     // is ours, now or through recovery.
-                    (UserStatus::Provisioning, Step::CreateApp | Step::CreateKey) => {
+                    (
+                        UserStatus::Provisioning,
+                        Step::CreateApp | Step::PurgeKeys | Step::CreateKey,
+                    ) => {
                         user.status = UserStatus::Failed;
                         user.step = Step::UndoApp;
                         if self.step_delete_app(run, &user, true).await.is_ok() {

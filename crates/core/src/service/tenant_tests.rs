@@ -41,6 +41,7 @@ fn new_tenant() -> NewTenant {
         allowed_scopes: standard,
         default_scope_profile: Some(ProfileName::parse("standard").unwrap()),
         scope_profiles: profiles,
+        auto_key_check: None,
     }
 }
 

@@ -6,7 +6,7 @@ use crate::app_id::validate_prefix;
 use crate::error::{DomainError, UpstreamError};
 use crate::ids::{ProfileName, TenantId, UpstreamUserId};
 use crate::model::{
-    Actor, AppDefaults, Page, ScopeProfile, Tenant, TenantStatus, UpstreamAccount,
+    Actor, AppDefaults, AutoKeyCheck, Page, ScopeProfile, Tenant, TenantStatus, UpstreamAccount,
     UpstreamRateLimit,
 };
 use crate::ports::TenantDeletion;
@@ -48,6 +48,9 @@ pub struct NewTenant {
     pub default_scope_profile: Option<ProfileName>,
     /// Initial profiles.
     pub scope_profiles: BTreeMap<ProfileName, ScopeSet>,
+    /// Whether provisioning deletes keys the upstream mints with a new app; `always` when
+    /// absent.
+    pub auto_key_check: Option<AutoKeyCheck>,
 }
 
 /// Changes to a tenant; `None` leaves a field as it is.
@@ -65,6 +68,8 @@ pub struct TenantPatch {
     pub default_scope_profile: Option<Option<ProfileName>>,
     /// New upstream protection.
     pub rate_limit: Option<UpstreamRateLimit>,
+    /// New policy for keys the upstream mints with a new app.
+    pub auto_key_check: Option<AutoKeyCheck>,
 }
 
 /// A tenant with its profiles.
@@ -138,6 +143,7 @@ impl Provisioner {
             rate_limit,
             allowed_scopes: new.allowed_scopes,
             default_scope_profile: new.default_scope_profile,
+            auto_key_check: new.auto_key_check.unwrap_or_default(),
             created_at: now,
             updated_at: now,
             version: 1,
@@ -229,6 +235,9 @@ impl Provisioner {
         if let Some(r) = patch.rate_limit {
             check_rate_limit(&r)?;
             tenant.rate_limit = r;
+        }
+        if let Some(c) = patch.auto_key_check {
+            tenant.auto_key_check = c;
         }
         if let Some(allowed) = patch.allowed_scopes {
             check_allowed(&allowed)?;

@@ -51,6 +51,7 @@ pub(super) async fn with_tenant() -> TestService {
                 allowed_scopes: scopes(&["Predict", "Inputs:Get", "Inputs:Add", "Concepts:Get"]),
                 default_scope_profile: Some(ProfileName::parse("standard").unwrap()),
                 scope_profiles: profiles,
+                auto_key_check: None,
             },
         )
         .await
@@ -124,8 +125,13 @@ async fn provisioning_creates_one_app_and_one_scoped_key_and_is_idempotent() {
     assert_one_app_one_key(&t, "user-42@acme.example");
     assert_eq!(
         t.upstream.calls(),
-        vec![Call::Verify, Call::CreateApp, Call::CreateKey],
-        "happy path is two upstream calls"
+        vec![
+            Call::Verify,
+            Call::CreateApp,
+            Call::ListAppKeys,
+            Call::CreateKey
+        ],
+        "happy path (auto_key_check always): the app, one look at its keys, the key"
     );
     let key = &t.upstream.keys()[0];
     assert_eq!(key.id, secret.expose());
@@ -598,6 +604,7 @@ async fn a_bad_pat_is_refused_before_the_tenant_is_stored() {
                 allowed_scopes: scopes(&["Predict"]),
                 default_scope_profile: None,
                 scope_profiles: BTreeMap::new(),
+                auto_key_check: None,
             },
         )
         .await
@@ -615,9 +622,11 @@ enum Op {
 }
 
 /// Crashes the operation at upstream call `at` (before or after its effect), then lets the
-/// lease expire and runs recovery: the invariants must hold.
-async fn crash_case(op: Op, at: usize, commit: bool) -> bool {
+/// lease expire and runs recovery: the invariants must hold. With `mint`, the upstream mints a
+/// key with every app (the tenant checks `always`, the default): still one key per app.
+async fn crash_case(op: Op, at: usize, commit: bool, mint: bool) -> bool {
     let t = with_tenant().await;
+    t.upstream.set_auto_app_key(mint);
     let e = ext("crash");
     if !matches!(op, Op::Provision) {
         t.service
@@ -669,19 +678,28 @@ async fn crash_case(op: Op, at: usize, commit: bool) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_at_every_upstream_call_is_recovered() {
-    for op in [Op::Provision, Op::Rotate, Op::Deprovision] {
-        let mut crashed = 0;
-        for at in 0..6 {
-            for commit in [false, true] {
-                if crash_case(op, at, commit).await {
-                    crashed += 1;
+    for mint in [false, true] {
+        for op in [Op::Provision, Op::Rotate, Op::Deprovision] {
+            let mut crashed = 0;
+            for at in 0..8 {
+                for commit in [false, true] {
+                    if crash_case(op, at, commit, mint).await {
+                        crashed += 1;
+                    }
                 }
             }
+            // Provisioning makes three calls (app, look at its keys, key), four when a key
+            // was minted; rotation and deprovisioning two.
+            let least = match (op, mint) {
+                (Op::Provision, false) => 6,
+                (Op::Provision, true) => 8,
+                _ => 4,
+            };
+            assert!(
+                crashed >= least,
+                "{op:?} mint={mint}: each of its calls was crashed ({crashed})"
+            );
         }
-        assert!(
-            crashed >= 2,
-            "{op:?}: at least its calls were crashed ({crashed})"
-        );
     }
 }
 

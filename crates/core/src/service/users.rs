@@ -543,6 +543,7 @@ impl Provisioner {
             owner,
             actor,
             look_first,
+            app_proven: false,
             action,
             delivers,
         })

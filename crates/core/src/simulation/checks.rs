@@ -23,8 +23,10 @@
 //! At rest (after quiescence: no faults, time past every lease and grace, recovery idle):
 //! - (a) the upstream holds exactly the recorded apps and keys: each `active` user's app
 //!   exists with exactly its recorded key (recorded scopes, restricted to that app); no other
-//!   app (but the foreign ones), no other key. (b) at rest is part of this. The apps the
-//!   service does not own (prefix-sharing, unmarked) are all still there.
+//!   app (but the foreign ones), no other key — with the `mint` class on, the key the upstream
+//!   minted with each app is gone (the tenant checks `always` or `learn`). (b) at rest is part
+//!   of this. The apps the service does not own (prefix-sharing, unmarked) are all still there,
+//!   with their keys.
 //! - (f) only `active`, `deleted` and `failed` remain; active users have a key; deleted and
 //!   failed users have no app upstream.
 //! - (c) every secret acknowledged to a caller (an Ok answer carrying a secret) is its user's
@@ -47,7 +49,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::lock;
 use super::upstream::short;
-use super::world::{FOREIGN_APPS, MAX_GRACE_SKEW_MS, OpKind, Outcome, Violation, World};
+use super::world::{
+    FOREIGN_APPS, MAX_GRACE_SKEW_MS, OpKind, Outcome, Violation, World, foreign_key,
+};
 use crate::model::{Step, User, UserStatus};
 
 fn violation(invariant: &str, detail: String) -> Option<Violation> {
@@ -543,11 +547,21 @@ pub(crate) async fn at_rest(w: &World) -> Option<Violation> {
         }
     }
     // Checked last, so that it does not hide the other findings of a seed.
-    for id in FOREIGN_APPS.iter().filter(|_| w.ctx.faults.foreign) {
+    for (i, id) in FOREIGN_APPS
+        .iter()
+        .enumerate()
+        .filter(|_| w.ctx.faults.foreign)
+    {
         if !apps.contains(*id) {
             return violation(
                 "(a) apps the service does not own are never deleted",
                 format!("{id} (no marker, shares the tenant's prefix) was deleted"),
+            );
+        }
+        if !lock(&w.upstream.state).keys.contains_key(&foreign_key(i)) {
+            return violation(
+                "(a) apps the service does not own are never touched",
+                format!("the key on {id} (no marker, shares the tenant's prefix) was deleted"),
             );
         }
     }

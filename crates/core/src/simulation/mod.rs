@@ -22,7 +22,7 @@
 //! - `SIM_MAX_OPS=<n>`: at most this many operations per seed (default 16), to shrink a trace.
 //! - `SIM_NO=<class,...>`: switch fault classes off (the fields of [`Faults`]: ambiguous,
 //!   late, unavailable, throttle, reject, crash, replica_crash, jump, store_error, delay,
-//!   foreign) to find which class a violation needs.
+//!   foreign, mint) to find which class a violation needs.
 //! - `SIM_OPS=<kind,...>`: run only these operations (provision, rotate0, rotateg,
 //!   deprovision, reconcile, recovery).
 //!
@@ -89,12 +89,16 @@ pub(crate) struct Faults {
     pub store_error: bool,
     /// Delays at store and upstream calls (interleavings between a read and a lease).
     pub delay: bool,
-    /// The account holds apps the service does not own (sharing the tenant's prefix).
+    /// The account holds apps the service does not own (sharing the tenant's prefix), each
+    /// with a key of its own.
     pub foreign: bool,
+    /// The upstream mints a key (no marker, every scope) with every app it creates, as the
+    /// portal does (docs/upstream.md, "Auto-created keys").
+    pub mint: bool,
 }
 
 impl Faults {
-    const NAMES: [&'static str; 11] = [
+    const NAMES: [&'static str; 12] = [
         "ambiguous",
         "late",
         "unavailable",
@@ -106,9 +110,10 @@ impl Faults {
         "store_error",
         "delay",
         "foreign",
+        "mint",
     ];
 
-    fn flags(&mut self) -> [&mut bool; 11] {
+    fn flags(&mut self) -> [&mut bool; 12] {
         [
             &mut self.ambiguous,
             &mut self.late,
@@ -121,6 +126,7 @@ impl Faults {
             &mut self.store_error,
             &mut self.delay,
             &mut self.foreign,
+            &mut self.mint,
         ]
     }
 

@@ -422,6 +422,37 @@ impl crate::ports::MaintenanceStore for SimStore {
     }
 }
 
+/// A failed record is harmless (the service goes on); injected like a row write.
+#[async_trait]
+impl crate::ports::AccountStore for SimStore {
+    async fn auto_key_learning(
+        &self,
+        account: &str,
+    ) -> Result<crate::model::AutoKeyLearning, StoreError> {
+        self.ctx.maybe_delay(50).await;
+        self.inner.auto_key_learning(account).await
+    }
+    async fn record_auto_key_check(
+        &self,
+        account: &str,
+        found: bool,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        // Not a row write: a failure here must not excuse a lease left held (check (e)).
+        self.ctx.maybe_delay(50).await;
+        let ctx = &self.ctx;
+        if ctx.faulty() && ctx.faults.store_error && ctx.roll(ctx.fault_rate / 2) {
+            ctx.count_fault();
+            ctx.log(format!(
+                "op{} store record_auto_key_check -> injected Backend error",
+                current_op()
+            ));
+            return Err(StoreError::Backend("injected store failure".into()));
+        }
+        self.inner.record_auto_key_check(account, found, at).await
+    }
+}
+
 /// Idempotency records are not simulated (no operation sends a key): plain delegation, with
 /// the user writes going through the same fault injection as the unbound ones.
 #[async_trait]

@@ -57,6 +57,8 @@ pub(crate) struct UpState {
     pub keys: BTreeMap<String, SimKey>,
     late: Vec<Late>,
     next_key: u64,
+    /// Every app created comes with a key of its own (the `mint` class).
+    pub mint: bool,
     /// Secret -> how it was deleted (itself, or the app holding it).
     pub deleted_by: BTreeMap<String, Deletion>,
 }
@@ -339,8 +341,25 @@ fn create_app_in(st: &mut UpState, app: &NewApp) -> Result<(), UpstreamError> {
             metadata: app.metadata.clone(),
         },
     );
+    if st.mint {
+        st.next_key += 1;
+        st.keys.insert(
+            format!("simkey{:026}", st.next_key),
+            SimKey {
+                app_id: app.id.to_string(),
+                description: MINTED.to_owned(),
+                scopes: crate::scope::GRANTABLE_SCOPES
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect(),
+            },
+        );
+    }
     Ok(())
 }
+
+/// The description of a key minted with an app.
+pub(crate) const MINTED: &str = "minted with the app";
 
 #[async_trait]
 impl Upstream for SimUpstream {

@@ -16,7 +16,7 @@ use super::store::SimStore;
 use super::upstream::{SimUpstream, short};
 use super::{Ctx, Faults, SimClock, Stats, lock, set_current_op};
 use crate::ids::{ExternalId, ProfileName, TenantId, UpstreamUserId};
-use crate::model::{Actor, User};
+use crate::model::{Actor, AutoKeyCheck, User};
 use crate::ports::UserStore as _;
 use crate::scope::ScopeSet;
 use crate::secret::{AesGcmSealer, KeySecret, MasterKey, Pat, Sealer};
@@ -40,6 +40,11 @@ pub(crate) const MAX_GRACE_SKEW_MS: i64 = 2 * MAX_SKEW_MS;
 /// Apps of the account the service does not own: they share the tenant's id prefix but
 /// carry no marker (made by hand, or by an older tool). They must survive every run.
 pub(crate) const FOREIGN_APPS: [&str; 2] = ["acme-legacy-1", "acme-u0-00000000"];
+
+/// The secret of the key on the `i`-th foreign app (never to be deleted).
+pub(crate) fn foreign_key(i: usize) -> String {
+    format!("simkeyforeign{i:019}")
+}
 /// Operations in flight at once, at most (by default).
 pub(crate) const MAX_IN_FLIGHT: usize = 5;
 /// The run phase ends after this many ticks whatever is still in flight (then dropped).
@@ -245,6 +250,19 @@ impl World {
         };
         w.replicas = (0..replicas).map(|r| w.replica(w.skews[r])).collect();
         let standard = ProfileName::parse("standard").unwrap_or_else(|e| panic!("{e}"));
+        // With minting, `never` would leave the minted keys by design (the drift check reports
+        // them): the modes that promise one key per app are simulated.
+        let modes: &[AutoKeyCheck] = if w.ctx.faults.mint {
+            &[AutoKeyCheck::Always, AutoKeyCheck::Learn]
+        } else {
+            &[
+                AutoKeyCheck::Always,
+                AutoKeyCheck::Learn,
+                AutoKeyCheck::Never,
+            ]
+        };
+        let check = modes[usize::try_from(w.ctx.rand(0..modes.len() as u64)).unwrap_or(0)];
+        w.ctx.log(format!("tenant auto_key_check={check}"));
         w.replicas[0]
             .create_tenant(
                 &Actor::system("sim"),
@@ -260,15 +278,30 @@ impl World {
                     allowed_scopes: w.scopes.clone(),
                     default_scope_profile: Some(standard.clone()),
                     scope_profiles: [(standard, w.scopes.clone())].into_iter().collect(),
+                    auto_key_check: Some(check),
                 },
             )
             .await
             .unwrap_or_else(|e| panic!("create_tenant: {e}"));
-        for id in FOREIGN_APPS.iter().filter(|_| w.ctx.faults.foreign) {
-            lock(&w.upstream.state).apps.insert(
+        lock(&w.upstream.state).mint = w.ctx.faults.mint;
+        for (i, id) in FOREIGN_APPS
+            .iter()
+            .enumerate()
+            .filter(|_| w.ctx.faults.foreign)
+        {
+            let mut st = lock(&w.upstream.state);
+            st.apps.insert(
                 (*id).to_owned(),
                 super::upstream::SimApp {
                     metadata: serde_json::Value::Null,
+                },
+            );
+            st.keys.insert(
+                foreign_key(i),
+                super::upstream::SimKey {
+                    app_id: (*id).to_owned(),
+                    description: super::upstream::MINTED.to_owned(),
+                    scopes: vec!["All".to_owned()],
                 },
             );
         }

@@ -13,9 +13,12 @@ use crate::idempotency::{
     IdempotencyBinding, IdempotencyClaim, IdempotencyKey, IdempotencyRecord, SavedResponse,
 };
 use crate::ids::{ExternalId, ProfileName, TenantId};
-use crate::model::{AuditEvent, Lease, ScopeProfile, Tenant, Timestamp, User, UserStatus};
+use crate::model::{
+    AuditEvent, AutoKeyLearning, Lease, ScopeProfile, Tenant, Timestamp, User, UserStatus,
+};
 use crate::ports::{
-    AuditStore, IdempotencyStore, MaintenanceStore, Store, TenantDeletion, TenantStore, UserStore,
+    AccountStore, AuditStore, IdempotencyStore, MaintenanceStore, Store, TenantDeletion,
+    TenantStore, UserStore,
 };
 
 use super::lock;
@@ -28,6 +31,7 @@ struct MemState {
     audit: Vec<AuditEvent>,
     maintenance: BTreeMap<String, Timestamp>,
     idempotency: BTreeMap<(String, String), IdempotencyRecord>,
+    accounts: BTreeMap<String, AutoKeyLearning>,
 }
 
 impl MemState {
@@ -680,6 +684,33 @@ impl MemStore {
     /// Every idempotency record (for tests).
     pub fn idempotency_records(&self) -> Vec<IdempotencyRecord> {
         lock(&self.state).idempotency.values().cloned().collect()
+    }
+}
+
+#[async_trait]
+impl AccountStore for MemStore {
+    async fn auto_key_learning(&self, account: &str) -> Result<AutoKeyLearning, StoreError> {
+        Ok(lock(&self.state)
+            .accounts
+            .get(account)
+            .copied()
+            .unwrap_or_default())
+    }
+    async fn record_auto_key_check(
+        &self,
+        account: &str,
+        found: bool,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut st = lock(&self.state);
+        let l = st.accounts.entry(account.to_owned()).or_default();
+        if found {
+            l.clean_checks = 0;
+            l.last_seen_at = Some(at);
+        } else {
+            l.clean_checks += 1;
+        }
+        Ok(())
     }
 }
 

@@ -82,7 +82,13 @@ struct UpState {
     /// Faults by the index of the call they apply to (0-based over all calls), or by kind.
     at_index: BTreeMap<usize, Fault>,
     by_call: BTreeMap<String, (Fault, u32)>,
+    /// Whether a created app gets a key of its own (no marker, every scope).
+    auto_app_key: bool,
+    minted: u64,
 }
+
+/// The description of a key the fake mints with a new app.
+pub const MINTED_KEY_DESCRIPTION: &str = "App-specific key created with the app";
 
 /// A fake Clarifai account; the PAT `bad` is refused.
 #[derive(Default)]
@@ -124,6 +130,15 @@ impl FakeUpstream {
                 description: String::new(),
             },
         );
+    }
+    /// Makes every app created from now on come with a key of its own, as the portal does:
+    /// no marker of this service, every scope (`clarifai-sim --auto-app-key`).
+    pub fn set_auto_app_key(&self, enabled: bool) {
+        lock(&self.state).auto_app_key = enabled;
+    }
+    /// Keys minted with an app so far.
+    pub fn minted(&self) -> u64 {
+        lock(&self.state).minted
     }
     /// Removes a key out of band.
     pub fn remove_key(&self, id: &str) {
@@ -248,6 +263,22 @@ impl Upstream for FakeUpstream {
                 description: app.description.clone(),
             };
             st.apps.insert(a.id.clone(), a.clone());
+            if st.auto_app_key {
+                st.minted += 1;
+                let id = format!("mintkey{:025}", st.minted);
+                st.keys.insert(
+                    id.clone(),
+                    FakeKey {
+                        id,
+                        app_id: a.id.clone(),
+                        scopes: crate::scope::GRANTABLE_SCOPES
+                            .iter()
+                            .map(|s| (*s).to_owned())
+                            .collect(),
+                        description: MINTED_KEY_DESCRIPTION.into(),
+                    },
+                );
+            }
             Ok(app_out(&a))
         })
         .await

@@ -86,14 +86,18 @@ async fn migrate_token_serve_and_sigterm_work_end_to_end() {
     assert_eq!(token.split('.').count(), 3);
 
     let port = free_port();
+    // Its log goes to a file, as under systemd or `> serve.log`: plain text, no colour codes.
+    let logs = tempfile::tempdir().unwrap();
+    let log_path = logs.path().join("serve.log");
     let mut child = clean_env(&mut Command::new(BIN))
         .arg("serve")
         .env("PROVISIONER_DATABASE_URL", &url)
         .env("PROVISIONER_MASTER_KEY", &key)
         .env("PROVISIONER_JWT_HS256_SECRET", jwt)
         .env("PROVISIONER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PROVISIONER_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
         .spawn()
         .unwrap();
     let http = reqwest::Client::new();
@@ -142,6 +146,12 @@ async fn migrate_token_serve_and_sigterm_work_end_to_end() {
         panic!("serve did not stop within 5 s of SIGTERM")
     });
     assert!(status.success(), "{status:?}");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("INFO"), "serve logged at info: {log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "no ANSI escape codes in a log file: {log:?}"
+    );
     drop(dir);
 }
 

@@ -302,6 +302,7 @@ fn assert_clean(report: &Value) -> usize {
     for k in [
         "orphan_apps",
         "orphan_keys",
+        "unmarked_keys",
         "missing_apps",
         "missing_keys",
         "scope_drift",

@@ -49,9 +49,12 @@ impl Write for LogSink {
 
 fn init_logs() {
     let buf = LOGS.get_or_init(Default::default).clone();
-    provisioner::telemetry::init("debug,h2=info,hyper=info,rustls=info", false, move || {
-        LogSink(buf.clone())
-    });
+    provisioner::telemetry::init(
+        "debug,h2=info,hyper=info,rustls=info",
+        false,
+        false,
+        move || LogSink(buf.clone()),
+    );
 }
 
 pub const SIM_USER: &str = "acme-ml";

@@ -1,6 +1,7 @@
 //! Chaos: the real `provisioner serve` binary, SIGKILLed at random moments while several clients
 //! provision, rotate and deprovision, restarted each time on the same port and database. The
-//! Clarifai simulator lives in the test process, so upstream state survives every kill.
+//! Clarifai simulator lives in the test process, so upstream state survives every kill. It
+//! mints a key with every new app (`--auto-app-key`), so kills also land in the purge of that key.
 //!
 //! Each client follows a script per user and repeats every step until it is acknowledged (2xx);
 //! a dead server or a 503 means "later". After the last kill the server runs once more, the
@@ -127,6 +128,9 @@ async fn run(backend: &str, db_url: &str) {
     let started = Instant::now();
     let mut rng = fastrand::Rng::with_seed(seed);
     let sim = simulator(5, 15).await;
+    // The upstream mints a key with every app, as the portal does: the purge of that key is one
+    // more step a kill can cut (the tenant checks `always`, the default); still one key per app.
+    sim.set_auto_app_key(true);
     // Answers held back up to 120 ms after the upstream applied the call: kills often land
     // between an upstream create and its record.
     let proxy = DelayProxy::start(&sim.base_url(), 120).await;

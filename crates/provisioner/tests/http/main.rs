@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod auto_keys;
 mod cli;
 mod errors;
 mod faults;

@@ -230,6 +230,7 @@ pub async fn simulator(latency: u64, jitter: u64) -> Simulator {
             ..Faults::none()
         },
         workers: 4,
+        ..SimConfig::default()
     })
     .await
     .expect("simulator")
@@ -357,6 +358,7 @@ pub async fn assert_reconcile_clean(http: &reqwest::Client, base: &str, token: &
     for k in [
         "orphan_apps",
         "orphan_keys",
+        "unmarked_keys",
         "missing_apps",
         "missing_keys",
         "scope_drift",

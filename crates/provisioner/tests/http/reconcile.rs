@@ -1,5 +1,6 @@
 //! Reconciliation over HTTP: orphans planted out of band are reported, then repaired by an
-//! admin; what carries no marker of this service is reported and never touched.
+//! admin; an app that carries no marker of this service is reported and never touched, and an
+//! unmarked key on a managed app is reported and deleted by the repair.
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -33,6 +34,7 @@ async fn planted_drift_is_reported_then_repaired(app: TestApp) {
     for k in [
         "orphan_apps",
         "orphan_keys",
+        "unmarked_keys",
         "missing_apps",
         "missing_keys",
         "scope_drift",
@@ -86,15 +88,18 @@ async fn planted_drift_is_reported_then_repaired(app: TestApp) {
         json!([{"app_id": "acme-handmade"}])
     );
     let orphan_keys = r.body["orphan_keys"].as_array().unwrap();
-    assert_eq!(orphan_keys.len(), 2, "{}", r.text);
-    for k in orphan_keys {
-        assert_eq!(k["app_id"], app_ids[0]);
-        assert_eq!(
-            k["marked"],
-            k["description"] != "made by hand in the portal",
-            "{k}"
-        );
-    }
+    assert_eq!(orphan_keys.len(), 1, "{}", r.text);
+    assert_eq!(orphan_keys[0]["app_id"], app_ids[0]);
+    assert_eq!(
+        orphan_keys[0]["description"],
+        format!("prov:{}:g1", app_ids[0])
+    );
+    let unmarked = r.body["unmarked_keys"].as_array().unwrap();
+    assert_eq!(unmarked.len(), 1, "{}", r.text);
+    assert_eq!(unmarked[0]["external_id"], "u1");
+    assert_eq!(unmarked[0]["app_id"], app_ids[0]);
+    assert_eq!(unmarked[0]["description"], "made by hand in the portal");
+    assert_eq!(unmarked[0]["app_managed"], true);
     assert!(
         !r.text.contains(&extra) && !r.text.contains(&late),
         "a report never shows a key's secret"
@@ -135,25 +140,20 @@ async fn planted_drift_is_reported_then_repaired(app: TestApp) {
     assert_eq!(fixed.status, StatusCode::OK, "{}", fixed.text);
     assert_eq!(fixed.body["repaired"], true, "{}", fixed.text);
 
-    // Assert: one app and one key of ours per user; the unmanaged app and the hand-made key are
-    // untouched; a second report finds only them; audited.
+    // Assert: one app and one key per user; the unmanaged app is untouched; a second report
+    // finds only it; audited.
     let apps = app.sim.apps(SIM_USER);
     assert_eq!(apps.len(), 4);
     assert!(apps.iter().any(|a| a.id == "acme-handmade"));
     let keys = app.sim.keys(SIM_USER);
-    assert_eq!(keys.len(), 4);
+    assert_eq!(keys.len(), 3);
     assert!(
-        keys.iter().any(|k| k.id == extra),
-        "an unmarked key is never deleted"
+        !keys.iter().any(|k| k.id == extra),
+        "an unmarked key on a managed app is deleted by the repair"
     );
     assert!(!keys.iter().any(|k| k.id == late));
     for id in &app_ids {
-        assert_eq!(
-            keys.iter()
-                .filter(|k| &k.app_ids[0] == id && k.id != extra)
-                .count(),
-            1
-        );
+        assert_eq!(keys.iter().filter(|k| &k.app_ids[0] == id).count(), 1);
     }
     assert_eq!(app.sim.apps(OTHER_USER).len(), 1);
     let again = app
@@ -164,11 +164,16 @@ async fn planted_drift_is_reported_then_repaired(app: TestApp) {
             None,
         )
         .await;
-    for k in ["orphan_apps", "missing_apps", "missing_keys", "scope_drift"] {
+    for k in [
+        "orphan_apps",
+        "orphan_keys",
+        "unmarked_keys",
+        "missing_apps",
+        "missing_keys",
+        "scope_drift",
+    ] {
         assert_eq!(again.body[k], json!([]), "{k}: {}", again.text);
     }
-    assert_eq!(again.body["orphan_keys"].as_array().unwrap().len(), 1);
-    assert_eq!(again.body["orphan_keys"][0]["marked"], false);
     let a = app.token("provisioner:audit", Some("acme"));
     let ev = app
         .call(Method::GET, "/v1/audit-events?limit=1000", Some(&a), None)
@@ -182,6 +187,7 @@ async fn planted_drift_is_reported_then_repaired(app: TestApp) {
     for a in [
         "reconcile.delete_orphan_app",
         "reconcile.delete_orphan_key",
+        "reconcile.delete_unmarked_key",
         "reconcile.recreate_key",
     ] {
         assert!(actions.contains(&a), "{a} audited: {actions:?}");

@@ -6,8 +6,8 @@ use chrono::{DateTime, Duration, Utc};
 use provisioner_core::app_id::derive_app_id;
 use provisioner_core::ids::{ExternalId, ProfileName, TenantId, UpstreamUserId};
 use provisioner_core::model::{
-    AppDefaults, AuditEvent, Lease, ScopeProfile, Step, Tenant, TenantStatus, Timestamp,
-    UpstreamRateLimit, User, UserStatus,
+    AppDefaults, AuditEvent, AutoKeyCheck, Lease, ScopeProfile, Step, Tenant, TenantStatus,
+    Timestamp, UpstreamRateLimit, User, UserStatus,
 };
 use provisioner_core::scope::ScopeSet;
 
@@ -61,6 +61,7 @@ pub fn tenant(id: &str) -> Tenant {
         rate_limit: UpstreamRateLimit::default(),
         allowed_scopes: scopes(&["Predict", "Inputs:Get", "Inputs:Add"]),
         default_scope_profile: Some(pname("standard")),
+        auto_key_check: AutoKeyCheck::Learn,
         created_at: at,
         updated_at: at,
         version: 1,
@@ -136,6 +137,7 @@ pub fn assert_same_tenant(a: &Tenant, b: &Tenant) {
     assert_eq!(a.rate_limit, b.rate_limit);
     assert_eq!(a.allowed_scopes, b.allowed_scopes);
     assert_eq!(a.default_scope_profile, b.default_scope_profile);
+    assert_eq!(a.auto_key_check, b.auto_key_check);
     assert_eq!(a.created_at, b.created_at);
     assert_eq!(a.updated_at, b.updated_at);
 }

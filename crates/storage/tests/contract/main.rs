@@ -2,6 +2,7 @@
 //! a fresh SQLite database and a fresh PostgreSQL database (skipped with a note when
 //! PostgreSQL is unreachable, unless `PROVISIONER_TEST_REQUIRE_PG=1`).
 
+mod accounts;
 mod audit;
 mod fixtures;
 mod idempotency;
@@ -69,4 +70,6 @@ contract!(
     idempotency::idempotency_records_round_trip_and_only_expired_ones_are_replaced,
     idempotency::an_idempotency_claim_is_taken_only_when_free_or_expired,
     idempotency::a_bound_user_write_commits_with_its_record_or_not_at_all,
+    accounts::auto_key_learning_counts_clean_checks_and_a_sighting_resets_them,
+    accounts::concurrent_auto_key_records_lose_nothing,
 );

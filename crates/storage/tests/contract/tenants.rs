@@ -74,6 +74,7 @@ pub async fn tenant_insert_get_update_and_duplicate(store: &SqlStore) {
     changed.rate_limit.requests_per_second = 3;
     changed.allowed_scopes = scopes(&["Predict"]);
     changed.default_scope_profile = None;
+    changed.auto_key_check = provisioner_core::model::AutoKeyCheck::Never;
     changed.updated_at = plus(t.updated_at, 5);
     store
         .update_tenant(

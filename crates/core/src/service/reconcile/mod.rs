@@ -13,17 +13,23 @@
 //! - An *orphan app* is a managed app that no user holding an app records: `failed` and
 //!   `deleted` users hold none, so a `failed` user's leaked app is an orphan.
 //! - For each `active` user: its app absent upstream is a *missing app*; otherwise its recorded
-//!   key absent from the app is a *missing key*, every other key on the app (neither the current
-//!   nor a recorded retired key) is an *orphan key*, and a current key whose upstream scopes differ
-//!   from the recorded ones is *scope drift*. An orphan key is `marked` when its description
-//!   carries this service's marker for the app; an unmarked one (made by hand) is reported and
-//!   never deleted.
+//!   key absent from the app is a *missing key*, and a current key whose upstream scopes differ
+//!   from the recorded ones is *scope drift*. Every other key on the app (neither the current
+//!   nor a recorded retired key) is an *orphan key* when its description carries this service's
+//!   marker for the app (the late effect of a create that got no answer), and an *unmarked key*
+//!   otherwise: a key the upstream minted with the app, or one added by hand. Either way it
+//!   breaks "one app, one least-privilege key per user". An unmarked key is repaired (deleted)
+//!   only when the app carries the tenant's marker (`app_managed`), proven again under the
+//!   lease; on an app without it, it is reported and never touched.
+//! - Seeing an unmarked key on a managed app tells the `learn` policy of `auto_key_check` that
+//!   the account mints keys: provisioning on that account checks every new app again.
 //!
 //! Repairs act only on what still holds under the lease of the user concerned: the scan is a
 //! snapshot, and users change while it runs. For each repaired user the row is re-read under its
 //! lease and must be unchanged (status, step, generation, app, scopes, key fingerprints), and the
 //! app's keys are listed again under the lease: the fix is applied only if the same finding
-//! still holds, and only marked orphan keys are deleted. An orphan app is deleted under the lease
+//! still holds, and only orphan keys and the unmarked keys of an app whose marker is read
+//! again under the lease are deleted. An orphan app is deleted under the lease
 //! of the user whose row names it (looked up in a fresh listing of the users, taken after the
 //! scan), and only if that user still holds no app; otherwise it is skipped. A finding that no
 //! longer holds is not repaired and is listed in `repair_errors` (run reconcile again).
@@ -38,12 +44,14 @@
 //! its grace period stays recorded (or is deleted first, when a drifted key is replaced), and a
 //! replaced key is recorded as retired until it is deleted.
 //!
-//! Audit: a report (`repair = false`, and [`Provisioner::drift_counts`]) is a pure read and
-//! writes nothing, not even an audit event, so a periodic drift check does not flood the log.
+//! Audit: a report (`repair = false`, and [`Provisioner::drift_counts`]) changes nothing and
+//! writes no audit event, so a periodic drift check does not flood the log (its one write is
+//! the account's auto-key learning, when an unmarked key is seen on a managed app).
 //! With `repair = true`, one `reconcile.run` event (target `tenants/<id>`, the counts of findings
 //! in its outcome) is written *before* any change, so nothing is repaired when the audit log is
 //! unavailable. Then every repair is audited: `reconcile.delete_orphan_app` (`apps/<id>`),
-//! `reconcile.delete_orphan_key` (`apps/<id>/keys/<fingerprint>`), `reconcile.recreate_app`,
+//! `reconcile.delete_orphan_key` and `reconcile.delete_unmarked_key`
+//! (`apps/<id>/keys/<fingerprint>`), `reconcile.recreate_app`,
 //! `reconcile.recreate_key`, `reconcile.fix_scope_drift` (`users/<external id>`); a failed
 //! repair gets the same action with a `failure: ...` outcome. User repairs are audited in the
 //! same write that records them (the state machine's final save). An orphan deletion has no row
@@ -86,7 +94,8 @@ pub struct UnmanagedApp {
     pub app_id: String,
 }
 
-/// A key on an active user's app that is neither its current key nor a recorded retired key.
+/// A key on an active user's app that carries this service's marker for the app but is neither
+/// its current key nor a recorded retired key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct OrphanKey {
     /// The app the key was found on.
@@ -95,9 +104,24 @@ pub struct OrphanKey {
     pub key_fingerprint: String,
     /// The key's upstream description.
     pub description: String,
-    /// Whether the description carries this service's marker for the app: only a marked key is
-    /// deleted by a repair; an unmarked one (made by hand) is reported and left alone.
-    pub marked: bool,
+}
+
+/// A key on an active user's app that carries no marker of this service and is not recorded: a
+/// key the upstream minted with the app, or one added by hand.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnmarkedKey {
+    /// The user whose app holds it.
+    pub external_id: ExternalId,
+    /// The app the key was found on.
+    pub app_id: AppId,
+    /// The first 8 hex characters of the SHA-256 of the key's secret (never the secret).
+    pub key_fingerprint: String,
+    /// The key's upstream description.
+    pub description: String,
+    /// The scopes it holds upstream, sorted.
+    pub scopes: Vec<String>,
+    /// Whether the app carries the tenant's marker: only then does a repair delete the key.
+    pub app_managed: bool,
 }
 
 /// An active user concerned by a finding.
@@ -127,8 +151,10 @@ pub struct ScopeDrift {
 pub struct ReconcileReport {
     /// Managed apps no live user records.
     pub orphan_apps: Vec<OrphanApp>,
-    /// Unrecorded keys on active users' apps.
+    /// Unrecorded keys with this service's marker on active users' apps.
     pub orphan_keys: Vec<OrphanKey>,
+    /// Unrecorded keys without this service's marker on active users' apps.
+    pub unmarked_keys: Vec<UnmarkedKey>,
     /// Active users whose app is gone upstream.
     pub missing_apps: Vec<UserRef>,
     /// Active users whose recorded key is gone upstream.
@@ -156,6 +182,7 @@ impl ReconcileReport {
         DriftCounts {
             orphan_apps: self.orphan_apps.len(),
             orphan_keys: self.orphan_keys.len(),
+            unmarked_keys: self.unmarked_keys.len(),
             missing_apps: self.missing_apps.len(),
             missing_keys: self.missing_keys.len(),
             scope_drift: self.scope_drift.len(),
@@ -168,8 +195,10 @@ impl ReconcileReport {
 pub struct DriftCounts {
     /// Managed apps no live user records.
     pub orphan_apps: usize,
-    /// Unrecorded keys on active users' apps.
+    /// Unrecorded marked keys on active users' apps.
     pub orphan_keys: usize,
+    /// Unrecorded unmarked keys on active users' apps (e.g. minted with the app upstream).
+    pub unmarked_keys: usize,
     /// Active users whose app is gone upstream.
     pub missing_apps: usize,
     /// Active users whose recorded key is gone upstream.
@@ -183,6 +212,7 @@ impl DriftCounts {
     pub fn total(&self) -> usize {
         self.orphan_apps
             + self.orphan_keys
+            + self.unmarked_keys
             + self.missing_apps
             + self.missing_keys
             + self.scope_drift
@@ -215,6 +245,9 @@ struct UserWork {
     user: User,
     /// The fix the scan found needed (re-checked under the lease before it is applied).
     fix: Option<Fix>,
+    /// Whether its app carried the tenant's marker in the scan (unmarked keys are deleted only
+    /// then, and only if it still does under the lease).
+    app_managed: bool,
 }
 
 /// The findings and what repairing them takes.
@@ -229,6 +262,7 @@ struct FoundKey {
     secret: KeySecret,
     short: String,
     description: String,
+    scopes: Vec<String>,
     /// Its description carries this service's marker for the app.
     marked: bool,
 }
@@ -270,8 +304,13 @@ impl Provisioner {
         // Before any change, so that nothing is repaired if the audit log cannot be written.
         let c = report.counts();
         let outcome = format!(
-            "success: repairing orphan_apps={} orphan_keys={} missing_apps={} missing_keys={} scope_drift={}",
-            c.orphan_apps, c.orphan_keys, c.missing_apps, c.missing_keys, c.scope_drift
+            "success: repairing orphan_apps={} orphan_keys={} unmarked_keys={} missing_apps={} missing_keys={} scope_drift={}",
+            c.orphan_apps,
+            c.orphan_keys,
+            c.unmarked_keys,
+            c.missing_apps,
+            c.missing_keys,
+            c.scope_drift
         );
         let audit = self.audit(
             actor,
@@ -322,7 +361,8 @@ impl Provisioner {
             .list_apps(account)
             .await
             .map_err(upstream_error)?;
-        let present: BTreeSet<&str> = apps.iter().map(|a| a.id.as_str()).collect();
+        let present: std::collections::BTreeMap<&str, &UpstreamApp> =
+            apps.iter().map(|a| (a.id.as_str(), a)).collect();
 
         let users = self.all_users(&tenant.id).await?;
         let now = self.clock.now();
@@ -345,11 +385,14 @@ impl Provisioner {
             }
         }
         let mut work = Vec::new();
+        let mut seen_minted = false;
         for user in users {
             if in_progress(&user, now) || user.status != UserStatus::Active {
                 continue;
             }
-            let keys = if present.contains(user.app_id.as_str()) {
+            let app = present.get(user.app_id.as_str());
+            let app_managed = app.is_some_and(|a| app_managed_by(&a.metadata, &tenant.id));
+            let keys = if app.is_some() {
                 match self.upstream.list_app_keys(account, &user.app_id).await {
                     Ok(keys) => Some(keys),
                     // Deleted since the app listing.
@@ -378,18 +421,41 @@ impl Provisioner {
                 _ => {}
             }
             for k in &found.orphans {
-                report.orphan_keys.push(OrphanKey {
-                    app_id: user.app_id.to_string(),
-                    key_fingerprint: k.short.clone(),
-                    description: k.description.clone(),
-                    marked: k.marked,
-                });
+                if k.marked {
+                    report.orphan_keys.push(OrphanKey {
+                        app_id: user.app_id.to_string(),
+                        key_fingerprint: k.short.clone(),
+                        description: k.description.clone(),
+                    });
+                } else {
+                    seen_minted |= app_managed;
+                    report.unmarked_keys.push(UnmarkedKey {
+                        external_id: user.external_id.clone(),
+                        app_id: user.app_id.clone(),
+                        key_fingerprint: k.short.clone(),
+                        description: k.description.clone(),
+                        scopes: k.scopes.clone(),
+                        app_managed,
+                    });
+                }
             }
-            if found.fix.is_some() || found.orphans.iter().any(|k| k.marked) {
+            if found.fix.is_some() || found.orphans.iter().any(|k| k.marked || app_managed) {
                 work.push(UserWork {
                     user,
                     fix: found.fix,
+                    app_managed,
                 });
+            }
+        }
+        if seen_minted {
+            // `learn` checks new apps on this account again. A hint: losing it costs nothing
+            // but the report stays right.
+            if let Err(e) = self
+                .store
+                .record_auto_key_check(&account.key(), true, now)
+                .await
+            {
+                tracing::debug!(error.message = %e, "could not record an unmarked key seen by reconcile");
             }
         }
         Ok(Scan {
@@ -504,10 +570,14 @@ fn classify_keys(user: &User, keys: Vec<UpstreamKey>) -> (Option<UpstreamKey>, V
         } else if Some(fp.as_str()) == retired_fp {
             continue;
         } else {
+            let mut scopes = key.scopes;
+            scopes.sort();
+            scopes.dedup();
             orphans.push(FoundKey {
                 marked: key_generation(&key.description, &user.app_id).is_some(),
                 short: fp.chars().take(SHORT_FINGERPRINT).collect(),
                 description: key.description,
+                scopes,
                 secret: key.secret,
             });
         }

@@ -3,6 +3,7 @@
 
 use crate::error::{DomainError, UpstreamError};
 use crate::ids::AppId;
+use crate::marker::app_managed_by;
 use crate::model::{Actor, Step, Tenant, UpstreamAccount, User, UserStatus};
 
 use super::super::Provisioner;
@@ -115,8 +116,9 @@ impl Provisioner {
     }
 
     /// Repairs one active user under its lease: re-reads the row and lists its app's keys again,
-    /// and only if the scanned finding still holds deletes the marked orphan keys on its app,
-    /// then applies its fix through the state machine. Only an audit failure on an orphan-key
+    /// and only if the scanned finding still holds deletes the orphan keys on its app (and the
+    /// unmarked ones when the app, read again, carries the tenant's marker), then applies its
+    /// fix through the state machine. Only an audit failure on an orphan-key
     /// deletion is an `Err`; everything else that fails is a repair error.
     pub(super) async fn repair_user(
         &self,
@@ -185,9 +187,39 @@ impl Provisioner {
             }
         };
 
-        // Only keys that carry our marker for this app: neither recorded by the row we hold nor
-        // anyone else's. An unmarked key was made by hand and is only reported.
-        for key in found.orphans.iter().filter(|k| k.marked) {
+        // Keys that carry our marker for this app are ours: neither recorded by the row we hold
+        // nor anyone else's. An unmarked key (minted with the app, or made by hand) goes only
+        // if the app carries the tenant's marker, read again now under the lease.
+        let unmarked = found.orphans.iter().any(|k| !k.marked);
+        let managed = if unmarked && work.app_managed {
+            match self
+                .fenced(&run, &u, self.upstream.get_app(&run.account, &u.app_id))
+                .await
+            {
+                Ok(Ok(app)) => {
+                    let managed = app_managed_by(&app.metadata, &tenant.id);
+                    if !managed {
+                        errors.push(format!(
+                            "{target}: its app no longer carries the tenant's marker; unmarked keys left alone"
+                        ));
+                    }
+                    managed
+                }
+                Ok(Err(e)) => {
+                    errors.push(format!(
+                        "{target}: reading the app before deleting its unmarked keys: {e}"
+                    ));
+                    false
+                }
+                Err(_) => {
+                    self.abandon(&run.owner).await;
+                    return Err(lease_lost());
+                }
+            }
+        } else {
+            false
+        };
+        for key in found.orphans.iter().filter(|k| k.marked || managed) {
             let result = match self
                 .fenced(
                     &run,
@@ -204,15 +236,13 @@ impl Provisioner {
                 }
             };
             let key_target = format!("apps/{}/keys/{}", u.app_id, key.short);
+            let action = if key.marked {
+                "reconcile.delete_orphan_key"
+            } else {
+                "reconcile.delete_unmarked_key"
+            };
             if let Err(e) = self
-                .audit_repair(
-                    actor,
-                    tenant,
-                    "reconcile.delete_orphan_key",
-                    key_target,
-                    result,
-                    errors,
-                )
+                .audit_repair(actor, tenant, action, key_target, result, errors)
                 .await
             {
                 let _ = self.save(&run.owner, &mut u, false, None).await;
