@@ -216,6 +216,7 @@ async fn cost(policy: &str, mint: bool) -> anyhow::Result<Cost> {
         "upstream": {"base_url": sim.base_url(), "user_id": "bench-user", "pat": "bench-pat-0123456789"},
         "upstream_rate_limit": {"requests_per_second": 1000, "max_concurrency": 16},
         "allowed_scopes": ["Predict", "Inputs:Get"],
+        "default_scope_profile": "standard", "scope_profiles": {"standard": ["Predict", "Inputs:Get"]},
         "auto_key_check": policy,
     });
     let r = http

@@ -40,6 +40,9 @@ pub struct OrphanKeyOut {
     pub key_fingerprint: String,
     /// Its upstream description.
     pub description: String,
+    /// Always true: the key carries this service's marker (unmarked keys are in
+    /// `unmarked_keys`); kept for clients of earlier versions.
+    pub marked: bool,
 }
 
 /// A key without this service's marker on an active user's app: minted by the upstream with
@@ -56,7 +59,10 @@ pub struct UnmarkedKeyOut {
     pub description: String,
     /// The scopes it holds upstream, sorted.
     pub scopes: Vec<String>,
-    /// Whether the app carries the tenant's marker: only then does a repair delete the key.
+    /// Other apps the key reaches as well: then it was not minted with this app, and a repair
+    /// never deletes it.
+    pub other_apps: Vec<String>,
+    /// Whether the app carries this user's marker: only then does a repair delete the key.
     pub app_managed: bool,
 }
 
@@ -133,6 +139,7 @@ impl From<ReconcileReport> for ReconcileOut {
                         app_id,
                         key_fingerprint,
                         description,
+                        marked: true,
                     },
                 )
                 .collect(),
@@ -146,6 +153,7 @@ impl From<ReconcileReport> for ReconcileOut {
                          key_fingerprint,
                          description,
                          scopes,
+                         other_apps,
                          app_managed,
                      }| UnmarkedKeyOut {
                         external_id: external_id.to_string(),
@@ -153,6 +161,7 @@ impl From<ReconcileReport> for ReconcileOut {
                         key_fingerprint,
                         description,
                         scopes,
+                        other_apps,
                         app_managed,
                     },
                 )

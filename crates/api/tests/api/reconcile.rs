@@ -146,6 +146,7 @@ async fn the_openapi_report_schema_lists_unmanaged_apps() {
         "key_fingerprint",
         "description",
         "scopes",
+        "other_apps",
         "app_managed",
     ] {
         assert!(

@@ -138,7 +138,7 @@ async fn a_rotation_that_finds_its_app_gone_recreates_it_without_the_minted_key(
 async fn learn_checks_until_enough_clean_creates_then_stops_and_the_drift_check_restarts_it() {
     let t = with_tenant().await;
     set_check(&t, AutoKeyCheck::Learn).await;
-    let n = usize::try_from(steps::LEARN_CLEAN_CHECKS).unwrap();
+    let n = usize::try_from(LEARN_CLEAN_CHECKS).unwrap();
     for i in 0..n {
         let calls = calls_of(&t, put(&t, &format!("c{i}"))).await;
         assert!(calls.contains(&Call::ListAppKeys), "create {i}: {calls:?}");
@@ -148,7 +148,7 @@ async fn learn_checks_until_enough_clean_creates_then_stops_and_the_drift_check_
         .auto_key_learning(&account_key(&t).await)
         .await
         .unwrap();
-    assert_eq!(l.clean_checks, steps::LEARN_CLEAN_CHECKS);
+    assert_eq!(l.clean_checks, LEARN_CLEAN_CHECKS);
     // Learnt: no look any more.
     let calls = calls_of(&t, put(&t, "quiet")).await;
     assert_eq!(calls, vec![Call::CreateApp, Call::CreateKey]);
@@ -334,4 +334,127 @@ async fn a_failed_purge_is_retried_and_a_rejected_one_undoes_the_app() {
     let u = t.store.get_user(&tid(), &ext("u2")).await.unwrap().unwrap();
     assert_eq!(u.status, UserStatus::Failed);
     assert!(!t.upstream.apps().iter().any(|a| a.id == u.app_id.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_whose_purge_is_refused_does_not_settle_with_the_minted_key() {
+    let t = with_tenant().await;
+    t.upstream.set_auto_app_key(true);
+    let first = put(&t, "u1").await;
+    t.upstream.remove_app(first.user.app_id.as_str());
+    let no = crate::error::UpstreamError::Rejected("refused".into());
+    t.upstream.fault_on(Call::DeleteKey, Fault::Fail(no), 1);
+    let err = t
+        .service
+        .rotate_key(&actor(), &tid(), &ext("u1"), 0, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DomainError::UpstreamRejected(_)), "{err:?}");
+    // Not settled as active while an all-scope key it could not delete sits on its app.
+    let u = t.store.get_user(&tid(), &ext("u1")).await.unwrap().unwrap();
+    assert_eq!((u.status, u.step), (UserStatus::Rotating, Step::PurgeKeys));
+    assert!(u.last_error.is_some());
+    // Retried with backoff until the upstream lets it go.
+    settle(&t).await;
+    assert_one_app_one_key(&t, "u1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_that_also_reaches_another_app_is_never_deleted() {
+    let t = with_tenant().await;
+    // The purge is cut off; meanwhile someone makes a key for this app and one of theirs.
+    let base = t.upstream.calls().len();
+    t.upstream.fault_at(base + 1, Fault::Hang { commit: false });
+    let svc = t.service.clone();
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(300), async move {
+        svc.provision(&actor(), &tid(), &ext("u1"), put_default())
+            .await
+    })
+    .await;
+    let app = t
+        .store
+        .get_user(&tid(), &ext("u1"))
+        .await
+        .unwrap()
+        .unwrap()
+        .app_id;
+    t.upstream
+        .plant_app("customer-app", serde_json::Value::Null);
+    t.upstream.plant_shared_key(
+        app.as_str(),
+        "customer-app",
+        "sharedkey00000000000000000001",
+        &["All"],
+    );
+    settle(&t).await;
+    assert!(
+        t.upstream
+            .keys()
+            .iter()
+            .any(|k| k.id == "sharedkey00000000000000000001"),
+        "the purge kept a key that reaches another app"
+    );
+    // The drift check reports it, and a repair leaves it too.
+    let report = t.service.reconcile(&actor(), &tid(), true).await.unwrap();
+    assert_eq!(report.unmarked_keys.len(), 1, "{report:?}");
+    assert_eq!(report.unmarked_keys[0].other_apps, vec!["customer-app"]);
+    assert!(
+        t.upstream
+            .keys()
+            .iter()
+            .any(|k| k.id == "sharedkey00000000000000000001")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighting_survives_a_drift_check_that_fails_later() {
+    let t = with_tenant().await;
+    set_check(&t, AutoKeyCheck::Learn).await;
+    let account = account_key(&t).await;
+    for _ in 0..LEARN_CLEAN_CHECKS {
+        t.store
+            .record_auto_key_check(&account, false, t.clock.now())
+            .await
+            .unwrap();
+    }
+    put(&t, "z").await;
+    t.upstream.set_auto_app_key(true);
+    put(&t, "a").await; // not checked: the minted key stays
+    // The drift check sees it on "a", then fails on "z".
+    let base = t.upstream.calls().len();
+    let down = crate::error::UpstreamError::Unavailable {
+        message: "HTTP 503".into(),
+        ambiguous: false,
+    };
+    t.upstream.fault_at(base + 2, Fault::Fail(down));
+    assert!(t.service.drift_counts(&tid()).await.is_err());
+    let l = t.store.auto_key_learning(&account).await.unwrap();
+    assert_eq!(l.clean_checks, 0, "{l:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_purge_does_not_count_as_a_clean_create() {
+    let t = with_tenant().await;
+    set_check(&t, AutoKeyCheck::Learn).await;
+    t.upstream.set_auto_app_key(true);
+    // Crash after the minted key's delete took effect (its answer lost).
+    let base = t.upstream.calls().len();
+    t.upstream.fault_at(base + 2, Fault::Hang { commit: true });
+    let svc = t.service.clone();
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(300), async move {
+        svc.provision(&actor(), &tid(), &ext("u1"), put_default())
+            .await
+    })
+    .await;
+    settle(&t).await;
+    assert_one_app_one_key(&t, "u1");
+    let l = t
+        .store
+        .auto_key_learning(&account_key(&t).await)
+        .await
+        .unwrap();
+    assert_eq!(
+        l.clean_checks, 0,
+        "the resumed look found what the first had deleted: {l:?}"
+    );
 }

@@ -34,6 +34,7 @@ pub use reconcile::{
 };
 pub use recovery::RecoveryReport;
 pub use reseal::{ResealFailure, ResealReport, SEALING_UPGRADE};
+pub use steps::LEARN_CLEAN_CHECKS;
 pub use tenants::{NewTenant, TenantPatch, TenantView};
 pub use users::{ProvisionRequest, Provisioned, ScopeRequest};
 

@@ -963,6 +963,7 @@ async fn unmarked_keys_on_a_managed_app_are_reported_and_repair_deletes_them_aud
             key_fingerprint: short_fp(HANDMADE),
             description: "made by hand".into(),
             scopes: vec!["All".into(), "Predict".into()],
+            other_apps: vec![],
             app_managed: true,
         }]
     );
@@ -1291,10 +1292,20 @@ async fn no_interleaving_of_requests_with_a_repair_loses_what_a_user_holds() {
             .await
             .unwrap_or_else(|e| panic!("{plan}: {e}"));
 
-        // Nothing that is not ours was touched (the unmarked key on "extra"'s managed app is a
-        // repair target: one app, one key).
+        // Nothing that is not ours was touched. The unmarked key on "extra"'s managed app is a
+        // repair target (one app, one key): gone only with its app, or by an audited repair.
         assert!(app_ids(t).iter().any(|a| a == UNMANAGED), "{plan}");
-        let _ = extra_deleted;
+        if !extra_deleted && !t.upstream.keys().iter().any(|k| k.id == HANDMADE) {
+            let target = format!("/keys/{}", short_fp(HANDMADE));
+            assert!(
+                t.store
+                    .audit_events()
+                    .iter()
+                    .any(|e| e.action == "reconcile.delete_unmarked_key"
+                        && e.target.ends_with(&target)),
+                "{plan}: the unmarked key went without its audit event"
+            );
+        }
         // Nothing a user holds was taken from it.
         let apps = app_ids(t);
         let keys: Vec<String> = t.upstream.keys().into_iter().map(|k| k.id).collect();
@@ -1378,4 +1389,78 @@ async fn no_interleaving_of_requests_with_a_repair_loses_what_a_user_holds() {
             }
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_deletes_no_unmarked_key_the_scan_did_not_report() {
+    let t = service();
+    add_tenant(&t, &acme(), None).await;
+    let (app, secret) = provision(&t, &acme(), "u1").await;
+    // A marked orphan gives the user work; a key made by hand appears after the scan.
+    t.upstream
+        .plant_key(app.as_str(), LATE, &key_description(&app, 1), &["Predict"]);
+    let up = t.upstream.clone();
+    let app_s = app.to_string();
+    t.store.on_next_acquire(move |_| {
+        up.plant_key(&app_s, HANDMADE, "made by hand just now", &["All"]);
+    });
+    let report = t.service.reconcile(&actor(), &acme(), true).await.unwrap();
+    assert!(report.unmarked_keys.is_empty(), "{report:?}");
+    let keys: Vec<String> = t.upstream.keys().into_iter().map(|k| k.id).collect();
+    assert!(keys.contains(&HANDMADE.to_owned()), "{keys:?}");
+    assert!(!keys.contains(&LATE.to_owned()), "{keys:?}");
+    assert!(keys.contains(&secret));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_taken_over_during_its_repair_does_not_stop_the_others() {
+    let t = service();
+    add_tenant(&t, &acme(), None).await;
+    let (a1, _) = provision(&t, &acme(), "u1").await;
+    let (a2, _) = provision(&t, &acme(), "u2").await;
+    t.upstream
+        .plant_key(a1.as_str(), HANDMADE, "by hand", &["All"]);
+    t.upstream.plant_key(
+        a2.as_str(),
+        "handmadekey0000000000000000002",
+        "by hand",
+        &["All"],
+    );
+    // u1's repair hangs reading its app; meanwhile another holder takes u1 over.
+    t.upstream
+        .fault_on(Call::GetApp, Fault::Hang { commit: false }, 1);
+    let svc = t.service.clone();
+    let task = tokio::spawn(async move { svc.reconcile(&actor(), &acme(), true).await });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let taker = Lease {
+        owner: "taker".into(),
+        expires_at: t.clock.now() + chrono::Duration::seconds(600),
+    };
+    t.store
+        .acquire_lease(
+            &acme(),
+            &ext("u1"),
+            &taker,
+            t.clock.now() + chrono::Duration::seconds(3600),
+            None,
+        )
+        .await
+        .unwrap()
+        .expect("taken over");
+    let report = tokio::time::timeout(std::time::Duration::from_secs(30), task)
+        .await
+        .expect("the run ends")
+        .unwrap()
+        .expect("a report, not an error");
+    assert!(!report.repaired);
+    assert!(
+        report.repair_errors.iter().any(|e| e.contains("users/u1")),
+        "{:?}",
+        report.repair_errors
+    );
+    let keys: Vec<String> = t.upstream.keys().into_iter().map(|k| k.id).collect();
+    assert!(
+        !keys.contains(&"handmadekey0000000000000000002".to_owned()),
+        "u2 was still repaired: {keys:?}"
+    );
 }

@@ -347,16 +347,21 @@ impl Provisioner {
             user.key.as_ref().map(|k| k.fingerprint.as_str()),
             user.retired_key.as_ref().map(|k| k.fingerprint.as_str()),
         ];
+        // A key that also reaches another app was not minted with this one, and deleting it
+        // would take something from an app that is not ours: left to the drift check's report.
         let unmarked: Vec<UpstreamKey> = keys
             .into_iter()
             .filter(|k| {
                 key_generation(&k.description, &user.app_id).is_none()
                     && !kept.contains(&Some(k.secret.fingerprint().as_str()))
+                    && only_on(k, &user.app_id)
             })
             .collect();
         let found = !unmarked.is_empty();
-        if found || run.tenant.auto_key_check == AutoKeyCheck::Learn {
-            // A hint for `learn`, shared by the account's tenants; losing it costs a check.
+        // A hint for `learn`, shared by the account's tenants; losing it costs a check. A clean
+        // look counts only when this run created the app: a resumed purge may come after an
+        // earlier one deleted what was minted.
+        if found || (run.tenant.auto_key_check == AutoKeyCheck::Learn && run.app_proven) {
             if let Err(e) = self
                 .store
                 .record_auto_key_check(&run.account.key(), found, self.clock.now())
@@ -666,6 +671,14 @@ impl Provisioner {
                             user.next_attempt_at = Some(now + self.backoff(1));
                         }
                     }
+                    // A rotation re-created a vanished app and the upstream minted a key with it
+                    // that cannot be deleted: the user must not look settled with an all-scope
+                    // key on its app. Keep the intent and retry with backoff (visible in
+                    // `last_error`), like a deletion.
+                    (UserStatus::Rotating, Step::PurgeKeys) => {
+                        user.attempts += 1;
+                        user.next_attempt_at = Some(now + self.backoff(user.attempts));
+                    }
                     (UserStatus::Rotating, _) => {
                         // Back to the current key. A key still in its grace period stays
                         // recorded (it is live upstream); a create that got no answer may
@@ -755,6 +768,12 @@ impl Provisioner {
 }
 
 const VANISHED: &str = "the app vanished upstream; re-creating it";
+
+/// Whether a key listed on `app_id` reaches that app alone (an empty list: the upstream did not
+/// say otherwise).
+pub(super) fn only_on(key: &UpstreamKey, app_id: &crate::ids::AppId) -> bool {
+    key.app_ids.iter().all(|a| a == app_id.as_str())
+}
 
 /// The answer when another holder took the operation over: it finishes it; a retry gets its
 /// outcome.

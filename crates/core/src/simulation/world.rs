@@ -17,7 +17,7 @@ use super::upstream::{SimUpstream, short};
 use super::{Ctx, Faults, SimClock, Stats, lock, set_current_op};
 use crate::ids::{ExternalId, ProfileName, TenantId, UpstreamUserId};
 use crate::model::{Actor, AutoKeyCheck, User};
-use crate::ports::UserStore as _;
+use crate::ports::{AccountStore as _, UserStore as _};
 use crate::scope::ScopeSet;
 use crate::secret::{AesGcmSealer, KeySecret, MasterKey, Pat, Sealer};
 use crate::service::{NewTenant, ProvisionRequest, Provisioner, ScopeRequest, ServiceConfig};
@@ -158,6 +158,9 @@ pub(crate) struct World {
     inflight: Vec<InFlight>,
     mix: Vec<(&'static str, u64)>,
     pub violation: Option<Violation>,
+    /// A minted key may be left by design (`never`, or `learn` having stopped): an admin
+    /// repair at rest must remove it before the checks.
+    pub repair_at_rest: bool,
 }
 
 fn config() -> ServiceConfig {
@@ -247,22 +250,29 @@ impl World {
             inflight: Vec::new(),
             mix: OP_MIX.to_vec(),
             violation: None,
+            repair_at_rest: false,
         };
         w.replicas = (0..replicas).map(|r| w.replica(w.skews[r])).collect();
         let standard = ProfileName::parse("standard").unwrap_or_else(|e| panic!("{e}"));
-        // With minting, `never` would leave the minted keys by design (the drift check reports
-        // them): the modes that promise one key per app are simulated.
-        let modes: &[AutoKeyCheck] = if w.ctx.faults.mint {
-            &[AutoKeyCheck::Always, AutoKeyCheck::Learn]
-        } else {
-            &[
-                AutoKeyCheck::Always,
-                AutoKeyCheck::Learn,
-                AutoKeyCheck::Never,
-            ]
-        };
-        let check = modes[usize::try_from(w.ctx.rand(0..modes.len() as u64)).unwrap_or(0)];
-        w.ctx.log(format!("tenant auto_key_check={check}"));
+        // `never`, and `learn` once it has stopped (here: sometimes from the start), leave minted
+        // keys by design for the drift check to report and an admin repair to delete: with
+        // minting on, such a repair runs at rest, before the checks.
+        let modes = [
+            AutoKeyCheck::Always,
+            AutoKeyCheck::Learn,
+            AutoKeyCheck::Never,
+        ];
+        let check = modes[usize::try_from(w.ctx.rand(0..3)).unwrap_or(0)];
+        let learnt = check == AutoKeyCheck::Learn && w.ctx.rand(0..2) == 0;
+        w.repair_at_rest = w.ctx.faults.mint && check != AutoKeyCheck::Always;
+        w.ctx.log(format!(
+            "tenant auto_key_check={check}{}",
+            if learnt {
+                " (learnt: not checking)"
+            } else {
+                ""
+            }
+        ));
         w.replicas[0]
             .create_tenant(
                 &Actor::system("sim"),
@@ -283,6 +293,16 @@ impl World {
             )
             .await
             .unwrap_or_else(|e| panic!("create_tenant: {e}"));
+        if learnt {
+            let account = "https://api.clarifai.example acme-ml";
+            for _ in 0..crate::service::LEARN_CLEAN_CHECKS {
+                let _ = w
+                    .store
+                    .inner
+                    .record_auto_key_check(account, false, w.ctx.base)
+                    .await;
+            }
+        }
         lock(&w.upstream.state).mint = w.ctx.faults.mint;
         for (i, id) in FOREIGN_APPS
             .iter()
@@ -591,9 +611,26 @@ impl World {
                 + 1000,
         )
         .await;
+        if !self.settle(fresh).await {
+            return;
+        }
+        if self.repair_at_rest {
+            self.ctx
+                .log("QUIESCENCE: an admin repair deletes what the policy left".into());
+            self.start_op(fresh, OpKind::Reconcile, None);
+            while !self.inflight.is_empty() {
+                self.run_for(100).await;
+            }
+            self.settle(fresh).await;
+        }
+    }
+
+    /// Recovery passes on replica `fresh` until every row is settled; false (and a violation)
+    /// when it does not converge.
+    async fn settle(&mut self, fresh: usize) -> bool {
         for _ in 0..MAX_QUIESCENCE_PASSES {
             if self.settled().await {
-                return;
+                return true;
             }
             self.start_op(fresh, OpKind::Recovery, None);
             let mut n = 0;
@@ -627,6 +664,8 @@ impl World {
                     pending.join("; ")
                 ),
             });
+            return false;
         }
+        true
     }
 }

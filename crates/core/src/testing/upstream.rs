@@ -72,6 +72,8 @@ pub struct FakeKey {
     pub scopes: Vec<String>,
     /// Description.
     pub description: String,
+    /// Other apps it reaches besides `app_id` (a key made by hand in the portal).
+    pub also: Vec<String>,
 }
 
 #[derive(Default)]
@@ -153,6 +155,20 @@ impl FakeUpstream {
                 app_id: app_id.into(),
                 scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
                 description: description.into(),
+                also: Vec::new(),
+            },
+        );
+    }
+    /// Adds a key out of band that reaches `app_id` and `also` (listed under each).
+    pub fn plant_shared_key(&self, app_id: &str, also: &str, id: &str, scopes: &[&str]) {
+        lock(&self.state).keys.insert(
+            id.into(),
+            FakeKey {
+                id: id.into(),
+                app_id: app_id.into(),
+                scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+                description: "shared by hand".into(),
+                also: vec![also.to_owned()],
             },
         );
     }
@@ -235,7 +251,9 @@ fn key_out(k: &FakeKey) -> UpstreamKey {
             .unwrap_or_else(|_| unreachable!("fake key ids are valid")),
         description: k.description.clone(),
         scopes: k.scopes.clone(),
-        app_ids: vec![k.app_id.clone()],
+        app_ids: std::iter::once(k.app_id.clone())
+            .chain(k.also.iter().cloned())
+            .collect(),
     }
 }
 
@@ -276,6 +294,7 @@ impl Upstream for FakeUpstream {
                             .map(|s| (*s).to_owned())
                             .collect(),
                         description: MINTED_KEY_DESCRIPTION.into(),
+                        also: Vec::new(),
                     },
                 );
             }
@@ -334,6 +353,7 @@ impl Upstream for FakeUpstream {
                 app_id: key.app_id.to_string(),
                 scopes: key.scopes.names(),
                 description: key.description.clone(),
+                also: Vec::new(),
             };
             st.keys.insert(k.id.clone(), k.clone());
             Ok(key_out(&k))
@@ -352,7 +372,9 @@ impl Upstream for FakeUpstream {
             Ok(st
                 .keys
                 .values()
-                .filter(|k| k.app_id == app_id.as_str())
+                .filter(|k| {
+                    k.app_id == app_id.as_str() || k.also.iter().any(|a| a == app_id.as_str())
+                })
                 .map(key_out)
                 .collect())
         })

@@ -19,8 +19,9 @@
 //!   marker for the app (the late effect of a create that got no answer), and an *unmarked key*
 //!   otherwise: a key the upstream minted with the app, or one added by hand. Either way it
 //!   breaks "one app, one least-privilege key per user". An unmarked key is repaired (deleted)
-//!   only when the app carries the tenant's marker (`app_managed`), proven again under the
-//!   lease; on an app without it, it is reported and never touched.
+//!   only when the scan reported it, it reaches no other app, and the app carries this user's
+//!   marker (`app_managed`), read again under the lease; otherwise it is reported and never
+//!   touched.
 //! - Seeing an unmarked key on a managed app tells the `learn` policy of `auto_key_check` that
 //!   the account mints keys: provisioning on that account checks every new app again.
 //!
@@ -28,8 +29,9 @@
 //! snapshot, and users change while it runs. For each repaired user the row is re-read under its
 //! lease and must be unchanged (status, step, generation, app, scopes, key fingerprints), and the
 //! app's keys are listed again under the lease: the fix is applied only if the same finding
-//! still holds, and only orphan keys and the unmarked keys of an app whose marker is read
-//! again under the lease are deleted. An orphan app is deleted under the lease
+//! still holds; orphan keys are deleted, and the unmarked keys the scan reported as removable
+//! once the app's marker is read again under the lease. A user taken over by another operation
+//! mid-repair is listed in `repair_errors` and the run goes on. An orphan app is deleted under the lease
 //! of the user whose row names it (looked up in a fresh listing of the users, taken after the
 //! scan), and only if that user still holds no app; otherwise it is skipped. A finding that no
 //! longer holds is not repaired and is listed in `repair_errors` (run reconcile again).
@@ -64,7 +66,7 @@ use serde::Serialize;
 
 use crate::error::{DomainError, UpstreamError};
 use crate::ids::{AppId, ExternalId, TenantId};
-use crate::marker::{app_managed_by, key_generation};
+use crate::marker::{app_has_marker, app_managed_by, key_generation};
 use crate::model::{
     Actor, Step, Tenant, TenantStatus, Timestamp, UpstreamAccount, User, UserStatus,
 };
@@ -120,7 +122,10 @@ pub struct UnmarkedKey {
     pub description: String,
     /// The scopes it holds upstream, sorted.
     pub scopes: Vec<String>,
-    /// Whether the app carries the tenant's marker: only then does a repair delete the key.
+    /// Other apps the key reaches as well (then it was not minted with this app, and a repair
+    /// never deletes it).
+    pub other_apps: Vec<String>,
+    /// Whether the app carries this user's marker: only then does a repair delete the key.
     pub app_managed: bool,
 }
 
@@ -245,9 +250,10 @@ struct UserWork {
     user: User,
     /// The fix the scan found needed (re-checked under the lease before it is applied).
     fix: Option<Fix>,
-    /// Whether its app carried the tenant's marker in the scan (unmarked keys are deleted only
-    /// then, and only if it still does under the lease).
-    app_managed: bool,
+    /// Fingerprints of the unmarked keys the scan reported as removable (on an app carrying
+    /// this user's marker, reaching no other app): a repair deletes no other unmarked key, and
+    /// these only if the app still carries the marker under the lease.
+    unmarked: BTreeSet<String>,
 }
 
 /// The findings and what repairing them takes.
@@ -260,7 +266,10 @@ struct Scan {
 struct FoundKey {
     /// Kept only to delete it; never shown.
     secret: KeySecret,
+    fingerprint: String,
     short: String,
+    /// Other apps it reaches too.
+    other_apps: Vec<String>,
     description: String,
     scopes: Vec<String>,
     /// Its description carries this service's marker for the app.
@@ -391,7 +400,8 @@ impl Provisioner {
                 continue;
             }
             let app = present.get(user.app_id.as_str());
-            let app_managed = app.is_some_and(|a| app_managed_by(&a.metadata, &tenant.id));
+            let app_managed = app
+                .is_some_and(|a| app_has_marker(&a.metadata, &user.tenant_id, &user.external_id));
             let keys = if app.is_some() {
                 match self.upstream.list_app_keys(account, &user.app_id).await {
                     Ok(keys) => Some(keys),
@@ -420,6 +430,7 @@ impl Provisioner {
                 }
                 _ => {}
             }
+            let mut unmarked = BTreeSet::new();
             for k in &found.orphans {
                 if k.marked {
                     report.orphan_keys.push(OrphanKey {
@@ -428,40 +439,51 @@ impl Provisioner {
                         description: k.description.clone(),
                     });
                 } else {
-                    seen_minted |= app_managed;
+                    let removable = app_managed && k.other_apps.is_empty();
+                    if removable {
+                        unmarked.insert(k.fingerprint.clone());
+                        if !seen_minted {
+                            // At once: a later failure of the scan must not lose it.
+                            seen_minted = true;
+                            self.record_sighting(account, now).await;
+                        }
+                    }
                     report.unmarked_keys.push(UnmarkedKey {
                         external_id: user.external_id.clone(),
                         app_id: user.app_id.clone(),
                         key_fingerprint: k.short.clone(),
                         description: k.description.clone(),
                         scopes: k.scopes.clone(),
+                        other_apps: k.other_apps.clone(),
                         app_managed,
                     });
                 }
             }
-            if found.fix.is_some() || found.orphans.iter().any(|k| k.marked || app_managed) {
+            if found.fix.is_some() || found.orphans.iter().any(|k| k.marked) || !unmarked.is_empty()
+            {
                 work.push(UserWork {
                     user,
                     fix: found.fix,
-                    app_managed,
+                    unmarked,
                 });
-            }
-        }
-        if seen_minted {
-            // `learn` checks new apps on this account again. A hint: losing it costs nothing
-            // but the report stays right.
-            if let Err(e) = self
-                .store
-                .record_auto_key_check(&account.key(), true, now)
-                .await
-            {
-                tracing::debug!(error.message = %e, "could not record an unmarked key seen by reconcile");
             }
         }
         Ok(Scan {
             report,
             users: work,
         })
+    }
+
+    /// Tells `learn` that the account mints keys: new apps on it are checked again. A hint:
+    /// losing it costs a check, the report stays right.
+    async fn record_sighting(&self, account: &UpstreamAccount, now: Timestamp) {
+        if let Err(e) = self
+            .store
+            .record_auto_key_check(&account.key(), true, now)
+            .await
+        {
+            tracing::debug!(error.message = %e, "could not record an unmarked key seen by reconcile");
+        }
     }
 
     /// Every user of the tenant, all statuses.
@@ -573,9 +595,16 @@ fn classify_keys(user: &User, keys: Vec<UpstreamKey>) -> (Option<UpstreamKey>, V
             let mut scopes = key.scopes;
             scopes.sort();
             scopes.dedup();
+            let other_apps = key
+                .app_ids
+                .into_iter()
+                .filter(|a| a != user.app_id.as_str())
+                .collect();
             orphans.push(FoundKey {
                 marked: key_generation(&key.description, &user.app_id).is_some(),
                 short: fp.chars().take(SHORT_FINGERPRINT).collect(),
+                fingerprint: fp,
+                other_apps,
                 description: key.description,
                 scopes,
                 secret: key.secret,

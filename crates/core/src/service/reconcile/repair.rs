@@ -3,11 +3,11 @@
 
 use crate::error::{DomainError, UpstreamError};
 use crate::ids::AppId;
-use crate::marker::app_managed_by;
+use crate::marker::app_has_marker;
 use crate::model::{Actor, Step, Tenant, UpstreamAccount, User, UserStatus};
 
 use super::super::Provisioner;
-use super::super::steps::{lease_lost, user_target};
+use super::super::steps::user_target;
 use super::super::users::lease_owner;
 use super::{Fix, UserWork, assess, holds_app, unchanged};
 
@@ -165,7 +165,10 @@ impl Provisioner {
                 Ok(Err(e)) => Err(format!("listing the app's keys again: {e}")),
                 Err(_) => {
                     self.abandon(&run.owner).await;
-                    return Err(lease_lost());
+                    errors.push(format!(
+                        "{target}: another operation took the user over; not repaired, run reconcile again"
+                    ));
+                    return Ok(());
                 }
             }
         } else {
@@ -188,19 +191,21 @@ impl Provisioner {
         };
 
         // Keys that carry our marker for this app are ours: neither recorded by the row we hold
-        // nor anyone else's. An unmarked key (minted with the app, or made by hand) goes only
-        // if the app carries the tenant's marker, read again now under the lease.
-        let unmarked = found.orphans.iter().any(|k| !k.marked);
-        let managed = if unmarked && work.app_managed {
+        // nor anyone else's. An unmarked key (minted with the app, or made by hand) goes only if
+        // the scan reported it as removable and the app carries this user's marker, read again
+        // now under the lease; an unmarked key that appeared since the scan is left for the next
+        // report.
+        let reported = |k: &super::FoundKey| !k.marked && work.unmarked.contains(&k.fingerprint);
+        let managed = if found.orphans.iter().any(reported) {
             match self
                 .fenced(&run, &u, self.upstream.get_app(&run.account, &u.app_id))
                 .await
             {
                 Ok(Ok(app)) => {
-                    let managed = app_managed_by(&app.metadata, &tenant.id);
+                    let managed = app_has_marker(&app.metadata, &u.tenant_id, &u.external_id);
                     if !managed {
                         errors.push(format!(
-                            "{target}: its app no longer carries the tenant's marker; unmarked keys left alone"
+                            "{target}: its app no longer carries this user's marker; unmarked keys left alone"
                         ));
                     }
                     managed
@@ -213,13 +218,26 @@ impl Provisioner {
                 }
                 Err(_) => {
                     self.abandon(&run.owner).await;
-                    return Err(lease_lost());
+                    errors.push(format!(
+                        "{target}: another operation took the user over; not repaired, run reconcile again"
+                    ));
+                    return Ok(());
                 }
             }
         } else {
             false
         };
-        for key in found.orphans.iter().filter(|k| k.marked || managed) {
+        for key in found
+            .orphans
+            .iter()
+            .filter(|k| k.marked || (managed && reported(k) && k.other_apps.is_empty()))
+        {
+            let key_target = format!("apps/{}/keys/{}", u.app_id, key.short);
+            let action = if key.marked {
+                "reconcile.delete_orphan_key"
+            } else {
+                "reconcile.delete_unmarked_key"
+            };
             let result = match self
                 .fenced(
                     &run,
@@ -231,15 +249,13 @@ impl Provisioner {
                 Ok(Ok(()) | Err(UpstreamError::NotFound)) => Ok(()),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => {
+                    // The delete may have been sent: audited as unknown, and the run goes on.
                     self.abandon(&run.owner).await;
-                    return Err(lease_lost());
+                    let m = "another operation took the user over during the delete (the key may be gone); run reconcile again";
+                    self.audit_repair(actor, tenant, action, key_target, Err(m.to_owned()), errors)
+                        .await?;
+                    return Ok(());
                 }
-            };
-            let key_target = format!("apps/{}/keys/{}", u.app_id, key.short);
-            let action = if key.marked {
-                "reconcile.delete_orphan_key"
-            } else {
-                "reconcile.delete_unmarked_key"
             };
             if let Err(e) = self
                 .audit_repair(actor, tenant, action, key_target, result, errors)
@@ -278,8 +294,19 @@ impl Provisioner {
                 if let Some(old) = u.retired_key.clone() {
                     if let Err(m) = self.delete_retired(&run, &u, &old).await {
                         if matches!(m, super::super::steps::Fail::LeaseLost) {
+                            // The delete may have been sent: audited as unknown; the run goes on.
                             self.abandon(&run.owner).await;
-                            return Err(lease_lost());
+                            let m = "another operation took the user over while its key in grace was being deleted (it may be gone); run reconcile again";
+                            self.audit_repair(
+                                actor,
+                                tenant,
+                                fix.action(),
+                                target.clone(),
+                                Err(m.to_owned()),
+                                errors,
+                            )
+                            .await?;
+                            return Ok(());
                         }
                         let released = self.save(&run.owner, &mut u, false, None).await;
                         let reason = format!("deleting the replaced key: {m}");
