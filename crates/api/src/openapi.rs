@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::dto::*;
 use crate::problem::{FieldError, Problem};
-use crate::routes::{docs, keys, ops, profiles, reconcile, tenants, users};
+use crate::routes::{docs, jobs, keys, ops, profiles, reconcile, tenants, users};
 use responses::*;
 
 /// Reusable problem responses (`components/responses`), named in the handlers' attributes.
@@ -88,6 +88,7 @@ impl Modify for BearerAuth {
         users::put_user, users::get_user, users::list_users, users::rotate_key, users::reveal_key,
         users::delete_user,
         reconcile::reconcile,
+        jobs::submit_batch, jobs::get_job, jobs::list_jobs, jobs::cancel_job,
         keys::lookup_key, keys::list_audit,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi_json, docs::docs, docs::problems,
     ),
@@ -98,6 +99,7 @@ impl Modify for BearerAuth {
             ProfilePage, UserPutIn, RotateIn, UserOut, AppOut, KeyOut, UserStatusDto, UserPage, RevealOut,
             LookupIn, LookupOut, AuditEventOut, AuditPage, StatusOut, ReconcileIn, ReconcileOut,
             OrphanAppOut, OrphanKeyOut, UnmarkedKeyOut, UserRefOut, ScopeDriftOut, UnmanagedAppOut,
+            BatchIn, BatchUserIn, JobCreatedOut, JobStatusDto, JobErrorOut, JobOut, JobPage,
         ),
         responses(
             BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, PayloadTooLarge,
@@ -110,6 +112,7 @@ impl Modify for BearerAuth {
         (name = "tenants", description = "Tenants and their upstream credential (admin)"),
         (name = "scope profiles", description = "Named scope sets of a tenant"),
         (name = "users", description = "End users: one app and one key each"),
+        (name = "jobs", description = "Bulk onboarding: a batch of users as a durable job"),
         (name = "keys", description = "Leaked-key look-up"),
         (name = "audit", description = "The audit log"),
         (name = "operations", description = "Probes and this document (no auth)"),

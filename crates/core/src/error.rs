@@ -62,6 +62,24 @@ pub enum DomainError {
     Internal(String),
 }
 
+impl DomainError {
+    /// The stable problem code the API answers this error with (docs/problems.md), also
+    /// recorded with a bulk job's failed users.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DomainError::Invalid(_) => "invalid_request",
+            DomainError::Validation(_) => "validation_failed",
+            DomainError::NotFound(_) => "not_found",
+            DomainError::Conflict(_) => "conflict",
+            DomainError::Forbidden(_) => "forbidden",
+            DomainError::UpstreamRejected(_) => "upstream_rejected",
+            DomainError::UpstreamUnavailable(_) => "upstream_unavailable",
+            DomainError::IdempotencyKeyReused(_) => "idempotency_key_reused",
+            DomainError::Internal(_) => "internal",
+        }
+    }
+}
+
 impl From<ParseError> for DomainError {
     fn from(e: ParseError) -> Self {
         DomainError::Invalid(e.to_string())

@@ -9,6 +9,7 @@ pub mod app_id;
 pub mod error;
 pub mod idempotency;
 pub mod ids;
+pub mod jobs;
 pub mod marker;
 pub mod model;
 pub mod ports;

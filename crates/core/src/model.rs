@@ -1,13 +1,10 @@
 //! The records the service keeps: tenants, scope profiles, end users, audit events.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::ParseError;
 use crate::ids::{AppId, ExternalId, ProfileName, TenantId, UpstreamUserId};
 use crate::scope::ScopeSet;
 use crate::secret::Pat;
@@ -29,23 +26,25 @@ macro_rules! text_enum {
             }
         }
 
-        impl FromStr for $name {
-            type Err = ParseError;
-            fn from_str(s: &str) -> Result<Self, ParseError> {
+        impl std::str::FromStr for $name {
+            type Err = $crate::error::ParseError;
+            fn from_str(s: &str) -> Result<Self, $crate::error::ParseError> {
                 match s {
                     $($text => Ok(Self::$variant),)+
-                    _ => Err(ParseError::new(stringify!($name), format!("unknown value {s:?}"))),
+                    _ => Err($crate::error::ParseError::new(stringify!($name), format!("unknown value {s:?}"))),
                 }
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
     };
 }
+
+pub(crate) use text_enum;
 
 text_enum!(
     /// Whether a tenant may provision.

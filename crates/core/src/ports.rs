@@ -9,6 +9,7 @@ use crate::idempotency::{
     IdempotencyBinding, IdempotencyClaim, IdempotencyKey, IdempotencyRecord, SavedResponse,
 };
 use crate::ids::{AppId, ExternalId, ProfileName, TenantId};
+use crate::jobs::{ItemOutcome, Job, JobItem};
 use crate::model::UpstreamAccount;
 use crate::model::{
     AuditEvent, AutoKeyLearning, Lease, ScopeProfile, Tenant, Timestamp, User, UserStatus,
@@ -294,10 +295,77 @@ pub trait AccountStore: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
+/// Bulk onboarding jobs and their items (see [`crate::jobs`]).
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Inserts a job, its items and the audit event in one transaction.
+    async fn insert_job(
+        &self,
+        job: &Job,
+        items: &[JobItem],
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+    /// One job.
+    async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError>;
+    /// A tenant's jobs, newest first, after the job `before` (from an earlier page).
+    async fn list_jobs(
+        &self,
+        tenant: &TenantId,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Job>, StoreError>;
+    /// A job's failed items, in batch order, at most `limit`.
+    async fn job_errors(&self, id: &str, limit: u32) -> Result<Vec<JobItem>, StoreError>;
+    /// Claims up to `limit` items to work on, by leasing them in one statement: pending
+    /// items whose retry time has come and that are not leased, of jobs not cancelled; and
+    /// items whose lease expired (a crashed worker's: they were started, so they are finished
+    /// even in a cancelled job). Lowest batch position first across jobs, so concurrent jobs
+    /// advance together. Concurrent claimers never get the same item (PostgreSQL: `SKIP
+    /// LOCKED`).
+    async fn claim_job_items(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<JobItem>, StoreError>;
+    /// Renews the lease `owner` holds on an item; false when it lost it.
+    async fn renew_job_item(
+        &self,
+        job_id: &str,
+        idx: i64,
+        owner: &str,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Records an item's outcome if `owner` still holds its lease, with the job's counters, and
+    /// ends the job (at `now`) when no item is pending any more, in one transaction.
+    /// [`StoreError::Stale`] when the lease was lost (nothing written).
+    async fn finish_job_item(
+        &self,
+        job_id: &str,
+        idx: i64,
+        owner: &str,
+        outcome: &ItemOutcome,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Cancels a job: its items not started (no lease) are cancelled, started ones finish; the
+    /// job ends now if nothing is left pending. With the audit event. Returns the job as
+    /// written, `None` if there is no such job.
+    async fn cancel_job(
+        &self,
+        id: &str,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> Result<Option<Job>, StoreError>;
+    /// Expires the item leases whose owner starts with `owner_prefix` (a stopping process's), so
+    /// the items are claimed again at once (as started items: finished even if their job is
+    /// cancelled).
+    async fn release_job_items(&self, owner_prefix: &str) -> Result<u64, StoreError>;
+}
+
 /// Everything the service stores; implemented for SQLite and PostgreSQL by crates/storage.
 #[async_trait]
 pub trait Store:
-    TenantStore + UserStore + AuditStore + MaintenanceStore + IdempotencyStore + AccountStore
+    TenantStore + UserStore + AuditStore + MaintenanceStore + IdempotencyStore + AccountStore + JobStore
 {
     /// Whether the database is reachable and migrated.
     async fn ready(&self) -> Result<(), StoreError>;

@@ -61,6 +61,9 @@ pub struct Settings {
     pub lease_wait_secs: u64,
     /// `PROVISIONER_RECOVERY_INTERVAL_SECS`: pause between recovery passes (0 = no worker).
     pub recovery_interval_secs: u64,
+    /// `PROVISIONER_JOB_CONCURRENCY`: users of bulk jobs this instance provisions at once (the
+    /// upstream client still paces each account); 0 = no job worker on this instance.
+    pub job_concurrency: u32,
     /// `PROVISIONER_RETRY_BASE_SECS`: first recovery backoff after a failed step (doubles, capped at 300 s).
     pub retry_base_secs: u64,
     /// `PROVISIONER_UPSTREAM_TIMEOUT_SECS`: per-attempt timeout of upstream calls.
@@ -100,6 +103,7 @@ impl Default for Settings {
             lease_ttl_secs: 10,
             lease_wait_secs: 30,
             recovery_interval_secs: 5,
+            job_concurrency: 16,
             retry_base_secs: 30,
             upstream_timeout_secs: 15,
             upstream_max_attempts: 5,
@@ -188,6 +192,7 @@ const KNOWN_VARS: &[&str] = &[
     "LEASE_TTL_SECS",
     "LEASE_WAIT_SECS",
     "RECOVERY_INTERVAL_SECS",
+    "JOB_CONCURRENCY",
     "RETRY_BASE_SECS",
     "UPSTREAM_TIMEOUT_SECS",
     "UPSTREAM_MAX_ATTEMPTS",

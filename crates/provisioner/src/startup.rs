@@ -24,6 +24,7 @@ pub struct Application {
     service: Provisioner,
     metrics: Arc<Metrics>,
     recovery_interval: Duration,
+    job_concurrency: u32,
     drift_interval: Duration,
     store: SqlStore,
 }
@@ -96,6 +97,7 @@ impl Application {
             service,
             metrics,
             recovery_interval: Duration::from_secs(settings.recovery_interval_secs),
+            job_concurrency: settings.job_concurrency,
             drift_interval: Duration::from_secs(settings.drift_check_interval_secs),
             store,
         })
@@ -126,6 +128,13 @@ impl Application {
                 stop_rx.clone(),
             )));
         }
+        if self.job_concurrency > 0 {
+            workers.push(tokio::spawn(job_worker(
+                self.service.clone(),
+                self.job_concurrency,
+                stop_rx.clone(),
+            )));
+        }
         if !self.drift_interval.is_zero() {
             workers.push(tokio::spawn(drift_worker(
                 self.service.clone(),
@@ -145,6 +154,16 @@ impl Application {
         let _ = stop_tx.send(true);
         for w in workers {
             let _ = w.await;
+        }
+        match self.service.release_own_job_items().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                items = n,
+                "released the bulk job items cut off by the shutdown"
+            ),
+            Err(e) => {
+                tracing::warn!(error.message = %e, "could not release job items; their leases expire on their own")
+            }
         }
         match self.service.release_own_leases().await {
             Ok(0) => {}
@@ -246,6 +265,35 @@ async fn recovery_worker(
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Provisions the users of bulk jobs, `concurrency` at a time: a pass claims that many items
+/// and runs them; when there is nothing to claim it waits a little. Stops between passes.
+async fn job_worker(service: Provisioner, concurrency: u32, mut stop: watch::Receiver<bool>) {
+    const IDLE: Duration = Duration::from_millis(500);
+    loop {
+        let pause = match service.run_job_pass(concurrency).await {
+            Ok(r) if r.claimed > 0 => {
+                tracing::debug!(
+                    job.claimed = r.claimed,
+                    job.done = r.done,
+                    job.failed = r.failed,
+                    job.retried = r.retried,
+                    "job pass"
+                );
+                Duration::ZERO
+            }
+            Ok(_) => IDLE,
+            Err(e) => {
+                tracing::warn!(error.message = %e, "job pass failed");
+                IDLE
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
             _ = stop.changed() => return,
         }
     }

@@ -16,6 +16,7 @@ mod accounts;
 mod audit;
 mod error;
 mod idempotency;
+mod jobs;
 mod maintenance;
 mod rows;
 mod store;

@@ -6,6 +6,7 @@
 //! name) is 422 `validation_failed`. Every offending field is reported in `errors` with a JSON
 //! Pointer.
 
+mod jobs;
 mod profiles;
 mod reconcile;
 mod tenants;
@@ -19,6 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::problem::{ApiError, FieldError};
 
+pub use jobs::*;
 pub use profiles::*;
 pub use reconcile::*;
 pub use tenants::*;

@@ -1,6 +1,7 @@
 //! Route table: each resource module's handlers, mounted by [`configure`].
 
 pub mod docs;
+pub mod jobs;
 pub mod keys;
 pub mod ops;
 pub mod profiles;
@@ -91,6 +92,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource(
             &format!("{TENANT}/users"),
             [(M::GET, web::to(users::list_users))],
+        ))
+        .service(
+            resource(
+                &format!("{TENANT}/users:batch"),
+                [(M::POST, web::to(jobs::submit_batch))],
+            )
+            .app_data(crate::body::BodyLimit(jobs::BATCH_BODY_LIMIT)),
+        )
+        .service(resource(
+            &format!("{TENANT}/jobs"),
+            [(M::GET, web::to(jobs::list_jobs))],
+        ))
+        .service(resource(
+            "/v1/jobs/{job_id}",
+            [(M::GET, web::to(jobs::get_job))],
+        ))
+        .service(resource(
+            "/v1/jobs/{job_id}/cancel",
+            [(M::POST, web::to(jobs::cancel_job))],
         ))
         .service(resource(
             &user,

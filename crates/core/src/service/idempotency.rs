@@ -265,7 +265,7 @@ impl Provisioner {
         match &ticket.binding {
             Some(b) => self.resume_keyed(actor, b, "user.provision").await,
             None => {
-                self.provision_with(actor, tenant_id, external_id, req, Some(ticket))
+                self.provision_with(actor, tenant_id, external_id, req, Some(ticket), true)
                     .await
             }
         }

@@ -6,6 +6,7 @@
 mod deprovision;
 mod fence;
 mod idempotency;
+mod jobs;
 mod reconcile;
 mod recovery;
 mod reseal;
@@ -28,6 +29,7 @@ use crate::secret::{Pat, Sealer};
 pub use idempotency::{
     IdempotencyStart, IdempotencyTicket, IdempotentOperation, IdempotentRequest, ReplayedResponse,
 };
+pub use jobs::{BatchUser, ITEM_ATTEMPTS, JobPassReport, JobView, MAX_BATCH};
 pub use reconcile::{
     DriftCounts, OrphanApp, OrphanKey, ReconcileReport, ScopeDrift, UnmanagedApp, UnmarkedKey,
     UserRef,
@@ -291,6 +293,8 @@ mod auto_key_tests;
 mod idempotency_tests;
 #[cfg(test)]
 mod interleavings_tests;
+#[cfg(test)]
+mod jobs_tests;
 #[cfg(test)]
 mod reconcile_tests;
 #[cfg(test)]

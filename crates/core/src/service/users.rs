@@ -66,12 +66,14 @@ impl Provisioner {
         external_id: &ExternalId,
         req: ProvisionRequest,
     ) -> Result<Provisioned, DomainError> {
-        self.provision_with(actor, tenant_id, external_id, req, None)
+        self.provision_with(actor, tenant_id, external_id, req, None, true)
             .await
     }
 
     /// [`Provisioner::provision`], binding an `Idempotency-Key` (`keyed`) to the operation it
-    /// starts or resumes (service::idempotency).
+    /// starts or resumes (service::idempotency). `delivers`: whether the answer reaches a caller
+    /// who receives the secret (a PUT); a bulk job's item does not, so a key it creates stays
+    /// marked undelivered and a pending secret stays pending.
     pub(super) async fn provision_with(
         &self,
         actor: &Actor,
@@ -79,6 +81,7 @@ impl Provisioner {
         external_id: &ExternalId,
         req: ProvisionRequest,
         keyed: Option<&IdempotencyTicket>,
+        delivers: bool,
     ) -> Result<Provisioned, DomainError> {
         let tenant = self.tenant(tenant_id).await?;
         if tenant.status == TenantStatus::Suspended {
@@ -103,7 +106,15 @@ impl Provisioner {
                 match self.insert_intent(&user, &intent, keyed).await {
                     Ok(()) => {
                         return self
-                            .run_provisioning(actor, &tenant, user, owner, false, false, &scopes)
+                            .run_provisioning(
+                                actor,
+                                &tenant,
+                                user,
+                                owner,
+                                (false, false),
+                                &scopes,
+                                delivers,
+                            )
                             .await;
                     }
                     Err(StoreError::AlreadyExists) => continue,
@@ -128,14 +139,15 @@ impl Provisioner {
                             user.scopes
                         )));
                     }
-                    if needs_update(&user, &req) || user.secret_pending {
-                        if user.secret_pending {
+                    let hand_over = user.secret_pending && delivers;
+                    if needs_update(&user, &req) || hand_over {
+                        if hand_over {
                             self.bind_resumed(keyed, &user).await?;
                         }
                         let Some(u) = self.acquire(&user).await? else {
                             continue;
                         };
-                        return self.settle_active(actor, &tenant, u, &req).await;
+                        return self.settle_active(actor, &tenant, u, &req, delivers).await;
                     }
                     return Ok(Provisioned {
                         user,
@@ -170,7 +182,7 @@ impl Provisioner {
                     }
                     let owner = lease_owner(&u);
                     return self
-                        .run_provisioning(actor, &tenant, u, owner, true, true, &scopes)
+                        .run_provisioning(actor, &tenant, u, owner, (true, true), &scopes, delivers)
                         .await;
                 }
                 UserStatus::Deleted | UserStatus::Failed => {
@@ -225,25 +237,35 @@ impl Provisioner {
                         }
                     }
                     return self
-                        .run_provisioning(actor, &tenant, u, owner, false, look_first, &scopes)
+                        .run_provisioning(
+                            actor,
+                            &tenant,
+                            u,
+                            owner,
+                            (false, look_first),
+                            &scopes,
+                            delivers,
+                        )
                         .await;
                 }
             }
         }
     }
 
+    /// `(resumed, look_first)`: whether this resumes another's provisioning, and whether an
+    /// earlier attempt may have reached the upstream.
     async fn run_provisioning(
         &self,
         actor: &Actor,
         tenant: &Tenant,
         user: User,
         owner: String,
-        resumed: bool,
-        look_first: bool,
+        (resumed, look_first): (bool, bool),
         wanted: &ScopeSet,
+        delivers: bool,
     ) -> Result<Provisioned, DomainError> {
         let look_first = resumed || look_first;
-        let mut run = self.run(tenant, actor, owner, look_first, "user.provision", true)?;
+        let mut run = self.run(tenant, actor, owner, look_first, "user.provision", delivers)?;
         if resumed {
             self.resume_intent(actor, &user, "user.provision", &run.owner)
                 .await?;
@@ -371,7 +393,7 @@ impl Provisioner {
         Ok(Page { items, next_cursor })
     }
 
-    async fn resolve_scopes(
+    pub(super) async fn resolve_scopes(
         &self,
         tenant: &Tenant,
         req: &ScopeRequest,
@@ -453,15 +475,18 @@ impl Provisioner {
         tenant: &Tenant,
         mut user: User,
         req: &ProvisionRequest,
+        delivers: bool,
     ) -> Result<Provisioned, DomainError> {
         let owner = lease_owner(&user);
-        let secret = match (&user.key, user.secret_pending) {
+        let secret = match (&user.key, user.secret_pending && delivers) {
             (Some(key), true) => Some(self.open_key(&user, &key.sealed, KeySlot::Current)?),
             _ => None,
         };
         let changed = needs_update(&user, req);
         apply_fields(&mut user, req);
-        user.secret_pending = false;
+        if secret.is_some() {
+            user.secret_pending = false;
+        }
         let (action, outcome) = match (changed, secret.is_some()) {
             (_, true) => ("user.secret_delivered", "success"),
             _ => ("user.update", "success"),
@@ -620,7 +645,7 @@ fn apply_fields(user: &mut User, req: &ProvisionRequest) {
     }
 }
 
-fn check_user_fields(
+pub(super) fn check_user_fields(
     display_name: Option<&str>,
     metadata: Option<&BTreeMap<String, String>>,
 ) -> Result<(), DomainError> {

@@ -18,8 +18,9 @@ use crate::idempotency::{
     IdempotencyBinding, IdempotencyClaim, IdempotencyKey, IdempotencyRecord, SavedResponse,
 };
 use crate::ids::{ExternalId, ProfileName, TenantId};
+use crate::jobs::{ItemOutcome, Job, JobItem};
 use crate::model::{AuditEvent, Lease, ScopeProfile, Tenant, Timestamp, User, UserStatus};
-use crate::ports::{AuditStore, Store, TenantDeletion, TenantStore, UserStore};
+use crate::ports::{AuditStore, JobStore, Store, TenantDeletion, TenantStore, UserStore};
 use crate::testing::MemStore;
 
 pub(crate) struct SimStore {
@@ -450,6 +451,75 @@ impl crate::ports::AccountStore for SimStore {
             return Err(StoreError::Backend("injected store failure".into()));
         }
         self.inner.record_auto_key_check(account, found, at).await
+    }
+}
+
+/// Jobs are not simulated (their items go through `provision`, which is): plain delegation.
+#[async_trait]
+impl JobStore for SimStore {
+    async fn insert_job(
+        &self,
+        job: &Job,
+        items: &[JobItem],
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        self.inner.insert_job(job, items, audit).await
+    }
+    async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        self.inner.get_job(id).await
+    }
+    async fn list_jobs(
+        &self,
+        tenant: &TenantId,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Job>, StoreError> {
+        self.inner.list_jobs(tenant, before, limit).await
+    }
+    async fn job_errors(&self, id: &str, limit: u32) -> Result<Vec<JobItem>, StoreError> {
+        self.inner.job_errors(id, limit).await
+    }
+    async fn claim_job_items(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<JobItem>, StoreError> {
+        self.inner.claim_job_items(lease, now, limit).await
+    }
+    async fn renew_job_item(
+        &self,
+        job_id: &str,
+        idx: i64,
+        owner: &str,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .renew_job_item(job_id, idx, owner, expires_at)
+            .await
+    }
+    async fn finish_job_item(
+        &self,
+        job_id: &str,
+        idx: i64,
+        owner: &str,
+        outcome: &ItemOutcome,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .finish_job_item(job_id, idx, owner, outcome, now)
+            .await
+    }
+    async fn cancel_job(
+        &self,
+        id: &str,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> Result<Option<Job>, StoreError> {
+        self.inner.cancel_job(id, now, audit).await
+    }
+    async fn release_job_items(&self, owner_prefix: &str) -> Result<u64, StoreError> {
+        self.inner.release_job_items(owner_prefix).await
     }
 }
 

@@ -9,6 +9,7 @@ mod cli;
 mod errors;
 mod faults;
 mod isolation;
+mod jobs;
 mod kill9;
 mod process;
 mod reconcile;

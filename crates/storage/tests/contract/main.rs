@@ -6,6 +6,7 @@ mod accounts;
 mod audit;
 mod fixtures;
 mod idempotency;
+mod jobs;
 mod leases;
 mod sqlite_only;
 mod tenants;
@@ -72,4 +73,9 @@ contract!(
     idempotency::a_bound_user_write_commits_with_its_record_or_not_at_all,
     accounts::auto_key_learning_counts_clean_checks_and_a_sighting_resets_them,
     accounts::concurrent_auto_key_records_lose_nothing,
+    jobs::a_job_and_its_items_round_trip,
+    jobs::outcomes_count_once_and_the_job_ends_with_its_last_item,
+    jobs::concurrent_claimers_never_share_an_item,
+    jobs::cancel_stops_items_not_started_and_started_ones_finish,
+    jobs::a_deleted_tenant_takes_its_jobs_with_it,
 );

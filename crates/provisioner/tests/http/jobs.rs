@@ -1,0 +1,312 @@
+//! Bulk onboarding over HTTP: `users:batch` validates the whole batch or stores nothing; a job
+//! provisions every user once, reports per-user errors, is tenant-bound, cancellable; and the
+//! real binary SIGKILLed in the middle of a job resumes it with nobody provisioned twice.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+use crate::helpers::{SIM_USER, TestApp, assert_problem, token};
+use crate::process::{Server, ServerEnv, call, free_port, simulator, tenant_body};
+
+crate::on_both_backends!(
+    a_batch_becomes_a_job_that_provisions_everyone_once,
+    a_bad_batch_is_refused_whole
+);
+
+/// Polls the job until it has finished (or panics after `within`).
+async fn wait_job(app: &TestApp, token: &str, id: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let r = app
+            .call(Method::GET, &format!("/v1/jobs/{id}"), Some(token), None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        if !r.body["finished_at"].is_null() {
+            return r.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} still running: {}",
+            r.text
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn a_batch_becomes_a_job_that_provisions_everyone_once(app: TestApp) {
+    app.create_tenant("acme").await;
+    app.create_tenant("globex").await;
+    let w = app.token("provisioner:write provisioner:secrets", Some("acme"));
+    // "taken" already exists with other scopes: its user fails with `conflict`.
+    let r = app
+        .put_user("acme", "taken", &w, json!({"scope_profile": "annotator"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let mut users: Vec<Value> = (0..24)
+        .map(|i| json!({"external_id": format!("user-{i:02}@acme.example")}))
+        .collect();
+    users.push(
+        json!({"external_id": "annotator-1", "scope_profile": "annotator", "display_name": "Ann"}),
+    );
+    users.push(json!({"external_id": "taken"}));
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/tenants/acme/users:batch",
+            Some(&w),
+            Some(json!({ "users": users })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(r.body["status"], "running");
+    let id = r.body["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        r.headers.get("location").and_then(|v| v.to_str().ok()),
+        Some(format!("/v1/jobs/{id}").as_str())
+    );
+    let job = wait_job(&app, &w, &id, Duration::from_secs(60)).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(
+        (
+            job["total"].as_i64(),
+            job["done"].as_i64(),
+            job["failed"].as_i64()
+        ),
+        (Some(26), Some(25), Some(1))
+    );
+    assert_eq!(
+        job["errors"],
+        json!([{"external_id": "taken", "code": "conflict",
+            "detail": job["errors"][0]["detail"].clone()}])
+    );
+    // One app and one key each, and no secret in any job answer.
+    let apps = app.sim.apps(SIM_USER);
+    let keys = app.sim.keys(SIM_USER);
+    assert_eq!((apps.len(), keys.len()), (26, 26));
+    let per_app: BTreeMap<String, usize> = keys.iter().fold(BTreeMap::new(), |mut m, k| {
+        *m.entry(k.app_ids[0].clone()).or_default() += 1;
+        m
+    });
+    assert!(per_app.values().all(|n| *n == 1), "{per_app:?}");
+    let listed = app
+        .call(Method::GET, "/v1/tenants/acme/jobs", Some(&w), None)
+        .await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    assert_eq!(listed.body["items"][0]["job_id"], id.as_str());
+    for text in [&listed.text, &job.to_string()] {
+        assert!(
+            keys.iter().all(|k| !text.contains(&k.id)),
+            "a secret in a job answer"
+        );
+    }
+    // The secret of a job's key: reveal-key (audited).
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/tenants/acme/users/annotator-1/reveal-key",
+            Some(&w),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let secret = r.body["secret"].as_str().unwrap();
+    assert!(keys.iter().any(|k| k.id == secret));
+    // Another tenant's token: not found; a read-only token cannot cancel.
+    let other = app.token("provisioner:write", Some("globex"));
+    for (m, p) in [
+        (Method::GET, format!("/v1/jobs/{id}")),
+        (Method::POST, format!("/v1/jobs/{id}/cancel")),
+    ] {
+        assert_problem(&app.call(m, &p, Some(&other), None).await, 404, "not_found");
+    }
+    let read = app.token("provisioner:read", Some("acme"));
+    assert_problem(
+        &app.call(
+            Method::POST,
+            &format!("/v1/jobs/{id}/cancel"),
+            Some(&read),
+            None,
+        )
+        .await,
+        403,
+        "forbidden",
+    );
+    // Cancelling a finished job changes nothing.
+    let r = app
+        .call(
+            Method::POST,
+            &format!("/v1/jobs/{id}/cancel"),
+            Some(&w),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["status"], "failed");
+    assert_problem(
+        &app.call(Method::GET, "/v1/jobs/no-such-job", Some(&w), None)
+            .await,
+        404,
+        "not_found",
+    );
+}
+
+async fn a_bad_batch_is_refused_whole(app: TestApp) {
+    app.create_tenant("acme").await;
+    let w = app.token("provisioner:write", Some("acme"));
+    let post = |body: Value| {
+        let (app, w) = (&app, &w);
+        async move {
+            app.call(
+                Method::POST,
+                "/v1/tenants/acme/users:batch",
+                Some(w),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let r = post(json!({"users": [{"external_id": "ok"}, {"external_id": "bad\u{7}id"}]})).await;
+    assert_problem(&r, 400, "invalid_request");
+    assert_eq!(
+        r.body["errors"][0]["pointer"], "/users/1/external_id",
+        "{}",
+        r.text
+    );
+    assert_problem(
+        &post(json!({"users": [{"external_id": "a", "scope_profile": "nope"}]})).await,
+        422,
+        "validation_failed",
+    );
+    assert_problem(
+        &post(json!({"users": [{"external_id": "a"}, {"external_id": "a"}]})).await,
+        422,
+        "validation_failed",
+    );
+    assert_problem(&post(json!({"users": []})).await, 422, "validation_failed");
+    assert_problem(
+        &post(json!({"users": [{"external_id": "a", "surprise": 1}]})).await,
+        400,
+        "invalid_request",
+    );
+    let too_many: Vec<Value> = (0..10_001)
+        .map(|i| json!({"external_id": format!("u{i}")}))
+        .collect();
+    assert_problem(
+        &post(json!({ "users": too_many })).await,
+        422,
+        "validation_failed",
+    );
+    // Nothing stored, nothing sent upstream.
+    let jobs = app
+        .call(Method::GET, "/v1/tenants/acme/jobs", Some(&w), None)
+        .await;
+    assert_eq!(jobs.body["items"], json!([]), "{}", jobs.text);
+    assert!(app.sim.apps(SIM_USER).is_empty());
+}
+
+/// The real binary, SIGKILLed while a job runs, restarted: the job ends with every user
+/// provisioned exactly once (SQLite; the contract suite covers the claims on PostgreSQL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_survives_sigkill_and_provisions_nobody_twice() {
+    const USERS: usize = 200;
+    let (url, _db) = provisioner_storage::testing::fresh_sqlite_url();
+    let sim = simulator(40, 20).await;
+    let sim_after = sim.clone();
+    // Minting on as well: the purge of the minted key is one more step a kill can cut.
+    sim.set_auto_app_key(true);
+    let logs = tempfile::tempdir().expect("log dir");
+    let jwt = SecretString::from(provisioner_core::secret::MasterKey::generate().to_base64());
+    let env = ServerEnv::new(free_port(), &url, &jwt, &logs.path().join("serve.log"));
+    let mut server = Server::new(env);
+    server.start().await;
+    let base = server.base();
+    let http = reqwest::Client::new();
+    let admin = token(&jwt, "provisioner:admin", None);
+    let (s, _, t) = call(
+        &http,
+        Method::POST,
+        &format!("{base}/v1/tenants"),
+        &admin,
+        Some(tenant_body("bulk", &sim.base_url())),
+    )
+    .await
+    .expect("tenant");
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    let users: Vec<Value> = (0..USERS)
+        .map(|i| json!({"external_id": format!("u{i:03}")}))
+        .collect();
+    let (s, body, t) = call(
+        &http,
+        Method::POST,
+        &format!("{base}/v1/tenants/bulk/users:batch"),
+        &admin,
+        Some(json!({ "users": users })),
+    )
+    .await
+    .expect("batch");
+    assert_eq!(s, StatusCode::ACCEPTED, "{t}");
+    let id = body["job_id"].as_str().unwrap().to_owned();
+    // Kill it twice in the middle of the job (asserted: it has not finished when killed).
+    for pause in [700, 900] {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let (_, job, t) = call(
+            &http,
+            Method::GET,
+            &format!("{base}/v1/jobs/{id}"),
+            &admin,
+            None,
+        )
+        .await
+        .expect("job");
+        assert!(
+            job["finished_at"].is_null(),
+            "the job ended before the kill: {t}"
+        );
+        server.kill();
+        server.start().await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let job = loop {
+        let (s, job, t) = call(
+            &http,
+            Method::GET,
+            &format!("{base}/v1/jobs/{id}"),
+            &admin,
+            None,
+        )
+        .await
+        .expect("job");
+        assert_eq!(s, StatusCode::OK, "{t}");
+        if !job["finished_at"].is_null() {
+            break job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job still running: {t}\n{}",
+            server.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(job["status"], "succeeded", "{job}\n{}", server.log_tail());
+    assert_eq!(job["done"].as_i64(), Some(USERS as i64));
+    // Late sweeps (creates cut off by a kill) are due one retry period later.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let apps = sim_after.apps(SIM_USER);
+    let keys = sim_after.keys(SIM_USER);
+    assert_eq!(apps.len(), USERS, "one app per user");
+    let mut per_app: BTreeMap<String, usize> = BTreeMap::new();
+    for k in &keys {
+        *per_app.entry(k.app_ids[0].clone()).or_default() += 1;
+    }
+    let extra: Vec<_> = per_app.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(
+        extra.is_empty() && keys.len() == USERS,
+        "one key per app: {extra:?} ({} keys)",
+        keys.len()
+    );
+    server.kill();
+}
