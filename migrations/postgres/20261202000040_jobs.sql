@@ -37,3 +37,5 @@ CREATE TABLE job_items (
 );
 -- The claim walks pending items in batch order across jobs.
 CREATE INDEX job_items_pending ON job_items (idx, job_id) WHERE status = 'pending';
+-- A job's end and its cancel look up its pending (or failed) items.
+CREATE INDEX job_items_job_status ON job_items (job_id, status);

@@ -15,7 +15,7 @@ use crate::model::{Timestamp, text_enum};
 text_enum!(
     /// Where a job stands. A job runs from its creation (`queued` is reserved for a job that
     /// waits for another); it ends `succeeded` (every user provisioned), `failed` (at least one
-    /// user failed: see its errors) or `cancelled` (cancelled before every user was started).
+    /// user failed: see its errors) or `cancelled` (a cancel arrived before it ended).
     JobStatus {
         /// Accepted, not started.
         Queued => "queued",

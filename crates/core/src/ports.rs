@@ -317,9 +317,10 @@ pub trait JobStore: Send + Sync {
     /// A job's failed items, in batch order, at most `limit`.
     async fn job_errors(&self, id: &str, limit: u32) -> Result<Vec<JobItem>, StoreError>;
     /// Claims up to `limit` items to work on, by leasing them in one statement: pending
-    /// items whose retry time has come and that are not leased, of jobs not cancelled; and
-    /// items whose lease expired (a crashed worker's: they were started, so they are finished
-    /// even in a cancelled job). Lowest batch position first across jobs, so concurrent jobs
+    /// items whose retry time has come and that are not leased, of jobs not cancelled (or
+    /// already attempted: started); and items whose lease expired (a crashed worker's: they
+    /// were started, so they are finished even in a cancelled job). An item that does not read
+    /// back is failed on its own. Lowest batch position first across jobs, so concurrent jobs
     /// advance together. Concurrent claimers never get the same item (PostgreSQL: `SKIP
     /// LOCKED`).
     async fn claim_job_items(
@@ -347,9 +348,10 @@ pub trait JobStore: Send + Sync {
         outcome: &ItemOutcome,
         now: Timestamp,
     ) -> Result<(), StoreError>;
-    /// Cancels a job: its items not started (no lease) are cancelled, started ones finish; the
-    /// job ends now if nothing is left pending. With the audit event. Returns the job as
-    /// written, `None` if there is no such job.
+    /// Cancels a running job: its items not started (never leased nor attempted) are
+    /// cancelled, started ones finish; the job ends now if nothing is left pending. With the
+    /// audit event. A job that has ended is not changed (and no event written). Returns the
+    /// job as it stands, `None` if there is no such job.
     async fn cancel_job(
         &self,
         id: &str,

@@ -42,6 +42,30 @@ enum Command {
         #[arg(long, default_value = "cli")]
         sub: String,
     },
+    /// Onboard the users of a CSV or JSON-lines file through a running service's bulk API,
+    /// with a progress bar, resumable after Ctrl-C or a crash, writing a result file.
+    Import {
+        /// The service's base URL.
+        #[arg(long, env = "PROVISIONER_URL")]
+        url: String,
+        /// A bearer token with provisioner:write and provisioner:read on the tenant.
+        #[arg(long, env = "PROVISIONER_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Users per job (1-1000).
+        #[arg(long, default_value_t = 1000)]
+        chunk: usize,
+        /// The result file (default: <FILE>.result.csv).
+        #[arg(long)]
+        result: Option<PathBuf>,
+        /// The state file that makes the import resumable (default: <FILE>.import-state.json).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// CSV (header: external_id[,scope_profile][,scopes][,display_name]) or .jsonl.
+        file: PathBuf,
+    },
     /// Run everything locally: SQLite, the Clarifai simulator, a demo tenant, printed tokens.
     Demo {
         /// Address to listen on.
@@ -134,6 +158,35 @@ async fn main() -> anyhow::Result<()> {
                 settings.jwt_audience.as_deref(),
             )?;
             println!("{t}");
+            Ok(())
+        }
+        Command::Import {
+            url,
+            token,
+            tenant,
+            chunk,
+            result,
+            state,
+            file,
+        } => {
+            let opts = provisioner::import::ImportOptions {
+                url,
+                token,
+                tenant,
+                input: file,
+                result,
+                state,
+                chunk,
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            let s = provisioner::import::run(&opts).await?;
+            println!(
+                "{} rows: {} provisioned, {} failed, {} cancelled, {} skipped (see the result file)",
+                s.rows, s.provisioned, s.failed, s.cancelled, s.invalid
+            );
+            if s.failed + s.invalid + s.cancelled > 0 {
+                std::process::exit(2);
+            }
             Ok(())
         }
         Command::Demo {

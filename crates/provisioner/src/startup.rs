@@ -275,6 +275,9 @@ async fn recovery_worker(
 async fn job_worker(service: Provisioner, concurrency: u32, mut stop: watch::Receiver<bool>) {
     const IDLE: Duration = Duration::from_millis(500);
     loop {
+        if *stop.borrow() {
+            return;
+        }
         let pause = match service.run_job_pass(concurrency).await {
             Ok(r) if r.claimed > 0 => {
                 tracing::debug!(
@@ -293,8 +296,9 @@ async fn job_worker(service: Provisioner, concurrency: u32, mut stop: watch::Rec
             }
         };
         tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
+            biased;
             _ = stop.changed() => return,
+            _ = tokio::time::sleep(pause) => {}
         }
     }
 }

@@ -249,10 +249,10 @@ impl JobStore for SqlStore {
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn job_errors(&self, id: &str, limit: u32) -> Result<Vec<JobItem>, StoreError> {
-        let sql = format!(
-            "SELECT {ITEM_COLUMNS} FROM job_items WHERE job_id = $1 AND status = 'failed' \
-             ORDER BY idx LIMIT $2"
-        );
+        // The request is not needed here: a row whose request does not read back is listed.
+        let sql = "SELECT job_id, idx, tenant_id, external_id, '{}' AS request, status, \
+             error_code, error_detail, attempts, next_attempt_at FROM job_items \
+             WHERE job_id = $1 AND status = 'failed' ORDER BY idx LIMIT $2";
         let rows = sqlx::query_as::<_, ItemRow>(sqlx::AssertSqlSafe(sql))
             .bind(id.to_owned())
             .bind(i64::from(limit))
@@ -281,8 +281,8 @@ impl JobStore for SqlStore {
                 crate::Backend::Sqlite => ("", ""),
             };
             let due = "status = 'pending' AND COALESCE(next_attempt_at, 0) <= $1 \
-                 AND ((lease_owner IS NULL AND NOT EXISTS (SELECT 1 FROM jobs j \
-                        WHERE j.id = job_items.job_id AND j.cancel_requested = 1)) \
+                 AND ((lease_owner IS NULL AND (attempts > 0 OR NOT EXISTS (SELECT 1 FROM jobs j \
+                        WHERE j.id = job_items.job_id AND j.cancel_requested = 1))) \
                       OR (lease_owner IS NOT NULL AND lease_expires_at < $1))";
             let sql = format!(
                 "WITH picked AS {materialized} ( \
@@ -301,10 +301,23 @@ impl JobStore for SqlStore {
                 .fetch_all(self.pool())
                 .await
                 .map_err(backend("claiming job items"))?;
-            let mut items = rows
-                .into_iter()
-                .map(JobItem::try_from)
-                .collect::<Result<Vec<_>, _>>()?;
+            // A row that does not read back fails on its own; the others are worked on.
+            let mut items = Vec::with_capacity(rows.len());
+            for row in rows {
+                let (job_id, idx) = (row.job_id.clone(), row.idx);
+                match JobItem::try_from(row) {
+                    Ok(item) => items.push(item),
+                    Err(e) => {
+                        tracing::warn!(error.message = %e, job.id = %job_id, idx, "a stored job item does not read back; failing it");
+                        let failed = ItemOutcome::Failed {
+                            code: "internal".into(),
+                            detail: "the stored item does not read back".into(),
+                        };
+                        self.finish_job_item(&job_id, idx, &lease.owner, &failed, now)
+                            .await?;
+                    }
+                }
+            }
             items.sort_by(|a, b| (a.idx, &a.job_id).cmp(&(b.idx, &b.job_id)));
             Ok(items)
         })
@@ -414,17 +427,22 @@ impl JobStore for SqlStore {
     ) -> Result<Option<Job>, StoreError> {
         let written = retrying(|| async move {
             let mut tx = self.begin_write().await?;
-            let job = sqlx::query("UPDATE jobs SET cancel_requested = 1 WHERE id = $1")
-                .bind(id.to_owned())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend("cancelling a job"))?;
+            // Only a running job: a cancel that arrives after the job ended changes nothing.
+            let job = sqlx::query(
+                "UPDATE jobs SET cancel_requested = 1 WHERE id = $1 AND finished_at IS NULL",
+            )
+            .bind(id.to_owned())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("cancelling a job"))?;
             if job.rows_affected() == 0 {
                 return Ok(false);
             }
+            // Not started: never leased nor attempted (a user attempted before may hold an
+            // intent that recovery finishes: its item is finished too).
             let n = sqlx::query(
                 "UPDATE job_items SET status = 'cancelled' \
-                 WHERE job_id = $1 AND status = 'pending' AND lease_owner IS NULL",
+                 WHERE job_id = $1 AND status = 'pending' AND lease_owner IS NULL AND attempts = 0",
             )
             .bind(id.to_owned())
             .execute(&mut *tx)
@@ -445,11 +463,9 @@ impl JobStore for SqlStore {
             Ok(true)
         })
         .await?;
-        if written {
-            self.get_job(id).await
-        } else {
-            Ok(None)
-        }
+        // Not written: no such job, or it had ended (answered as it stands, no event).
+        let _ = written;
+        self.get_job(id).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

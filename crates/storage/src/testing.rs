@@ -239,3 +239,11 @@ impl SqlStore {
         Ok(OpenAuditTx(tx))
     }
 }
+
+/// Runs one statement as is (tests that corrupt a row on purpose).
+pub async fn execute_raw(store: &crate::SqlStore, sql: &'static str) {
+    sqlx::query(sql)
+        .execute(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}

@@ -16,7 +16,8 @@ use crate::dto::{
 use crate::openapi::responses::*;
 use crate::problem::ApiError;
 
-/// Largest `users:batch` body, in bytes: 10,000 users of the largest allowed shape fit.
+/// Largest `users:batch` body, in bytes: 10,000 users with typical fields fit (users with large
+/// metadata may not: 413, send smaller batches).
 pub const BATCH_BODY_LIMIT: usize = 16 << 20;
 
 /// The `{job_id}` path segment.

@@ -8,9 +8,13 @@
 //!   nothing. The job, its items and a `job.create` audit event are written in one transaction.
 //! - An item is claimed under a lease renewed while it runs; its outcome and the job's
 //!   counters are written together, and the job ends when no item is pending.
-//! - A transient failure (the upstream unavailable, the user busy) is retried with backoff up
-//!   to [`ITEM_ATTEMPTS`] times, then the item fails with `upstream_unavailable`; a permanent one
-//!   fails the item at once with its problem code (`conflict`, `validation_failed`, ...).
+//! - A transient failure (the upstream unavailable, the user busy) is retried with capped
+//!   backoff for as long as it lasts, like recovery (the user's own intent is finished by
+//!   recovery anyway, so the job follows it rather than report a user failed that then
+//!   succeeds); the item keeps the last failure. A permanent one fails the item at once with its
+//!   problem code (`conflict`, `validation_failed`, ...); so does an internal error (a tenant
+//!   whose credential does not open, say), whose details are logged, not shown.
+//! - An item whose task panics is failed (`internal`), so a poison item cannot loop.
 //! - Secrets: a key created by a job reaches no caller; the user is marked as holding an
 //!   undelivered secret, read with `reveal-key` (audited), or carried once by the next `PUT`.
 //! - Cancel stops what has not started; items already started finish.
@@ -32,8 +36,6 @@ use super::{
 
 /// Users in one batch, at most.
 pub const MAX_BATCH: usize = 10_000;
-/// Transient failures of one item before it fails.
-pub const ITEM_ATTEMPTS: i64 = 8;
 /// Failed items shown with a job, at most (the job's `failed` counts them all).
 pub const MAX_ERRORS_SHOWN: u32 = 1000;
 
@@ -242,6 +244,7 @@ impl Provisioner {
             }
         }
         let mut running = tokio::task::JoinSet::new();
+        let mut tasks = BTreeMap::new();
         for item in items {
             let this = self.clone();
             let actor = actors
@@ -249,15 +252,31 @@ impl Provisioner {
                 .cloned()
                 .unwrap_or_else(|| Actor::system("jobs"));
             let owner = owner.clone();
-            running.spawn(async move { this.work_item(&actor, item, &owner).await });
+            let key = (item.job_id.clone(), item.idx);
+            let handle = running.spawn(async move { this.work_item(&actor, item, &owner).await });
+            tasks.insert(handle.id(), key);
         }
-        while let Some(r) = running.join_next().await {
+        while let Some(r) = running.join_next_with_id().await {
             match r {
-                Ok(Some(ItemOutcome::Done)) => report.done += 1,
-                Ok(Some(ItemOutcome::Failed { .. })) => report.failed += 1,
-                Ok(Some(ItemOutcome::Retry { .. })) => report.retried += 1,
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error.message = %e, "a job item's task failed"),
+                Ok((_, Some(ItemOutcome::Done))) => report.done += 1,
+                Ok((_, Some(ItemOutcome::Failed { .. }))) => report.failed += 1,
+                Ok((_, Some(ItemOutcome::Retry { .. }))) => report.retried += 1,
+                Ok((_, None)) => {}
+                Err(e) => {
+                    // A panic: fail the item rather than let it loop through every worker.
+                    tracing::warn!(error.message = %e, "a job item's task failed");
+                    if let Some((job_id, idx)) = tasks.get(&e.id()) {
+                        let failed = ItemOutcome::Failed {
+                            code: "internal".into(),
+                            detail: "internal error".into(),
+                        };
+                        let _ = self
+                            .store
+                            .finish_job_item(job_id, *idx, &owner, &failed, self.clock.now())
+                            .await;
+                        report.failed += 1;
+                    }
+                }
             }
         }
         Ok(report)
@@ -326,11 +345,7 @@ impl Provisioner {
     }
 
     fn item_failure(&self, item: &JobItem, e: &DomainError) -> ItemOutcome {
-        let transient = matches!(
-            e,
-            DomainError::UpstreamUnavailable(_) | DomainError::Internal(_)
-        );
-        if transient && item.attempts + 1 < ITEM_ATTEMPTS {
+        if matches!(e, DomainError::UpstreamUnavailable(_)) {
             return ItemOutcome::Retry {
                 next_attempt_at: self.clock.now() + self.backoff(item.attempts + 1),
                 detail: e.to_string(),

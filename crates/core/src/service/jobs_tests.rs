@@ -345,3 +345,53 @@ async fn jobs_are_listed_newest_first_with_a_cursor() {
     assert_eq!(p2.items[0].id, ids[0]);
     assert!(p2.next_cursor.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_attempted_before_a_cancel_is_finished_and_counted_as_done() {
+    let t = with_tenant().await;
+    let down = crate::error::UpstreamError::Unavailable {
+        message: "HTTP 503".into(),
+        ambiguous: false,
+    };
+    t.upstream.fault_on(Call::CreateApp, Fault::Fail(down), 1);
+    let job = t
+        .service
+        .submit_batch(&actor(), &tid(), vec![user("a"), user("b")])
+        .await
+        .unwrap();
+    // a fails transiently (its user now holds an intent); then the job is cancelled.
+    let first = t.service.run_job_pass(1).await.unwrap();
+    assert_eq!(first.retried, 1);
+    let view = t.service.cancel_job(&actor(), &job.id).await.unwrap();
+    assert_eq!(
+        (view.job.cancelled, view.job.status),
+        (1, JobStatus::Running)
+    );
+    // a is finished by the job (and would be by recovery anyway): reported done, not cancelled.
+    let view = run_to_end(&t, &job.id).await;
+    assert_eq!(view.job.status, JobStatus::Cancelled);
+    assert_eq!((view.job.done, view.job.cancelled), (1, 1));
+    t.service.run_recovery_pass(100).await.unwrap();
+    assert_one_app_one_key(&t, "a");
+    assert!(t.store.get_user(&tid(), &ext("b")).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_delays_a_job_but_does_not_fail_its_users() {
+    let t = with_tenant().await;
+    let down = crate::error::UpstreamError::Unavailable {
+        message: "HTTP 503".into(),
+        ambiguous: false,
+    };
+    t.upstream.fault_on(Call::CreateApp, Fault::Fail(down), 12);
+    let job = t
+        .service
+        .submit_batch(&actor(), &tid(), vec![user("a")])
+        .await
+        .unwrap();
+    let view = run_to_end(&t, &job.id).await;
+    assert_eq!(view.job.status, JobStatus::Succeeded, "{:?}", view.errors);
+    t.clock.advance(chrono::Duration::seconds(600));
+    t.service.run_recovery_pass(100).await.unwrap();
+    assert_one_app_one_key(&t, "a");
+}

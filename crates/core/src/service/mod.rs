@@ -29,7 +29,7 @@ use crate::secret::{Pat, Sealer};
 pub use idempotency::{
     IdempotencyStart, IdempotencyTicket, IdempotentOperation, IdempotentRequest, ReplayedResponse,
 };
-pub use jobs::{BatchUser, ITEM_ATTEMPTS, JobPassReport, JobView, MAX_BATCH};
+pub use jobs::{BatchUser, JobPassReport, JobView, MAX_BATCH};
 pub use reconcile::{
     DriftCounts, OrphanApp, OrphanKey, ReconcileReport, ScopeDrift, UnmanagedApp, UnmarkedKey,
     UserRef,

@@ -217,6 +217,9 @@ impl TenantStore for MemStore {
         st.tenants.remove(id);
         st.profiles.retain(|(t, _), _| t != id);
         st.users.retain(|(t, _), _| t != id);
+        // Its jobs go with it (ON DELETE CASCADE in SQL).
+        st.jobs.retain(|_, j| &j.tenant_id != id);
+        st.items.retain(|_, (i, _)| &i.tenant_id != id);
         Ok(TenantDeletion::Deleted)
     }
     async fn put_profile(
@@ -807,7 +810,7 @@ impl JobStore for MemStore {
                 i.status == ItemStatus::Pending
                     && i.next_attempt_at.is_none_or(|t| t <= now)
                     && match l {
-                        None => !cancelled.contains(&i.job_id),
+                        None => i.attempts > 0 || !cancelled.contains(&i.job_id),
                         Some(l) => l.expires_at < now,
                     }
             })
@@ -899,13 +902,15 @@ impl JobStore for MemStore {
         audit: &AuditEvent,
     ) -> Result<Option<Job>, StoreError> {
         let mut st = lock(&self.state);
-        if !st.jobs.contains_key(id) {
-            return Ok(None);
+        match st.jobs.get(id) {
+            None => return Ok(None),
+            Some(j) if j.finished_at.is_some() => return Ok(Some(j.clone())),
+            Some(_) => {}
         }
         self.write_audit(&mut st, Some(audit))?;
         let mut n = 0;
         for (i, l) in st.items.values_mut() {
-            if i.job_id == id && i.status == ItemStatus::Pending && l.is_none() {
+            if i.job_id == id && i.status == ItemStatus::Pending && l.is_none() && i.attempts == 0 {
                 i.status = ItemStatus::Cancelled;
                 n += 1;
             }
@@ -919,11 +924,13 @@ impl JobStore for MemStore {
     }
     async fn release_job_items(&self, owner_prefix: &str) -> Result<u64, StoreError> {
         let mut n = 0;
-        for (_, l) in lock(&self.state).items.values_mut() {
-            if l.as_ref()
-                .is_some_and(|l| l.owner.starts_with(owner_prefix))
+        for (i, l) in lock(&self.state).items.values_mut() {
+            if let Some(l) = l
+                && i.status == ItemStatus::Pending
+                && l.owner.starts_with(owner_prefix)
             {
-                *l = None;
+                // Expired, not cleared: the item was started.
+                l.expires_at = chrono::DateTime::UNIX_EPOCH;
                 n += 1;
             }
         }

@@ -310,3 +310,80 @@ async fn a_job_survives_sigkill_and_provisions_nobody_twice() {
     );
     server.kill();
 }
+
+/// `provisioner import` against the service: bad rows skipped with their line numbers, a row
+/// the service refuses reported and the rest of its chunk sent, a result file for every row,
+/// and a second run that resumes from the state file without submitting anything again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_onboards_a_file_reports_bad_rows_and_resumes() {
+    let app = crate::helpers::spawn_app(crate::helpers::Db::Sqlite)
+        .await
+        .expect("app");
+    app.create_tenant("acme").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let input = dir.path().join("users.csv");
+    let mut csv = String::from("external_id,scope_profile,scopes,display_name\n");
+    for i in 0..11 {
+        csv.push_str(&format!("user-{i:02},standard,,User {i}\n"));
+    }
+    csv.push_str("bad,standard,Predict,\n"); // line 13: both profile and scopes
+    csv.push_str("ghost,no-such-profile,,\n"); // line 14: refused by the service
+    csv.push_str(",standard,,\n"); // line 15: no id
+    std::fs::write(&input, csv).expect("write");
+    let opts = provisioner::import::ImportOptions {
+        url: app.base.clone(),
+        token: app.token("provisioner:write", Some("acme")),
+        tenant: "acme".into(),
+        input: input.clone(),
+        result: None,
+        state: None,
+        chunk: 5,
+        progress: false,
+    };
+    let s = provisioner::import::run(&opts).await.expect("import");
+    assert_eq!(
+        (s.rows, s.provisioned, s.failed, s.invalid),
+        (14, 11, 0, 3),
+        "{s:?}"
+    );
+    assert_eq!(app.sim.apps(SIM_USER).len(), 11);
+    let result = std::fs::read_to_string(dir.path().join("users.csv.result.csv")).expect("result");
+    let lines: Vec<&str> = result.lines().collect();
+    assert_eq!(lines[0], "line,external_id,status,app_id,error");
+    assert_eq!(lines.len(), 15, "{result}");
+    assert!(
+        lines[1].starts_with("2,user-00,provisioned,acme-"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[12].starts_with("13,,invalid,,") || lines[12].starts_with("13,bad,invalid"),
+        "{}",
+        lines[12]
+    );
+    assert!(
+        lines[13].starts_with("14,ghost,invalid,,") && lines[13].contains("no-such-profile"),
+        "{}",
+        lines[13]
+    );
+    assert!(lines[14].starts_with("15,,invalid,,"), "{}", lines[14]);
+    let jobs = app
+        .call(Method::GET, "/v1/tenants/acme/jobs", Some(&app.admin), None)
+        .await;
+    let submitted = jobs.body["items"].as_array().unwrap().len();
+    assert_eq!(submitted, 3, "chunks of 5, 5 and 1: {}", jobs.text);
+    // A second run resumes from the state file: nothing submitted again, same summary.
+    let again = provisioner::import::run(&opts).await.expect("resume");
+    assert_eq!(again, s);
+    let jobs = app
+        .call(Method::GET, "/v1/tenants/acme/jobs", Some(&app.admin), None)
+        .await;
+    assert_eq!(jobs.body["items"].as_array().unwrap().len(), submitted);
+    // A lost state file (a crash before it was written): submitting again provisions nobody
+    // twice.
+    std::fs::remove_file(dir.path().join("users.csv.import-state.json")).expect("rm");
+    let calls = app.sim.request_count();
+    let third = provisioner::import::run(&opts).await.expect("again");
+    assert_eq!(third.provisioned, 11);
+    assert_eq!(app.sim.request_count(), calls, "no upstream call");
+}

@@ -324,3 +324,94 @@ pub async fn a_deleted_tenant_takes_its_jobs_with_it(store: &SqlStore) {
             .is_empty()
     );
 }
+
+pub async fn a_started_item_of_a_cancelled_job_is_still_claimed_and_the_job_ends(store: &SqlStore) {
+    setup(store, "job-r", 2).await;
+    let got = store
+        .claim_job_items(&lease("w1", 60), now(), 1)
+        .await
+        .expect("claim");
+    assert_eq!(got.len(), 1);
+    store
+        .cancel_job(
+            "job-r",
+            now(),
+            &event(Some("acme"), "job.cancel", "jobs/job-r"),
+        )
+        .await
+        .expect("cancel");
+    assert_eq!(cancel_events(store).await, 1);
+    // The started item failed transiently after the cancel: it was attempted, so it is still
+    // claimed (its user may hold an intent) and finished, and the job ends.
+    let retry_at = plus(now(), 30);
+    store
+        .finish_job_item(
+            "job-r",
+            0,
+            "w1",
+            &ItemOutcome::Retry {
+                next_attempt_at: retry_at,
+                detail: "503".into(),
+            },
+            now(),
+        )
+        .await
+        .expect("retry");
+    let later = plus(now(), 31);
+    let again = store
+        .claim_job_items(&lease("w2", 60), later, 10)
+        .await
+        .expect("claim");
+    assert_eq!(again.iter().map(|i| i.idx).collect::<Vec<_>>(), vec![0]);
+    store
+        .finish_job_item("job-r", 0, "w2", &ItemOutcome::Done, later)
+        .await
+        .expect("done");
+    let j = store.get_job("job-r").await.expect("get").expect("job");
+    assert_eq!(
+        (j.done, j.failed, j.cancelled, j.status),
+        (1, 0, 1, JobStatus::Cancelled)
+    );
+    // Cancelling an ended job changes nothing and writes no event.
+    let same = store
+        .cancel_job(
+            "job-r",
+            later,
+            &event(Some("acme"), "job.cancel", "jobs/job-r"),
+        )
+        .await
+        .expect("cancel")
+        .expect("job");
+    assert_eq!(same, j);
+    assert_eq!(cancel_events(store).await, 1);
+}
+
+pub async fn an_item_that_does_not_read_back_fails_alone(store: &SqlStore) {
+    setup(store, "job-p", 3).await;
+    provisioner_storage::testing::execute_raw(
+        store,
+        "UPDATE job_items SET request = 'not json' WHERE job_id = 'job-p' AND idx = 1",
+    )
+    .await;
+    let got = store
+        .claim_job_items(&lease("w1", 60), now(), 10)
+        .await
+        .expect("claim");
+    assert_eq!(got.iter().map(|i| i.idx).collect::<Vec<_>>(), vec![0, 2]);
+    let errors = store.job_errors("job-p", 10).await.expect("errors");
+    assert_eq!(
+        (errors.len(), errors[0].idx, errors[0].error_code.as_deref()),
+        (1, 1, Some("internal"))
+    );
+    let j = store.get_job("job-p").await.expect("get").expect("job");
+    assert_eq!(j.failed, 1);
+}
+
+async fn cancel_events(s: &SqlStore) -> usize {
+    s.list_audit(Some(&tid("acme")), None, None, 100)
+        .await
+        .expect("audit")
+        .into_iter()
+        .filter(|(e, _)| e.action == "job.cancel")
+        .count()
+}

@@ -78,4 +78,6 @@ contract!(
     jobs::concurrent_claimers_never_share_an_item,
     jobs::cancel_stops_items_not_started_and_started_ones_finish,
     jobs::a_deleted_tenant_takes_its_jobs_with_it,
+    jobs::a_started_item_of_a_cancelled_job_is_still_claimed_and_the_job_ends,
+    jobs::an_item_that_does_not_read_back_fails_alone,
 );
