@@ -7,6 +7,7 @@ mod deprovision;
 mod fence;
 mod idempotency;
 mod jobs;
+mod purge;
 mod reconcile;
 mod recovery;
 mod reseal;
@@ -30,13 +31,13 @@ pub use idempotency::{
     IdempotencyStart, IdempotencyTicket, IdempotentOperation, IdempotentRequest, ReplayedResponse,
 };
 pub use jobs::{BatchUser, JobPassReport, JobView, MAX_BATCH};
+pub use purge::LEARN_CLEAN_CHECKS;
 pub use reconcile::{
     DriftCounts, OrphanApp, OrphanKey, ReconcileReport, ScopeDrift, UnmanagedApp, UnmarkedKey,
     UserRef,
 };
 pub use recovery::RecoveryReport;
 pub use reseal::{ResealFailure, ResealReport, SEALING_UPGRADE};
-pub use steps::LEARN_CLEAN_CHECKS;
 pub use tenants::{NewTenant, TenantPatch, TenantView};
 pub use users::{ProvisionRequest, Provisioned, ScopeRequest};
 
@@ -297,6 +298,8 @@ mod interleavings_tests;
 mod jobs_tests;
 #[cfg(test)]
 mod reconcile_tests;
+#[cfg(test)]
+mod reconcile_unmarked_tests;
 #[cfg(test)]
 mod reseal_tests;
 #[cfg(test)]

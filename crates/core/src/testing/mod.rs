@@ -13,6 +13,7 @@ use crate::ports::Clock;
 use crate::secret::{AesGcmSealer, MasterKey, Sealer};
 use crate::service::{Provisioner, ServiceConfig};
 
+mod jobs;
 mod store;
 mod upstream;
 

@@ -13,19 +13,19 @@ use crate::idempotency::{
     IdempotencyBinding, IdempotencyClaim, IdempotencyKey, IdempotencyRecord, SavedResponse,
 };
 use crate::ids::{ExternalId, ProfileName, TenantId};
-use crate::jobs::{ItemOutcome, ItemStatus, Job, JobItem, JobStatus};
+use crate::jobs::{Job, JobItem};
 use crate::model::{
     AuditEvent, AutoKeyLearning, Lease, ScopeProfile, Tenant, Timestamp, User, UserStatus,
 };
 use crate::ports::{
-    AccountStore, AuditStore, IdempotencyStore, JobStore, MaintenanceStore, Store, TenantDeletion,
+    AccountStore, AuditStore, IdempotencyStore, MaintenanceStore, Store, TenantDeletion,
     TenantStore, UserStore,
 };
 
 use super::lock;
 
 #[derive(Default)]
-struct MemState {
+pub(super) struct MemState {
     tenants: BTreeMap<TenantId, Tenant>,
     profiles: BTreeMap<(TenantId, ProfileName), ScopeProfile>,
     users: BTreeMap<(TenantId, ExternalId), User>,
@@ -33,31 +33,8 @@ struct MemState {
     maintenance: BTreeMap<String, Timestamp>,
     idempotency: BTreeMap<(String, String), IdempotencyRecord>,
     accounts: BTreeMap<String, AutoKeyLearning>,
-    jobs: BTreeMap<String, Job>,
-    items: BTreeMap<(String, i64), (JobItem, Option<Lease>)>,
-}
-
-impl MemState {
-    /// Ends the job when no item is pending (the store's rule for `finish` and `cancel`).
-    fn finish_job_if_done(&mut self, job_id: &str, now: Timestamp) {
-        let pending = self
-            .items
-            .values()
-            .any(|(i, _)| i.job_id == job_id && i.status == ItemStatus::Pending);
-        if let Some(job) = self.jobs.get_mut(job_id)
-            && !pending
-            && job.finished_at.is_none()
-        {
-            job.status = if job.cancel_requested {
-                JobStatus::Cancelled
-            } else if job.failed > 0 {
-                JobStatus::Failed
-            } else {
-                JobStatus::Succeeded
-            };
-            job.finished_at = Some(now);
-        }
-    }
+    pub(super) jobs: BTreeMap<String, Job>,
+    pub(super) items: BTreeMap<(String, i64), (JobItem, Option<Lease>)>,
 }
 
 impl MemState {
@@ -82,7 +59,7 @@ fn binding_of(user: &User) -> IdempotencyBinding {
 /// An in-memory [`Store`].
 #[derive(Default)]
 pub struct MemStore {
-    state: Mutex<MemState>,
+    pub(super) state: Mutex<MemState>,
     /// When set, every write that carries an audit event fails (audit fails closed).
     pub fail_audit: std::sync::atomic::AtomicBool,
     /// When set, a write whose audit event matches fails (audit fails closed).
@@ -122,7 +99,11 @@ impl MemStore {
         *lock(&self.on_next_acquire) = Some(Box::new(f));
     }
 
-    fn write_audit(&self, st: &mut MemState, audit: Option<&AuditEvent>) -> Result<(), StoreError> {
+    pub(super) fn write_audit(
+        &self,
+        st: &mut MemState,
+        audit: Option<&AuditEvent>,
+    ) -> Result<(), StoreError> {
         if let Some(a) = audit {
             if self.fail_audit.load(Ordering::SeqCst)
                 || lock(&self.fail_audit_if).as_ref().is_some_and(|f| f(a))
@@ -740,201 +721,6 @@ impl AccountStore for MemStore {
             l.clean_checks += 1;
         }
         Ok(())
-    }
-}
-
-#[async_trait]
-impl JobStore for MemStore {
-    async fn insert_job(
-        &self,
-        job: &Job,
-        items: &[JobItem],
-        audit: &AuditEvent,
-    ) -> Result<(), StoreError> {
-        let mut st = lock(&self.state);
-        if st.jobs.contains_key(&job.id) {
-            return Err(StoreError::AlreadyExists);
-        }
-        self.write_audit(&mut st, Some(audit))?;
-        st.jobs.insert(job.id.clone(), job.clone());
-        for i in items {
-            st.items
-                .insert((i.job_id.clone(), i.idx), (i.clone(), None));
-        }
-        Ok(())
-    }
-    async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
-        Ok(lock(&self.state).jobs.get(id).cloned())
-    }
-    async fn list_jobs(
-        &self,
-        tenant: &TenantId,
-        before: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<Job>, StoreError> {
-        Ok(lock(&self.state)
-            .jobs
-            .values()
-            .rev()
-            .filter(|j| &j.tenant_id == tenant && before.is_none_or(|b| j.id.as_str() < b))
-            .take(limit as usize)
-            .cloned()
-            .collect())
-    }
-    async fn job_errors(&self, id: &str, limit: u32) -> Result<Vec<JobItem>, StoreError> {
-        Ok(lock(&self.state)
-            .items
-            .values()
-            .filter(|(i, _)| i.job_id == id && i.status == ItemStatus::Failed)
-            .take(limit as usize)
-            .map(|(i, _)| i.clone())
-            .collect())
-    }
-    async fn claim_job_items(
-        &self,
-        lease: &Lease,
-        now: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<JobItem>, StoreError> {
-        let mut st = lock(&self.state);
-        let cancelled: Vec<String> = st
-            .jobs
-            .values()
-            .filter(|j| j.cancel_requested)
-            .map(|j| j.id.clone())
-            .collect();
-        let mut due: Vec<(i64, String)> = st
-            .items
-            .values()
-            .filter(|(i, l)| {
-                i.status == ItemStatus::Pending
-                    && i.next_attempt_at.is_none_or(|t| t <= now)
-                    && match l {
-                        None => i.attempts > 0 || !cancelled.contains(&i.job_id),
-                        Some(l) => l.expires_at < now,
-                    }
-            })
-            .map(|(i, _)| (i.idx, i.job_id.clone()))
-            .collect();
-        due.sort();
-        due.truncate(limit as usize);
-        let mut out = Vec::new();
-        for (idx, job) in due {
-            if let Some((i, l)) = st.items.get_mut(&(job, idx)) {
-                *l = Some(lease.clone());
-                out.push(i.clone());
-            }
-        }
-        Ok(out)
-    }
-    async fn renew_job_item(
-        &self,
-        job_id: &str,
-        idx: i64,
-        owner: &str,
-        expires_at: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let mut st = lock(&self.state);
-        match st.items.get_mut(&(job_id.to_owned(), idx)) {
-            Some((i, Some(l))) if l.owner == owner && i.status == ItemStatus::Pending => {
-                l.expires_at = expires_at;
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-    async fn finish_job_item(
-        &self,
-        job_id: &str,
-        idx: i64,
-        owner: &str,
-        outcome: &ItemOutcome,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let mut st = lock(&self.state);
-        let key = (job_id.to_owned(), idx);
-        let Some((item, lease)) = st.items.get_mut(&key) else {
-            return Err(StoreError::Stale);
-        };
-        if item.status != ItemStatus::Pending || lease.as_ref().is_none_or(|l| l.owner != owner) {
-            return Err(StoreError::Stale);
-        }
-        *lease = None;
-        let counter = match outcome {
-            ItemOutcome::Done => {
-                item.status = ItemStatus::Done;
-                item.error_code = None;
-                item.error_detail = None;
-                Some(true)
-            }
-            ItemOutcome::Failed { code, detail } => {
-                item.status = ItemStatus::Failed;
-                item.error_code = Some(code.clone());
-                item.error_detail = Some(detail.clone());
-                Some(false)
-            }
-            ItemOutcome::Retry {
-                next_attempt_at,
-                detail,
-            } => {
-                item.attempts += 1;
-                item.next_attempt_at = Some(*next_attempt_at);
-                item.error_detail = Some(detail.clone());
-                None
-            }
-        };
-        if let Some(done) = counter
-            && let Some(job) = st.jobs.get_mut(job_id)
-        {
-            if done {
-                job.done += 1;
-            } else {
-                job.failed += 1;
-            }
-        }
-        st.finish_job_if_done(job_id, now);
-        Ok(())
-    }
-    async fn cancel_job(
-        &self,
-        id: &str,
-        now: Timestamp,
-        audit: &AuditEvent,
-    ) -> Result<Option<Job>, StoreError> {
-        let mut st = lock(&self.state);
-        match st.jobs.get(id) {
-            None => return Ok(None),
-            Some(j) if j.finished_at.is_some() => return Ok(Some(j.clone())),
-            Some(_) => {}
-        }
-        self.write_audit(&mut st, Some(audit))?;
-        let mut n = 0;
-        for (i, l) in st.items.values_mut() {
-            if i.job_id == id && i.status == ItemStatus::Pending && l.is_none() && i.attempts == 0 {
-                i.status = ItemStatus::Cancelled;
-                n += 1;
-            }
-        }
-        if let Some(job) = st.jobs.get_mut(id) {
-            job.cancel_requested = true;
-            job.cancelled += n;
-        }
-        st.finish_job_if_done(id, now);
-        Ok(st.jobs.get(id).cloned())
-    }
-    async fn release_job_items(&self, owner_prefix: &str) -> Result<u64, StoreError> {
-        let mut n = 0;
-        for (i, l) in lock(&self.state).items.values_mut() {
-            if let Some(l) = l
-                && i.status == ItemStatus::Pending
-                && l.owner.starts_with(owner_prefix)
-            {
-                // Expired, not cleared: the item was started.
-                l.expires_at = chrono::DateTime::UNIX_EPOCH;
-                n += 1;
-            }
-        }
-        Ok(n)
     }
 }
 
