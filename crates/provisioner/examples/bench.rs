@@ -1,6 +1,8 @@
 //! Provisioning cost, throughput and latency against the simulator, printed as tables.
 //!
-//! `cargo run --release -p provisioner --example bench [-- USERS]`
+//! `cargo run --release -p provisioner --example bench [-- USERS [BULK_USERS]]`, or `-- --smoke`
+//! for a seconds-long run that only checks the bench still works (`.ci/run` does; its figures
+//! mean nothing).
 //!
 //! First table: the upstream calls one new user costs under each `auto_key_check` policy, with
 //! and without an upstream that mints a key with every app (`--auto-app-key`), counted at the
@@ -11,6 +13,9 @@
 //! clients PUT distinct users. With the default policy each user costs three upstream calls, so
 //! the floor is 3N / rate; the table shows how close the service gets, how many 429s the upstream
 //! answered, and the latency of an idempotent repeat PUT (no upstream call).
+//!
+//! Third table: a bulk job (`users:batch`) at the default 15 requests per second with a 25 ms
+//! upstream: the rate of upstream calls achieved against the account's limit, and the 429s.
 
 use std::time::{Duration, Instant};
 
@@ -31,11 +36,20 @@ struct Scenario {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     provisioner::telemetry::init("error", false, false, std::io::stderr);
-    let users: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(150);
-    cost_table().await?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let numbers: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let users = if smoke {
+        12
+    } else {
+        numbers.first().copied().unwrap_or(150)
+    };
+    let bulk_users = if smoke {
+        12
+    } else {
+        numbers.get(1).copied().unwrap_or(500)
+    };
+    cost_table(if smoke { 25 } else { 100 }).await?;
     let scenarios = [
         Scenario {
             name: "default account limit",
@@ -54,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
         "\n| scenario | users | clients | rate (req/s) | wall (s) | users/s | floor 3N/rate (s) | efficiency | upstream 429s | repeat PUT p50 (ms) | p99 (ms) |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for s in scenarios {
+    for s in scenarios.into_iter().filter(|s| !smoke || s.rps == 100) {
         let r = run(&s, users).await?;
         println!(
             "| {} | {users} | {} | {} | {:.1} | {:.1} | {:.1} | {:.0} % | {} | {:.1} | {:.1} |",
@@ -70,6 +84,81 @@ async fn main() -> anyhow::Result<()> {
             r.p99
         );
     }
+    bulk_table(bulk_users, if smoke { 100 } else { 15 }).await?;
+    Ok(())
+}
+
+/// A bulk job at the account's limit: calls per second achieved against it.
+async fn bulk_table(users: usize, rps: u32) -> anyhow::Result<()> {
+    let sim = Simulator::start(SimConfig {
+        accounts: vec![Account::new("bench-user", "bench-pat-0123456789")],
+        rate_limit_per_sec: Some(rps),
+        faults: Faults {
+            latency_ms: 25,
+            ..Faults::none()
+        },
+        ..SimConfig::default()
+    })
+    .await?;
+    let (base, admin, _dir) = start_service().await?;
+    let http = reqwest::Client::new();
+    let tenant = json!({
+        "id": "bulk", "display_name": "Bulk",
+        "upstream": {"base_url": sim.base_url(), "user_id": "bench-user", "pat": "bench-pat-0123456789"},
+        "upstream_rate_limit": {"requests_per_second": rps, "max_concurrency": 16},
+        "allowed_scopes": ["Predict", "Inputs:Get"],
+        "default_scope_profile": "standard", "scope_profiles": {"standard": ["Predict", "Inputs:Get"]}
+    });
+    let r = http
+        .post(format!("{base}/v1/tenants"))
+        .bearer_auth(&admin)
+        .json(&tenant)
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().as_u16() == 201, "tenant: {}", r.text().await?);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = sim.request_count();
+    let throttled_before = sim.fault_counts().rate_limited;
+    let batch: Vec<serde_json::Value> = (0..users)
+        .map(|i| json!({"external_id": format!("bulk-{i:05}")}))
+        .collect();
+    let start = Instant::now();
+    let r = http
+        .post(format!("{base}/v1/tenants/bulk/users:batch"))
+        .bearer_auth(&admin)
+        .json(&json!({ "users": batch }))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().as_u16() == 202, "batch: {}", r.text().await?);
+    let job: serde_json::Value = r.json().await?;
+    let id = job["job_id"].as_str().unwrap_or_default().to_owned();
+    let job = loop {
+        let j: serde_json::Value = http
+            .get(format!("{base}/v1/jobs/{id}"))
+            .bearer_auth(&admin)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if !j["finished_at"].is_null() {
+            break j;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let wall = start.elapsed().as_secs_f64();
+    let calls = sim.request_count() - before;
+    let throttled = sim.fault_counts().rate_limited - throttled_before;
+    anyhow::ensure!(job["status"] == "succeeded", "job: {job}");
+    let achieved = calls as f64 / wall;
+    println!(
+        "\n| bulk job | users | limit (req/s) | upstream calls | wall (s) | achieved (req/s) | achieved / limit | upstream 429s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| users:batch, 1 instance, SQLite, 25 ms upstream | {users} | {rps} | {calls} | {wall:.1} | {achieved:.2} | {:.2} | {throttled} |",
+        achieved / f64::from(rps)
+    );
+    sim.stop().await;
     Ok(())
 }
 
@@ -172,18 +261,16 @@ async fn run(s: &Scenario, users: usize) -> anyhow::Result<Result> {
     })
 }
 
-/// Users provisioned per row of the cost table (more than `learn`'s 20 clean checks).
-const COST_USERS: usize = 100;
-
-/// The upstream calls per new user under each policy, with and without minting.
-async fn cost_table() -> anyhow::Result<()> {
+/// The upstream calls per new user under each policy, with and without minting, over `users`
+/// users per row (more than `learn`'s 20 clean checks).
+async fn cost_table(users: usize) -> anyhow::Result<()> {
     println!(
         "| auto_key_check | upstream mints a key | calls per new user | keys per app after | bulk floor, 10,000 users at 15 req/s |"
     );
     println!("|---|---|---|---|---|");
     for policy in ["always", "learn", "never"] {
         for mint in [false, true] {
-            let calls = cost(policy, mint).await?;
+            let calls = cost(policy, mint, users).await?;
             println!(
                 "| {policy} | {} | {:.2} | {:.2} | {:.1} min |",
                 if mint { "yes" } else { "no" },
@@ -201,7 +288,7 @@ struct Cost {
     keys_per_app: f64,
 }
 
-async fn cost(policy: &str, mint: bool) -> anyhow::Result<Cost> {
+async fn cost(policy: &str, mint: bool, users: usize) -> anyhow::Result<Cost> {
     let sim = Simulator::start(SimConfig {
         accounts: vec![Account::new("bench-user", "bench-pat-0123456789")],
         rate_limit_per_sec: None,
@@ -227,7 +314,7 @@ async fn cost(policy: &str, mint: bool) -> anyhow::Result<Cost> {
         .await?;
     anyhow::ensure!(r.status().as_u16() == 201, "tenant: {}", r.text().await?);
     let before = sim.request_count();
-    for i in 0..COST_USERS {
+    for i in 0..users {
         let r = http
             .put(format!("{base}/v1/tenants/cost/users/user-{i}"))
             .bearer_auth(&admin)
@@ -241,7 +328,7 @@ async fn cost(policy: &str, mint: bool) -> anyhow::Result<Cost> {
     let keys = sim.keys("bench-user").len();
     sim.stop().await;
     Ok(Cost {
-        per_user: calls as f64 / COST_USERS as f64,
+        per_user: calls as f64 / users as f64,
         keys_per_app: keys as f64 / apps.max(1) as f64,
     })
 }
