@@ -4,6 +4,7 @@ mod auth;
 mod helpers;
 mod idempotency;
 mod isolation;
+mod jobs;
 mod openapi;
 mod problems;
 mod reconcile;
