@@ -129,11 +129,11 @@ impl Application {
             )));
         }
         if self.job_concurrency > 0 {
-            workers.push(tokio::spawn(job_worker(
-                self.service.clone(),
-                self.job_concurrency,
-                stop_rx.clone(),
-            )));
+            let (service, concurrency, stop) =
+                (self.service.clone(), self.job_concurrency, stop_rx.clone());
+            workers.push(tokio::spawn(async move {
+                service.run_job_worker(concurrency, stop).await;
+            }));
         }
         if !self.drift_interval.is_zero() {
             workers.push(tokio::spawn(drift_worker(
@@ -266,39 +266,6 @@ async fn recovery_worker(
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
-        }
-    }
-}
-
-/// Provisions the users of bulk jobs, `concurrency` at a time: a pass claims that many items
-/// and runs them; when there is nothing to claim it waits a little. Stops between passes.
-async fn job_worker(service: Provisioner, concurrency: u32, mut stop: watch::Receiver<bool>) {
-    const IDLE: Duration = Duration::from_millis(500);
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        let pause = match service.run_job_pass(concurrency).await {
-            Ok(r) if r.claimed > 0 => {
-                tracing::debug!(
-                    job.claimed = r.claimed,
-                    job.done = r.done,
-                    job.failed = r.failed,
-                    job.retried = r.retried,
-                    "job pass"
-                );
-                Duration::ZERO
-            }
-            Ok(_) => IDLE,
-            Err(e) => {
-                tracing::warn!(error.message = %e, "job pass failed");
-                IDLE
-            }
-        };
-        tokio::select! {
-            biased;
-            _ = stop.changed() => return,
-            _ = tokio::time::sleep(pause) => {}
         }
     }
 }

@@ -57,6 +57,16 @@ pub struct JobView {
     pub errors: Vec<JobItem>,
 }
 
+/// The item tasks a worker has in flight.
+#[derive(Default)]
+struct ItemTasks {
+    running: tokio::task::JoinSet<Option<ItemOutcome>>,
+    /// Task -> (job, item, lease owner), to fail the item of a task that panicked.
+    tasks: BTreeMap<tokio::task::Id, (String, i64, String)>,
+    /// The actor of each job's items (its submitter).
+    actors: BTreeMap<String, Actor>,
+}
+
 /// What a pass of the job worker did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JobPassReport {
@@ -216,9 +226,69 @@ impl Provisioner {
         self.get_job(id).await
     }
 
-    /// One pass of the job worker: claims up to `limit` items and provisions them at once
-    /// (the upstream client paces the calls per account). Never fails because of one item.
+    /// One pass of the job worker: claims up to `limit` items, provisions them at once (the
+    /// upstream client paces the calls per account) and waits for all of them. Never fails
+    /// because of one item. Tests drive jobs with it; `serve` runs [`Provisioner::run_job_worker`].
     pub async fn run_job_pass(&self, limit: u32) -> Result<JobPassReport, DomainError> {
+        let mut w = ItemTasks::default();
+        let claimed = self.claim_into(&mut w, limit).await?;
+        let mut report = JobPassReport {
+            claimed,
+            ..JobPassReport::default()
+        };
+        while let Some(r) = w.running.join_next_with_id().await {
+            self.settle_task(&mut w, r, &mut report).await;
+        }
+        Ok(report)
+    }
+
+    /// The job worker of `serve`: keeps up to `concurrency` items in flight, claiming more as
+    /// soon as one settles (a slow user holds one slot, not a whole pass), and polls every
+    /// half second when there is nothing to claim. Returns when `stop` turns true; items still
+    /// in flight are dropped there, as in a crash (their users' steps are crash-safe, and the
+    /// shutdown then expires their leases so another worker resumes them at once).
+    pub async fn run_job_worker(
+        &self,
+        concurrency: u32,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        const IDLE: Duration = Duration::from_millis(500);
+        let concurrency = concurrency.max(1);
+        let mut w = ItemTasks::default();
+        let mut report = JobPassReport::default();
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let free =
+                concurrency.saturating_sub(u32::try_from(w.running.len()).unwrap_or(u32::MAX));
+            if free > 0 {
+                match self.claim_into(&mut w, free).await {
+                    Ok(n) => report.claimed += n,
+                    Err(e) => tracing::warn!(error.message = %e, "claiming job items failed"),
+                }
+            }
+            if w.running.is_empty() {
+                tokio::select! {
+                    biased;
+                    _ = stop.changed() => return,
+                    () = tokio::time::sleep(IDLE) => {}
+                }
+                continue;
+            }
+            tokio::select! {
+                biased;
+                _ = stop.changed() => return,
+                Some(r) = w.running.join_next_with_id() => {
+                    self.settle_task(&mut w, r, &mut report).await;
+                }
+                () = tokio::time::sleep(IDLE) => {}
+            }
+        }
+    }
+
+    /// Claims up to `limit` items and starts a task for each; how many.
+    async fn claim_into(&self, w: &mut ItemTasks, limit: u32) -> Result<u32, DomainError> {
         let owner = self.new_owner();
         let now = self.clock.now();
         let lease = Lease {
@@ -226,13 +296,9 @@ impl Provisioner {
             expires_at: now + self.item_ttl(),
         };
         let items = self.store.claim_job_items(&lease, now, limit).await?;
-        let mut report = JobPassReport {
-            claimed: u32::try_from(items.len()).unwrap_or(u32::MAX),
-            ..JobPassReport::default()
-        };
-        let mut actors: BTreeMap<String, Actor> = BTreeMap::new();
-        for item in &items {
-            if !actors.contains_key(&item.job_id) {
+        let claimed = u32::try_from(items.len()).unwrap_or(u32::MAX);
+        for item in items {
+            if !w.actors.contains_key(&item.job_id) {
                 let actor = match self.store.get_job(&item.job_id).await {
                     Ok(Some(job)) => Actor {
                         subject: job.created_by,
@@ -240,46 +306,57 @@ impl Provisioner {
                     },
                     _ => Actor::system("jobs"),
                 };
-                actors.insert(item.job_id.clone(), actor);
+                w.actors.insert(item.job_id.clone(), actor);
             }
-        }
-        let mut running = tokio::task::JoinSet::new();
-        let mut tasks = BTreeMap::new();
-        for item in items {
             let this = self.clone();
-            let actor = actors
+            let actor = w
+                .actors
                 .get(&item.job_id)
                 .cloned()
                 .unwrap_or_else(|| Actor::system("jobs"));
-            let owner = owner.clone();
-            let key = (item.job_id.clone(), item.idx);
-            let handle = running.spawn(async move { this.work_item(&actor, item, &owner).await });
-            tasks.insert(handle.id(), key);
+            let task_owner = owner.clone();
+            let key = (item.job_id.clone(), item.idx, owner.clone());
+            let handle = w
+                .running
+                .spawn(async move { this.work_item(&actor, item, &task_owner).await });
+            w.tasks.insert(handle.id(), key);
         }
-        while let Some(r) = running.join_next_with_id().await {
-            match r {
-                Ok((_, Some(ItemOutcome::Done))) => report.done += 1,
-                Ok((_, Some(ItemOutcome::Failed { .. }))) => report.failed += 1,
-                Ok((_, Some(ItemOutcome::Retry { .. }))) => report.retried += 1,
-                Ok((_, None)) => {}
-                Err(e) => {
-                    // A panic: fail the item rather than let it loop through every worker.
-                    tracing::warn!(error.message = %e, "a job item's task failed");
-                    if let Some((job_id, idx)) = tasks.get(&e.id()) {
-                        let failed = ItemOutcome::Failed {
-                            code: "internal".into(),
-                            detail: "internal error".into(),
-                        };
-                        let _ = self
-                            .store
-                            .finish_job_item(job_id, *idx, &owner, &failed, self.clock.now())
-                            .await;
-                        report.failed += 1;
-                    }
+        Ok(claimed)
+    }
+
+    /// Counts a settled task; a panicked one fails its item rather than let it loop through
+    /// every worker.
+    async fn settle_task(
+        &self,
+        w: &mut ItemTasks,
+        r: Result<(tokio::task::Id, Option<ItemOutcome>), tokio::task::JoinError>,
+        report: &mut JobPassReport,
+    ) {
+        match r {
+            Ok((id, outcome)) => {
+                w.tasks.remove(&id);
+                match outcome {
+                    Some(ItemOutcome::Done) => report.done += 1,
+                    Some(ItemOutcome::Failed { .. }) => report.failed += 1,
+                    Some(ItemOutcome::Retry { .. }) => report.retried += 1,
+                    None => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error.message = %e, "a job item's task failed");
+                if let Some((job_id, idx, owner)) = w.tasks.remove(&e.id()) {
+                    let failed = ItemOutcome::Failed {
+                        code: "internal".into(),
+                        detail: "internal error".into(),
+                    };
+                    let _ = self
+                        .store
+                        .finish_job_item(&job_id, idx, &owner, &failed, self.clock.now())
+                        .await;
+                    report.failed += 1;
                 }
             }
         }
-        Ok(report)
     }
 
     /// Releases the item leases this instance holds (a shutdown), so another worker resumes

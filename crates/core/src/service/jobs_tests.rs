@@ -395,3 +395,46 @@ async fn an_outage_delays_a_job_but_does_not_fail_its_users() {
     t.service.run_recovery_pass(100).await.unwrap();
     assert_one_app_one_key(&t, "a");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_keeps_its_slots_busy_while_one_user_hangs() {
+    let t = with_tenant().await;
+    let job = t
+        .service
+        .submit_batch(
+            &actor(),
+            &tid(),
+            vec![user("a"), user("b"), user("c"), user("d")],
+        )
+        .await
+        .unwrap();
+    // a's app create never answers; with two slots, b, c and d go through the other one.
+    t.upstream
+        .fault_on(Call::CreateApp, Fault::Hang { commit: false }, 1);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let svc = t.service.clone();
+    let worker = tokio::spawn(async move { svc.run_job_worker(2, stop_rx).await });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let j = t.service.get_job(&job.id).await.unwrap().job;
+        if j.done == 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{j:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Stopping returns at once, the hung item still in flight.
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), worker)
+        .await
+        .expect("the worker stops")
+        .unwrap();
+    let j = t.service.get_job(&job.id).await.unwrap().job;
+    assert_eq!((j.done, j.status), (3, JobStatus::Running));
+    // Its lease expires (or a shutdown expires it): the item is finished by the next worker.
+    assert_eq!(t.service.release_own_job_items().await.unwrap(), 1);
+    t.clock.advance(chrono::Duration::seconds(120));
+    let view = run_to_end(&t, &job.id).await;
+    assert_eq!(view.job.status, JobStatus::Succeeded);
+    assert_one_app_one_key(&t, "a");
+}
