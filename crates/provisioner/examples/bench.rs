@@ -92,31 +92,10 @@ async fn main() -> anyhow::Result<()> {
 /// A lone PUT after an idle second at the default 15 req/s with a 25 ms upstream: its latency
 /// against the floor of its upstream calls (3 × 25 ms with `auto_key_check: always`).
 async fn lone_put_table(samples: usize) -> anyhow::Result<()> {
-    let sim = Simulator::start(SimConfig {
-        accounts: vec![Account::new("bench-user", "bench-pat-0123456789")],
-        rate_limit_per_sec: Some(15),
-        faults: Faults {
-            latency_ms: 25,
-            ..Faults::none()
-        },
-        ..SimConfig::default()
-    })
-    .await?;
+    let sim = simulator(Some(15), 25, false).await?;
     let (base, admin, _dir) = start_service().await?;
     let http = reqwest::Client::new();
-    let tenant = json!({
-        "id": "lone", "display_name": "Lone",
-        "upstream": {"base_url": sim.base_url(), "user_id": "bench-user", "pat": "bench-pat-0123456789"},
-        "allowed_scopes": ["Predict", "Inputs:Get"],
-        "default_scope_profile": "standard", "scope_profiles": {"standard": ["Predict", "Inputs:Get"]}
-    });
-    let r = http
-        .post(format!("{base}/v1/tenants"))
-        .bearer_auth(&admin)
-        .json(&tenant)
-        .send()
-        .await?;
-    anyhow::ensure!(r.status().as_u16() == 201, "tenant: {}", r.text().await?);
+    create_tenant(&http, &base, &admin, &sim.base_url(), "lone", 15, "always").await?;
     let mut lat = Vec::new();
     for i in 0..samples {
         tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -148,32 +127,10 @@ async fn lone_put_table(samples: usize) -> anyhow::Result<()> {
 
 /// A bulk job at the account's limit: calls per second achieved against it.
 async fn bulk_table(users: usize, rps: u32) -> anyhow::Result<()> {
-    let sim = Simulator::start(SimConfig {
-        accounts: vec![Account::new("bench-user", "bench-pat-0123456789")],
-        rate_limit_per_sec: Some(rps),
-        faults: Faults {
-            latency_ms: 25,
-            ..Faults::none()
-        },
-        ..SimConfig::default()
-    })
-    .await?;
+    let sim = simulator(Some(rps), 25, false).await?;
     let (base, admin, _dir) = start_service().await?;
     let http = reqwest::Client::new();
-    let tenant = json!({
-        "id": "bulk", "display_name": "Bulk",
-        "upstream": {"base_url": sim.base_url(), "user_id": "bench-user", "pat": "bench-pat-0123456789"},
-        "upstream_rate_limit": {"requests_per_second": rps, "max_concurrency": 16},
-        "allowed_scopes": ["Predict", "Inputs:Get"],
-        "default_scope_profile": "standard", "scope_profiles": {"standard": ["Predict", "Inputs:Get"]}
-    });
-    let r = http
-        .post(format!("{base}/v1/tenants"))
-        .bearer_auth(&admin)
-        .json(&tenant)
-        .send()
-        .await?;
-    anyhow::ensure!(r.status().as_u16() == 201, "tenant: {}", r.text().await?);
+    create_tenant(&http, &base, &admin, &sim.base_url(), "bulk", rps, "always").await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = sim.request_count();
     let throttled_before = sim.fault_counts().rate_limited;
@@ -229,32 +186,19 @@ struct Result {
 }
 
 async fn run(s: &Scenario, users: usize) -> anyhow::Result<Result> {
-    let sim = Simulator::start(SimConfig {
-        accounts: vec![Account::new("bench-user", "bench-pat-0123456789")],
-        rate_limit_per_sec: Some(s.rps),
-        faults: Faults {
-            latency_ms: s.latency_ms,
-            ..Faults::none()
-        },
-        ..SimConfig::default()
-    })
-    .await?;
+    let sim = simulator(Some(s.rps), s.latency_ms, false).await?;
     let (base, admin, _dir) = start_service().await?;
     let http = reqwest::Client::new();
-    let tenant = json!({
-        "id": "bench", "display_name": "Bench",
-        "upstream": {"base_url": sim.base_url(), "user_id": "bench-user", "pat": "bench-pat-0123456789"},
-        "upstream_rate_limit": {"requests_per_second": s.rps, "max_concurrency": 16},
-        "allowed_scopes": ["Predict", "Inputs:Get"],
-        "default_scope_profile": "standard", "scope_profiles": {"standard": ["Predict", "Inputs:Get"]}
-    });
-    let r = http
-        .post(format!("{base}/v1/tenants"))
-        .bearer_auth(&admin)
-        .json(&tenant)
-        .send()
-        .await?;
-    anyhow::ensure!(r.status().as_u16() == 201, "tenant: {}", r.text().await?);
+    create_tenant(
+        &http,
+        &base,
+        &admin,
+        &sim.base_url(),
+        "bench",
+        s.rps,
+        "always",
+    )
+    .await?;
     // Let the token bucket refill after the PAT check.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let throttled_before = sim.fault_counts().rate_limited;
@@ -347,30 +291,10 @@ struct Cost {
 }
 
 async fn cost(policy: &str, mint: bool, users: usize) -> anyhow::Result<Cost> {
-    let sim = Simulator::start(SimConfig {
-        accounts: vec![Account::new("bench-user", "bench-pat-0123456789")],
-        rate_limit_per_sec: None,
-        auto_app_key: mint,
-        ..SimConfig::default()
-    })
-    .await?;
+    let sim = simulator(None, 0, mint).await?;
     let (base, admin, _dir) = start_service().await?;
     let http = reqwest::Client::new();
-    let tenant = json!({
-        "id": "cost", "display_name": "Cost",
-        "upstream": {"base_url": sim.base_url(), "user_id": "bench-user", "pat": "bench-pat-0123456789"},
-        "upstream_rate_limit": {"requests_per_second": 1000, "max_concurrency": 16},
-        "allowed_scopes": ["Predict", "Inputs:Get"],
-        "default_scope_profile": "standard", "scope_profiles": {"standard": ["Predict", "Inputs:Get"]},
-        "auto_key_check": policy,
-    });
-    let r = http
-        .post(format!("{base}/v1/tenants"))
-        .bearer_auth(&admin)
-        .json(&tenant)
-        .send()
-        .await?;
-    anyhow::ensure!(r.status().as_u16() == 201, "tenant: {}", r.text().await?);
+    create_tenant(&http, &base, &admin, &sim.base_url(), "cost", 1000, policy).await?;
     let before = sim.request_count();
     for i in 0..users {
         let r = http
@@ -419,4 +343,49 @@ async fn start_service() -> anyhow::Result<(String, String, tempfile::TempDir)> 
         None,
     )?;
     Ok((base, admin, dir))
+}
+
+/// The bench account's simulator: limited to `rps` (`None`: no limit), answering in
+/// `latency_ms`, minting a key with each new app when `mint`.
+async fn simulator(rps: Option<u32>, latency_ms: u64, mint: bool) -> anyhow::Result<Simulator> {
+    Ok(Simulator::start(SimConfig {
+        accounts: vec![Account::new("bench-user", "bench-pat-0123456789")],
+        rate_limit_per_sec: rps,
+        faults: Faults {
+            latency_ms,
+            ..Faults::none()
+        },
+        auto_app_key: mint,
+        ..SimConfig::default()
+    })
+    .await?)
+}
+
+/// Creates tenant `id` on the bench account at `sim_url`, paced to `rps` (16 in flight), with a
+/// default profile and the given `auto_key_check`.
+async fn create_tenant(
+    http: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    sim_url: &str,
+    id: &str,
+    rps: u32,
+    policy: &str,
+) -> anyhow::Result<()> {
+    let tenant = json!({
+        "id": id, "display_name": id,
+        "upstream": {"base_url": sim_url, "user_id": "bench-user", "pat": "bench-pat-0123456789"},
+        "upstream_rate_limit": {"requests_per_second": rps, "max_concurrency": 16},
+        "allowed_scopes": ["Predict", "Inputs:Get"],
+        "default_scope_profile": "standard", "scope_profiles": {"standard": ["Predict", "Inputs:Get"]},
+        "auto_key_check": policy,
+    });
+    let r = http
+        .post(format!("{base}/v1/tenants"))
+        .bearer_auth(admin)
+        .json(&tenant)
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().as_u16() == 201, "tenant: {}", r.text().await?);
+    Ok(())
 }

@@ -222,15 +222,7 @@ async fn a_purge_resumed_on_an_app_that_changed_hands_touches_nothing_of_theirs(
     let t = with_tenant().await;
     t.upstream.set_auto_app_key(true);
     // The provisioning dies while looking at its new app's keys (a crash).
-    let base = t.upstream.calls().len();
-    t.upstream.fault_at(base + 1, Fault::Hang { commit: false });
-    let svc = t.service.clone();
-    let cut = tokio::time::timeout(std::time::Duration::from_millis(300), async move {
-        svc.provision(&actor(), &tid(), &ext("u1"), put_default())
-            .await
-    })
-    .await;
-    assert!(cut.is_err());
+    assert!(provision_cut_at(&t, "u1", 1, false).await, "cut off");
     let u = t.store.get_user(&tid(), &ext("u1")).await.unwrap().unwrap();
     assert_eq!(
         (u.status, u.step),
@@ -262,15 +254,8 @@ async fn a_purge_resumed_on_an_app_that_changed_hands_touches_nothing_of_theirs(
 async fn a_purge_resumed_on_its_own_app_proves_it_by_the_marker_first() {
     let t = with_tenant().await;
     t.upstream.set_auto_app_key(true);
-    let base = t.upstream.calls().len();
     // Crash after the look at the keys (the answer lost): resumed at the purge.
-    t.upstream.fault_at(base + 1, Fault::Hang { commit: true });
-    let svc = t.service.clone();
-    let _ = tokio::time::timeout(std::time::Duration::from_millis(300), async move {
-        svc.provision(&actor(), &tid(), &ext("u1"), put_default())
-            .await
-    })
-    .await;
+    provision_cut_at(&t, "u1", 1, true).await;
     let before = t.upstream.calls().len();
     settle(&t).await;
     let resumed = &t.upstream.calls()[before..];
@@ -296,10 +281,7 @@ async fn a_purge_resumed_on_its_own_app_proves_it_by_the_marker_first() {
 async fn a_failed_purge_is_retried_and_a_rejected_one_undoes_the_app() {
     let t = with_tenant().await;
     t.upstream.set_auto_app_key(true);
-    let down = crate::error::UpstreamError::Unavailable {
-        message: "HTTP 503".into(),
-        ambiguous: false,
-    };
+    let down = unavailable();
     t.upstream.fault_on(Call::DeleteKey, Fault::Fail(down), 1);
     let err = t
         .service
@@ -363,14 +345,7 @@ async fn a_rotation_whose_purge_is_refused_does_not_settle_with_the_minted_key()
 async fn a_key_that_also_reaches_another_app_is_never_deleted() {
     let t = with_tenant().await;
     // The purge is cut off; meanwhile someone makes a key for this app and one of theirs.
-    let base = t.upstream.calls().len();
-    t.upstream.fault_at(base + 1, Fault::Hang { commit: false });
-    let svc = t.service.clone();
-    let _ = tokio::time::timeout(std::time::Duration::from_millis(300), async move {
-        svc.provision(&actor(), &tid(), &ext("u1"), put_default())
-            .await
-    })
-    .await;
+    provision_cut_at(&t, "u1", 1, false).await;
     let app = t
         .store
         .get_user(&tid(), &ext("u1"))
@@ -422,10 +397,7 @@ async fn a_sighting_survives_a_drift_check_that_fails_later() {
     put(&t, "a").await; // not checked: the minted key stays
     // The drift check sees it on "a", then fails on "z".
     let base = t.upstream.calls().len();
-    let down = crate::error::UpstreamError::Unavailable {
-        message: "HTTP 503".into(),
-        ambiguous: false,
-    };
+    let down = unavailable();
     t.upstream.fault_at(base + 2, Fault::Fail(down));
     assert!(t.service.drift_counts(&tid()).await.is_err());
     let l = t.store.auto_key_learning(&account).await.unwrap();
@@ -438,14 +410,7 @@ async fn a_resumed_purge_does_not_count_as_a_clean_create() {
     set_check(&t, AutoKeyCheck::Learn).await;
     t.upstream.set_auto_app_key(true);
     // Crash after the minted key's delete took effect (its answer lost).
-    let base = t.upstream.calls().len();
-    t.upstream.fault_at(base + 2, Fault::Hang { commit: true });
-    let svc = t.service.clone();
-    let _ = tokio::time::timeout(std::time::Duration::from_millis(300), async move {
-        svc.provision(&actor(), &tid(), &ext("u1"), put_default())
-            .await
-    })
-    .await;
+    provision_cut_at(&t, "u1", 2, true).await;
     settle(&t).await;
     assert_one_app_one_key(&t, "u1");
     let l = t
@@ -457,4 +422,26 @@ async fn a_resumed_purge_does_not_count_as_a_clean_create() {
         l.clean_checks, 0,
         "the resumed look found what the first had deleted: {l:?}"
     );
+}
+
+/// Starts a provisioning of `who` that "crashes" at the `at`-th upstream call from now (the
+/// call hangs, after taking effect when `commit`) and drops it; whether it was cut off.
+async fn provision_cut_at(t: &TestService, who: &str, at: usize, commit: bool) -> bool {
+    let base = t.upstream.calls().len();
+    t.upstream.fault_at(base + at, Fault::Hang { commit });
+    let svc = t.service.clone();
+    let who = ext(who);
+    tokio::time::timeout(std::time::Duration::from_millis(300), async move {
+        svc.provision(&actor(), &tid(), &who, put_default()).await
+    })
+    .await
+    .is_err()
+}
+
+/// A 503 from the upstream, nothing applied.
+fn unavailable() -> crate::error::UpstreamError {
+    crate::error::UpstreamError::Unavailable {
+        message: "HTTP 503".into(),
+        ambiguous: false,
+    }
 }

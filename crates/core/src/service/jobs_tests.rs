@@ -211,10 +211,7 @@ async fn per_user_errors_are_recorded_with_their_code_and_the_rest_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_failure_is_retried_after_a_backoff() {
     let t = with_tenant().await;
-    let down = crate::error::UpstreamError::Unavailable {
-        message: "HTTP 503".into(),
-        ambiguous: false,
-    };
+    let down = unavailable();
     t.upstream.fault_on(Call::CreateApp, Fault::Fail(down), 1);
     let job = t
         .service
@@ -349,10 +346,7 @@ async fn jobs_are_listed_newest_first_with_a_cursor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_attempted_before_a_cancel_is_finished_and_counted_as_done() {
     let t = with_tenant().await;
-    let down = crate::error::UpstreamError::Unavailable {
-        message: "HTTP 503".into(),
-        ambiguous: false,
-    };
+    let down = unavailable();
     t.upstream.fault_on(Call::CreateApp, Fault::Fail(down), 1);
     let job = t
         .service
@@ -379,10 +373,7 @@ async fn a_user_attempted_before_a_cancel_is_finished_and_counted_as_done() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_delays_a_job_but_does_not_fail_its_users() {
     let t = with_tenant().await;
-    let down = crate::error::UpstreamError::Unavailable {
-        message: "HTTP 503".into(),
-        ambiguous: false,
-    };
+    let down = unavailable();
     t.upstream.fault_on(Call::CreateApp, Fault::Fail(down), 12);
     let job = t
         .service
@@ -443,5 +434,13 @@ async fn the_worker_keeps_its_slots_busy_while_one_user_hangs() {
     t.service.run_recovery_pass(100).await.unwrap();
     for u in ["a", "b", "c", "d"] {
         assert_one_app_one_key(&t, u);
+    }
+}
+
+/// A 503 from the upstream, nothing applied.
+fn unavailable() -> crate::error::UpstreamError {
+    crate::error::UpstreamError::Unavailable {
+        message: "HTTP 503".into(),
+        ambiguous: false,
     }
 }
