@@ -20,6 +20,7 @@ use crate::decode::decode;
 use crate::error::{ClarifaiError, ErrorKind};
 use crate::limit::AccountLimiter;
 use crate::retry::{self, Idempotency, Op};
+use provisioner_core::budget::Lane;
 
 /// Upper bound on pages fetched by one listing, against an upstream that ignores `page`.
 const MAX_PAGES: u32 = 10_000;
@@ -33,7 +34,7 @@ pub struct ClarifaiClient {
     base: Url,
     pub(crate) user_id: String,
     pat: SecretString,
-    limiter: Option<Arc<AccountLimiter>>,
+    limiter: Option<(Arc<AccountLimiter>, Lane, String)>,
 }
 
 impl fmt::Debug for ClarifaiClient {
@@ -95,9 +96,10 @@ impl ClarifaiClient {
         })
     }
 
-    /// The same client, pacing every request (retries included) through `limiter`.
-    pub fn with_limiter(mut self, limiter: Arc<AccountLimiter>) -> Self {
-        self.limiter = Some(limiter);
+    /// The same client, pacing every request (retries included) through `limiter`, waiting
+    /// in `lane` (bulk requests take turns by `tenant`).
+    pub fn with_limiter(mut self, limiter: Arc<AccountLimiter>, lane: Lane, tenant: &str) -> Self {
+        self.limiter = Some((limiter, lane, tenant.to_owned()));
         self
     }
 
@@ -186,7 +188,16 @@ impl ClarifaiClient {
         limit: Duration,
     ) -> Result<T, ClarifaiError> {
         let _permit = match &self.limiter {
-            Some(l) => l.acquire().await,
+            Some((l, lane, tenant)) => Some(l.acquire(*lane, tenant).await.map_err(|_| {
+                tracing::warn!(op = call.op, lane = lane.as_str(), "clarifai request not sent: no slot in the account's budget in time");
+                ClarifaiError {
+                    request_sent: false,
+                    ..ClarifaiError::new(
+                        ErrorKind::Busy,
+                        "the upstream account's request budget had no slot in time; nothing was sent",
+                    )
+                }
+            })?),
             None => None,
         };
         let started = Instant::now();

@@ -25,6 +25,9 @@ pub struct ClientConfig {
     pub total_budget: Duration,
     /// Items per page when listing (the upstream allows at most 1000).
     pub per_page: u32,
+    /// Longest wait for a slot in the account's request budget; a request that gets none in
+    /// time is not sent ([`ErrorKind::Busy`]). Keep it within a lease's time to live.
+    pub max_queue_wait: Duration,
 }
 
 impl Default for ClientConfig {
@@ -38,6 +41,7 @@ impl Default for ClientConfig {
             max_retry_after: Duration::from_secs(30),
             total_budget: Duration::from_secs(60),
             per_page: 1000,
+            max_queue_wait: Duration::from_secs(10),
         }
     }
 }

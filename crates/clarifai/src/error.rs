@@ -33,6 +33,9 @@ pub enum ErrorKind {
     Timeout,
     /// An answer that is not what the API defines (not JSON, truncated, missing fields).
     Protocol,
+    /// Not sent: the account's request budget had no slot within the wait allowed (busy
+    /// with other work). Not retried here: the caller defers the work.
+    Busy,
 }
 
 impl ErrorKind {
@@ -61,6 +64,7 @@ impl ErrorKind {
             ErrorKind::Transport => "transport",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Protocol => "protocol",
+            ErrorKind::Busy => "busy",
         }
     }
 }

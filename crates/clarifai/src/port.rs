@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use provisioner_core::UpstreamError;
 use provisioner_core::ids::AppId;
 use provisioner_core::model::UpstreamAccount;
-use provisioner_core::ports::{NewApp, NewKey, Upstream, UpstreamApp, UpstreamKey};
+use provisioner_core::ports::{NewApp, NewKey, Upstream, UpstreamApp, UpstreamBudget, UpstreamKey};
 use provisioner_core::secret::KeySecret;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -38,12 +38,23 @@ pub struct ClarifaiUpstream {
 impl ClarifaiUpstream {
     /// Over an existing HTTP client (share one per process), with the default breaker.
     pub fn new(http: reqwest::Client, config: ClientConfig) -> Self {
+        let limiters = Limiters::new(
+            Arc::new(provisioner_core::budget::LocalBudget::default()),
+            config.max_queue_wait,
+        );
         Self {
             http,
             config,
-            limiters: Arc::default(),
+            limiters: Arc::new(limiters),
             breakers: Arc::default(),
         }
+    }
+
+    /// The same, spending `budget` (e.g. one in the database shared by every replica) instead
+    /// of an in-process one. Limiter states start afresh.
+    pub fn with_budget(mut self, budget: Arc<dyn UpstreamBudget>) -> Self {
+        self.limiters = Arc::new(Limiters::new(budget, self.config.max_queue_wait));
+        self
     }
 
     /// The same, with every account's circuit breaker set to `breaker`
@@ -80,13 +91,10 @@ impl ClarifaiUpstream {
         )
         .map(|c| {
             let rl = account.rate_limit;
-            let limiter = self.limiters.get(
-                &account.base_url,
-                account.user_id.as_str(),
-                rl.requests_per_second,
-                rl.max_concurrency,
-            );
-            c.with_limiter(limiter)
+            let limiter =
+                self.limiters
+                    .get(&account.key(), rl.requests_per_second, rl.max_concurrency);
+            c.with_limiter(limiter, account.lane, account.tenant_id.as_str())
         })
         .map_err(to_upstream)
     }
@@ -117,8 +125,10 @@ impl ClarifaiUpstream {
             None => None,
         };
         let result = op(client).await;
-        if let Some(permit) = permit {
-            permit.record(Outcome::of(result.as_ref().err().map(|e| e.kind)));
+        match (permit, result.as_ref().err().map(|e| e.kind)) {
+            // Not sent for want of budget: says nothing about the upstream's health.
+            (_, Some(ErrorKind::Busy)) | (None, _) => {}
+            (Some(permit), kind) => permit.record(Outcome::of(kind)),
         }
         result.map_err(to_upstream)
     }
@@ -137,7 +147,8 @@ pub fn to_upstream(e: ClarifaiError) -> UpstreamError {
         | ErrorKind::UpstreamInternal
         | ErrorKind::Transport
         | ErrorKind::Timeout
-        | ErrorKind::Protocol => UpstreamError::Unavailable {
+        | ErrorKind::Protocol
+        | ErrorKind::Busy => UpstreamError::Unavailable {
             message: e.to_string(),
             ambiguous: e.ambiguous,
         },

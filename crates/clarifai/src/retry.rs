@@ -101,7 +101,10 @@ where
             give_up = true;
         }
         if give_up {
-            err.ambiguous = maybe_applied && err.kind.is_retryable();
+            // A failure that is no answer (retryable, or not sent for want of budget) leaves
+            // an earlier attempt that may have applied undecided.
+            err.ambiguous = maybe_applied
+                && (err.kind.is_retryable() || err.kind == crate::error::ErrorKind::Busy);
             return Err(err);
         }
         tracing::debug!(op = op.name, attempt, delay_ms = ms(delay), kind = %err.kind, "clarifai retry scheduled");

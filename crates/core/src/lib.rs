@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app_id;
+pub mod budget;
 pub mod error;
 pub mod idempotency;
 pub mod ids;

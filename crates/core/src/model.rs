@@ -216,6 +216,8 @@ pub struct UpstreamAccount {
     pub tenant_id: TenantId,
     /// Per-tenant protection settings.
     pub rate_limit: UpstreamRateLimit,
+    /// The queue the calls wait in for the account's budget (the acting [`Actor`]'s lane).
+    pub lane: crate::budget::Lane,
 }
 
 impl UpstreamAccount {
@@ -363,6 +365,9 @@ pub struct Actor {
     pub subject: String,
     /// The request id, when acting for a request.
     pub request_id: Option<String>,
+    /// Where its upstream calls queue: a caller waiting for an answer is interactive; jobs
+    /// and background workers are bulk.
+    pub lane: crate::budget::Lane,
 }
 
 impl Actor {
@@ -371,6 +376,7 @@ impl Actor {
         Self {
             subject: format!("system:{name}"),
             request_id: None,
+            lane: crate::budget::Lane::Bulk,
         }
     }
 }

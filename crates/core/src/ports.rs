@@ -295,6 +295,23 @@ pub trait AccountStore: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
+/// The upstream's request budget of each account (see [`crate::budget`]), shared by everyone
+/// who uses the same instance: in-process ([`crate::budget::LocalBudget`]) or in the database,
+/// so several replicas together never exceed an account's limit.
+#[async_trait]
+pub trait UpstreamBudget: Send + Sync {
+    /// Reserves the account's next grant at `rate` per window ([`crate::budget::next_grant`]):
+    /// how long from now until the request may go (zero: at once). A reservation is spent
+    /// whether or not its request is sent, so the budget errs on the side of sending less.
+    /// Bulk grants are spaced evenly; interactive ones are not.
+    async fn reserve(
+        &self,
+        account: &str,
+        rate: u32,
+        lane: crate::budget::Lane,
+    ) -> Result<std::time::Duration, StoreError>;
+}
+
 /// Bulk onboarding jobs and their items (see [`crate::jobs`]).
 #[async_trait]
 pub trait JobStore: Send + Sync {

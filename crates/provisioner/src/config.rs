@@ -64,6 +64,10 @@ pub struct Settings {
     /// `PROVISIONER_JOB_CONCURRENCY`: users of bulk jobs this instance provisions at once (the
     /// upstream client still paces each account); 0 = no job worker on this instance.
     pub job_concurrency: u32,
+    /// `PROVISIONER_UPSTREAM_BUDGET`: where each upstream account's request budget is kept:
+    /// `database` (shared by every replica on the database), `local` (this process only: right
+    /// for one instance), or `auto` (the default: `database` on PostgreSQL, `local` on SQLite).
+    pub upstream_budget: String,
     /// `PROVISIONER_RETRY_BASE_SECS`: first recovery backoff after a failed step (doubles, capped at 300 s).
     pub retry_base_secs: u64,
     /// `PROVISIONER_UPSTREAM_TIMEOUT_SECS`: per-attempt timeout of upstream calls.
@@ -104,6 +108,7 @@ impl Default for Settings {
             lease_wait_secs: 30,
             recovery_interval_secs: 5,
             job_concurrency: 16,
+            upstream_budget: "auto".into(),
             retry_base_secs: 30,
             upstream_timeout_secs: 15,
             upstream_max_attempts: 5,
@@ -193,6 +198,7 @@ const KNOWN_VARS: &[&str] = &[
     "LEASE_WAIT_SECS",
     "RECOVERY_INTERVAL_SECS",
     "JOB_CONCURRENCY",
+    "UPSTREAM_BUDGET",
     "RETRY_BASE_SECS",
     "UPSTREAM_TIMEOUT_SECS",
     "UPSTREAM_MAX_ATTEMPTS",
@@ -326,11 +332,26 @@ impl Settings {
         }
     }
 
+    /// Whether the upstream budget lives in the database (see `upstream_budget`), given
+    /// whether the database is PostgreSQL.
+    pub fn shared_budget(&self, postgres: bool) -> anyhow::Result<bool> {
+        match self.upstream_budget.trim() {
+            "auto" | "" => Ok(postgres),
+            "database" => Ok(true),
+            "local" => Ok(false),
+            other => {
+                bail!("PROVISIONER_UPSTREAM_BUDGET must be auto, database or local, not {other:?}")
+            }
+        }
+    }
+
     /// Upstream client settings.
     pub fn upstream(&self) -> ClientConfig {
         ClientConfig {
             request_timeout: Duration::from_secs(self.upstream_timeout_secs.max(1)),
             max_attempts: self.upstream_max_attempts.max(1),
+            // A call queued for the budget gives up within a lease's time to live.
+            max_queue_wait: Duration::from_secs(self.lease_ttl_secs.max(1)),
             ..ClientConfig::default()
         }
     }

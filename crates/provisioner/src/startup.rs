@@ -11,7 +11,7 @@ use provisioner_core::model::Actor;
 use provisioner_core::model::Page;
 use provisioner_core::ports::{SystemClock, Upstream};
 use provisioner_core::service::{Provisioner, ResealReport};
-use provisioner_storage::SqlStore;
+use provisioner_storage::{Backend, SqlStore};
 use tokio::sync::watch;
 
 use crate::config::{Settings, redact_url};
@@ -32,10 +32,19 @@ pub struct Application {
 impl Application {
     /// Connects and migrates the database, wires the ports, binds the listener.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let upstream = ClarifaiUpstream::from_config(settings.upstream())
+        let store = connect(settings).await?;
+        let mut upstream = ClarifaiUpstream::from_config(settings.upstream())
             .map_err(|e| anyhow::anyhow!("building the upstream client: {e}"))?
             .with_breaker(settings.breaker());
-        Self::assemble(settings, Arc::new(upstream.clone()), Some(upstream)).await
+        let shared = settings.shared_budget(store.backend() == Backend::Postgres)?;
+        if shared {
+            upstream = upstream.with_budget(Arc::new(store.clone()));
+        }
+        tracing::info!(
+            budget = if shared { "database" } else { "local" },
+            "upstream request budget"
+        );
+        Self::assemble(settings, store, Arc::new(upstream.clone()), Some(upstream)).await
     }
 
     /// As [`Application::build`], with another upstream (tests use fakes).
@@ -43,21 +52,18 @@ impl Application {
         settings: &Settings,
         upstream: Arc<dyn Upstream>,
     ) -> anyhow::Result<Self> {
-        Self::assemble(settings, upstream, None).await
+        Self::assemble(settings, connect(settings).await?, upstream, None).await
     }
 
     async fn assemble(
         settings: &Settings,
+        store: SqlStore,
         upstream: Arc<dyn Upstream>,
         clarifai: Option<ClarifaiUpstream>,
     ) -> anyhow::Result<Self> {
         let sealer = settings.sealer()?;
         let verifier = JwtVerifier::new(&settings.auth_config()?)
             .map_err(|e| anyhow::anyhow!("JWT settings: {e}"))?;
-        let store = SqlStore::connect(&settings.database_url)
-            .await
-            .with_context(|| format!("connecting to {}", redact_url(&settings.database_url)))?;
-        store.migrate().await.context("applying migrations")?;
         let service = Provisioner::new(
             Arc::new(store.clone()),
             upstream,
@@ -179,6 +185,15 @@ impl Application {
         tracing::info!("provisioner stopped");
         served.context("HTTP server failed")
     }
+}
+
+/// Connects to the database and applies the migrations.
+async fn connect(settings: &Settings) -> anyhow::Result<SqlStore> {
+    let store = SqlStore::connect(&settings.database_url)
+        .await
+        .with_context(|| format!("connecting to {}", redact_url(&settings.database_url)))?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
 }
 
 /// `provisioner reseal`: connects and migrates the database, then re-seals every tenant PAT and

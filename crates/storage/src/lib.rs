@@ -14,6 +14,7 @@
 
 mod accounts;
 mod audit;
+mod budget;
 mod error;
 mod idempotency;
 mod jobs;

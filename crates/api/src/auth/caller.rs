@@ -111,6 +111,7 @@ impl Caller {
         Actor {
             subject: self.subject.clone(),
             request_id: Some(self.request_id.clone()),
+            lane: provisioner_core::budget::Lane::Interactive,
         }
     }
 

@@ -8,6 +8,7 @@ use clarifai_sim::{Account, Faults, SimConfig, Simulator};
 use provisioner_clarifai::breaker::OPEN_MESSAGE;
 use provisioner_clarifai::{BreakerConfig, BreakerState, ClarifaiUpstream, ClientConfig};
 use provisioner_core::UpstreamError;
+use provisioner_core::budget::Lane;
 use provisioner_core::ids::{AppId, TenantId, UpstreamUserId};
 use provisioner_core::model::{UpstreamAccount, UpstreamRateLimit};
 use provisioner_core::ports::Upstream;
@@ -50,6 +51,7 @@ fn account(sim: &Simulator, user: &str, pat: &str) -> UpstreamAccount {
             requests_per_second: 500,
             max_concurrency: 8,
         },
+        lane: Lane::Interactive,
     }
 }
 

@@ -33,6 +33,7 @@ pub fn test_config() -> ClientConfig {
         max_retry_after: Duration::from_secs(2),
         total_budget: Duration::from_secs(20),
         per_page: 1000,
+        max_queue_wait: Duration::from_secs(10),
     }
 }
 

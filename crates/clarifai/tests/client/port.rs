@@ -3,6 +3,7 @@
 use clarifai_sim::Faults;
 use provisioner_clarifai::{ClarifaiUpstream, ClientConfig};
 use provisioner_core::UpstreamError;
+use provisioner_core::budget::Lane;
 use provisioner_core::ids::{AppId, TenantId, UpstreamUserId};
 use provisioner_core::model::{UpstreamAccount, UpstreamRateLimit};
 use provisioner_core::ports::{NewApp, NewKey, Upstream};
@@ -22,6 +23,7 @@ fn account(base_url: String, pat: &str) -> UpstreamAccount {
             requests_per_second: 500,
             max_concurrency: 8,
         },
+        lane: Lane::Interactive,
     }
 }
 

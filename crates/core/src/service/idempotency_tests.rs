@@ -62,6 +62,7 @@ fn caller(sub: &str) -> Actor {
     Actor {
         subject: sub.into(),
         request_id: Some(format!("req-{sub}")),
+        lane: crate::budget::Lane::Interactive,
     }
 }
 

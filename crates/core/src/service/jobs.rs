@@ -303,6 +303,7 @@ impl Provisioner {
                     Ok(Some(job)) => Actor {
                         subject: job.created_by,
                         request_id: Some(format!("job:{}", job.id)),
+                        lane: crate::budget::Lane::Bulk,
                     },
                     _ => Actor::system("jobs"),
                 };

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
+use crate::budget::Lane;
 use crate::error::DomainError;
 use crate::ids::{ExternalId, TenantId};
 use crate::model::{Actor, AuditEvent, Tenant, UpstreamAccount};
@@ -163,7 +164,7 @@ impl Provisioner {
             .ok_or_else(|| DomainError::NotFound(format!("tenant {id} not found")))
     }
 
-    fn account(&self, tenant: &Tenant) -> Result<UpstreamAccount, DomainError> {
+    fn account(&self, tenant: &Tenant, lane: Lane) -> Result<UpstreamAccount, DomainError> {
         let aad = pat_aad(&tenant.id, &tenant.base_url, &tenant.upstream_user_id);
         let pat = self.sealer.open(&tenant.pat_sealed, &aad).map_err(|_| {
             // Never falls back to the legacy binding: a PAT whose row was pointed at another
@@ -185,6 +186,7 @@ impl Provisioner {
             pat,
             tenant_id: tenant.id.clone(),
             rate_limit: tenant.rate_limit,
+            lane,
         })
     }
 }

@@ -16,6 +16,7 @@ pub(super) fn actor() -> Actor {
     Actor {
         subject: "tester".into(),
         request_id: Some("req-1".into()),
+        lane: crate::budget::Lane::Interactive,
     }
 }
 pub(super) fn acme() -> TenantId {

@@ -15,6 +15,7 @@ fn actor() -> Actor {
     Actor {
         subject: "operator".into(),
         request_id: None,
+        lane: crate::budget::Lane::Interactive,
     }
 }
 fn tid(s: &str) -> TenantId {

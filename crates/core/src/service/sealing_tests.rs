@@ -17,6 +17,7 @@ fn actor() -> Actor {
     Actor {
         subject: "operator".into(),
         request_id: None,
+        lane: crate::budget::Lane::Interactive,
     }
 }
 fn tid() -> TenantId {

@@ -20,6 +20,7 @@ fn actor() -> Actor {
     Actor {
         subject: "tester".into(),
         request_id: None,
+        lane: crate::budget::Lane::Interactive,
     }
 }
 fn tid() -> TenantId {

@@ -438,6 +438,7 @@ impl Provisioner {
             pat: pat.clone(),
             tenant_id: tenant.clone(),
             rate_limit,
+            lane: crate::budget::Lane::Interactive,
         };
         let scopes = self
             .upstream

@@ -564,7 +564,7 @@ impl Provisioner {
     ) -> Result<Run<'a>, DomainError> {
         Ok(Run {
             tenant,
-            account: self.account(tenant)?,
+            account: self.account(tenant, actor.lane)?,
             owner,
             actor,
             look_first,

@@ -359,6 +359,7 @@ impl World {
         let actor = Actor {
             subject: "client".into(),
             request_id: Some(format!("op{id}")),
+            lane: crate::budget::Lane::Interactive,
         };
         let fut: Pin<Box<dyn Future<Output = Outcome>>> = Box::pin(async move {
             let err = |e: crate::DomainError| Outcome::Err(e.to_string());

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod audit;
+mod budget;
 mod fixtures;
 mod idempotency;
 mod jobs;
@@ -78,6 +79,8 @@ contract!(
     jobs::concurrent_claimers_never_share_an_item,
     jobs::cancel_stops_items_not_started_and_started_ones_finish,
     jobs::a_deleted_tenant_takes_its_jobs_with_it,
+    budget::concurrent_reservations_share_one_window,
+    budget::interactive_reservations_burst_until_the_window_is_full,
     jobs::a_started_item_of_a_cancelled_job_is_still_claimed_and_the_job_ends,
     jobs::an_item_that_does_not_read_back_fails_alone,
 );

@@ -304,7 +304,7 @@ impl Provisioner {
                 "tenant {tenant_id} is suspended; reconcile without repair to see the drift"
             )));
         }
-        let account = self.account(&tenant)?;
+        let account = self.account(&tenant, actor.lane)?;
         let scan = self.scan(&tenant, &account).await?;
         if !repair {
             return Ok(scan.report);
@@ -357,7 +357,7 @@ impl Provisioner {
     /// Writes nothing.
     pub async fn drift_counts(&self, tenant_id: &TenantId) -> Result<DriftCounts, DomainError> {
         let tenant = self.tenant(tenant_id).await?;
-        let account = self.account(&tenant)?;
+        let account = self.account(&tenant, crate::budget::Lane::Bulk)?;
         Ok(self.scan(&tenant, &account).await?.report.counts())
     }
 

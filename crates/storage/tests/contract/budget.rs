@@ -1,0 +1,82 @@
+//! The upstream budget in the database: reservations from concurrent holders (replicas share
+//! the database the way these tasks share the pool) obey the sliding window together.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use provisioner_core::budget::Lane;
+use provisioner_core::ports::UpstreamBudget;
+use provisioner_storage::SqlStore;
+
+/// How many of `grants` (sorted) fall in the busiest window of length `window`.
+fn busiest(grants: &[Instant], window: Duration) -> usize {
+    grants
+        .iter()
+        .enumerate()
+        .map(|(i, t)| grants[i..].iter().take_while(|u| **u < *t + window).count())
+        .max()
+        .unwrap_or(0)
+}
+
+pub async fn concurrent_reservations_share_one_window(store: &SqlStore) {
+    let store = Arc::new(store.clone());
+    let rate = 20;
+    // Four holders at once, ten bulk reservations each, on one account.
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut grants = Vec::new();
+                for _ in 0..10 {
+                    let wait = store.reserve("acct one", rate, Lane::Bulk).await.unwrap();
+                    grants.push(Instant::now() + wait);
+                }
+                grants
+            })
+        })
+        .collect();
+    let mut grants = Vec::new();
+    for t in tasks {
+        grants.extend(t.await.unwrap());
+    }
+    grants.sort();
+    // The database's clock decides; allow this side's latency (a few ms) as slack.
+    let slack = Duration::from_millis(40);
+    assert!(
+        busiest(&grants, Duration::from_millis(1025) - slack) <= rate as usize,
+        "more than {rate} grants in one window"
+    );
+    // Spaced evenly: forty bulk grants take 39 gaps of 1025 ms / 20.
+    let span = *grants.last().unwrap() - grants[0];
+    assert!(
+        span >= Duration::from_micros(39 * 51_250) - slack,
+        "{span:?}"
+    );
+    // Another account has a budget of its own.
+    assert_eq!(
+        store.reserve("acct two", rate, Lane::Bulk).await.unwrap(),
+        Duration::ZERO
+    );
+}
+
+pub async fn interactive_reservations_burst_until_the_window_is_full(store: &SqlStore) {
+    let store = Arc::new(store.clone());
+    let tasks: Vec<_> = (0..5)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.reserve("acct", 5, Lane::Interactive).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), Duration::ZERO);
+    }
+    // The sixth waits for the first to leave the window.
+    let wait = store.reserve("acct", 5, Lane::Interactive).await.unwrap();
+    assert!(
+        wait > Duration::from_millis(900) && wait <= Duration::from_millis(1025),
+        "{wait:?}"
+    );
+    // A lower rate is obeyed at once: the window already holds more than it.
+    let wait = store.reserve("acct", 2, Lane::Interactive).await.unwrap();
+    assert!(wait > Duration::from_millis(900), "{wait:?}");
+}
