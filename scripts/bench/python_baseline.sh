@@ -2,7 +2,7 @@
 # Benchmark baseline: onboards N users sequentially with the official python client against the
 # Clarifai simulator (see python_baseline.py).
 #
-# Usage: python_baseline.sh N LATENCY_MS
+# Usage: python_baseline.sh N LATENCY_MS [RATE_LIMIT]   (RATE_LIMIT per second, default 15; 0 = off)
 #
 # Creates/reuses the fidelity virtualenv (FIDELITY_VENV, default /var/tmp/prov-fidelity-venv),
 # uses the simulator binary SIM_BIN or else builds -p clarifai-sim into CARGO_TARGET_DIR, starts
@@ -16,9 +16,11 @@ die() {
     exit 1
 }
 
-[ "$#" -eq 2 ] || { echo "usage: python_baseline.sh N LATENCY_MS" >&2; exit 2; }
+[ "$#" -eq 2 ] || [ "$#" -eq 3 ] || { echo "usage: python_baseline.sh N LATENCY_MS [RATE_LIMIT]" >&2; exit 2; }
 n="$1"
 latency_ms="$2"
+rate_limit="${3:-15}"
+[[ "$rate_limit" =~ ^[0-9]+$ ]] || die "RATE_LIMIT must be a non-negative integer, got '$rate_limit'"
 [[ "$n" =~ ^[0-9]+$ ]] || die "N must be a non-negative integer, got '$n'"
 [[ "$latency_ms" =~ ^[0-9]+$ ]] || die "LATENCY_MS must be a non-negative integer, got '$latency_ms'"
 
@@ -49,7 +51,7 @@ fi
 
 out="$(mktemp)"
 log="$(mktemp)"
-"$bin" --port 0 --account "$user:$pat" --latency-ms "$latency_ms" >"$out" 2>"$log" &
+"$bin" --port 0 --account "$user:$pat" --latency-ms "$latency_ms" --rate-limit "$rate_limit" >"$out" 2>"$log" &
 sim_pid=$!
 cleanup() {
     kill "$sim_pid" 2>/dev/null || true

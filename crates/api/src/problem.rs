@@ -325,7 +325,9 @@ impl From<DomainError> for ApiError {
             DomainError::Conflict(m) => ApiError::Conflict(m),
             DomainError::Forbidden(m) => ApiError::Forbidden(m),
             DomainError::UpstreamRejected(m) => ApiError::UpstreamRejected(m),
-            DomainError::UpstreamUnavailable(m) => ApiError::UpstreamUnavailable(m),
+            DomainError::UpstreamUnavailable(m) | DomainError::UpstreamBusy(m) => {
+                ApiError::UpstreamUnavailable(m)
+            }
             DomainError::IdempotencyKeyReused(m) => ApiError::IdempotencyKeyReused(m),
             DomainError::Internal(m) => ApiError::Internal(m),
         }

@@ -34,7 +34,7 @@ pub struct ClarifaiClient {
     base: Url,
     pub(crate) user_id: String,
     pat: SecretString,
-    limiter: Option<(Arc<AccountLimiter>, Lane, String)>,
+    limiter: Option<(Arc<AccountLimiter>, Lane, String, u32)>,
 }
 
 impl fmt::Debug for ClarifaiClient {
@@ -96,10 +96,16 @@ impl ClarifaiClient {
         })
     }
 
-    /// The same client, pacing every request (retries included) through `limiter`, waiting
-    /// in `lane` (bulk requests take turns by `tenant`).
-    pub fn with_limiter(mut self, limiter: Arc<AccountLimiter>, lane: Lane, tenant: &str) -> Self {
-        self.limiter = Some((limiter, lane, tenant.to_owned()));
+    /// The same client, pacing every request (retries included) through `limiter` at `rate`
+    /// per window, waiting in `lane` (requests take turns by `tenant`).
+    pub fn with_limiter(
+        mut self,
+        limiter: Arc<AccountLimiter>,
+        lane: Lane,
+        tenant: &str,
+        rate: u32,
+    ) -> Self {
+        self.limiter = Some((limiter, lane, tenant.to_owned(), rate));
         self
     }
 
@@ -188,7 +194,7 @@ impl ClarifaiClient {
         limit: Duration,
     ) -> Result<T, ClarifaiError> {
         let _permit = match &self.limiter {
-            Some((l, lane, tenant)) => Some(l.acquire(*lane, tenant).await.map_err(|_| {
+            Some((l, lane, tenant, rate)) => Some(l.acquire(*lane, tenant, *rate).await.map_err(|_| {
                 tracing::warn!(op = call.op, lane = lane.as_str(), "clarifai request not sent: no slot in the account's budget in time");
                 ClarifaiError {
                     request_sent: false,

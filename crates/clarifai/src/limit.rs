@@ -21,117 +21,147 @@ use std::time::Duration;
 use provisioner_core::budget::{Lane, LocalBudget};
 use provisioner_core::ports::UpstreamBudget;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::time::Instant;
 
-/// A request waiting for its grant: the permit to send is handed over through it.
-type Waiter = oneshot::Sender<OwnedSemaphorePermit>;
+/// A reservation that took longer than this is not used: its grant maps onto this process's
+/// clock with too much doubt (the window's margin is 25 ms). It is spent all the same.
+const MAX_RESERVE_LATENCY: Duration = Duration::from_millis(15);
+
+/// How often a waiter checks that a task still asks the budget for it (the one that did may
+/// have died with the runtime it ran on).
+const PUMP_CHECK: Duration = Duration::from_millis(250);
 
 /// The request waited `max_wait` without a grant; nothing was sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueueTimeout;
 
+/// A request waiting for its grant: the permit to send is handed over through `tx`.
+struct Waiter {
+    tx: oneshot::Sender<OwnedSemaphorePermit>,
+    /// The limit of the waiter's tenant (tenants sharing an account may differ: the lowest
+    /// of those waiting is obeyed).
+    rate: u32,
+}
+
+/// One lane: waiters by tenant, served round-robin, each tenant's oldest first.
+#[derive(Default)]
+struct Turns {
+    by_tenant: BTreeMap<String, VecDeque<Waiter>>,
+    /// The tenant served last.
+    last: Option<String>,
+}
+
+impl Turns {
+    fn push(&mut self, tenant: &str, waiter: Waiter) {
+        self.by_tenant
+            .entry(tenant.to_owned())
+            .or_default()
+            .push_back(waiter);
+    }
+
+    /// Forgets waiters that gave up; whether anyone still waits.
+    fn prune(&mut self) -> bool {
+        self.by_tenant.retain(|_, q| {
+            q.retain(|w| !w.tx.is_closed());
+            !q.is_empty()
+        });
+        !self.by_tenant.is_empty()
+    }
+
+    fn min_rate(&self) -> Option<u32> {
+        self.by_tenant.values().flatten().map(|w| w.rate).min()
+    }
+
+    /// The next tenant's oldest waiter, after the tenant served last.
+    fn pop_next(&mut self) -> Option<Waiter> {
+        loop {
+            let after = self
+                .last
+                .as_deref()
+                .map_or(Bound::Unbounded, Bound::Excluded);
+            let tenant = self
+                .by_tenant
+                .range::<str, _>((after, Bound::Unbounded))
+                .next()
+                .or_else(|| self.by_tenant.iter().next())
+                .map(|(t, _)| t.clone())?;
+            let queue = self.by_tenant.get_mut(&tenant)?;
+            let waiter = queue.pop_front();
+            if queue.is_empty() {
+                self.by_tenant.remove(&tenant);
+            }
+            if let Some(w) = waiter.filter(|w| !w.tx.is_closed()) {
+                self.last = Some(tenant);
+                return Some(w);
+            }
+        }
+    }
+}
+
 /// The queues of one account.
 #[derive(Default)]
 struct Queue {
-    interactive: VecDeque<Waiter>,
-    /// Bulk waiters by tenant.
-    bulk: BTreeMap<String, VecDeque<Waiter>>,
-    /// The tenant the bulk lane served last (round robin).
-    last_bulk: Option<String>,
+    interactive: Turns,
+    bulk: Turns,
     /// Whether a task is asking the budget for grants.
     pumping: bool,
 }
 
 impl Queue {
-    fn push(&mut self, lane: Lane, tenant: &str, waiter: Waiter) {
-        match lane {
-            Lane::Interactive => self.interactive.push_back(waiter),
-            Lane::Bulk => self
-                .bulk
-                .entry(tenant.to_owned())
-                .or_default()
-                .push_back(waiter),
-        }
-    }
-
-    /// The lane of the waiter that would be served next.
-    fn next_lane(&self) -> Lane {
-        if self.interactive.iter().any(|w| !w.is_closed()) {
-            Lane::Interactive
-        } else {
-            Lane::Bulk
-        }
-    }
-
     /// Forgets waiters that gave up; whether anyone still waits.
     fn anyone_waiting(&mut self) -> bool {
-        self.interactive.retain(|w| !w.is_closed());
-        self.bulk.retain(|_, q| {
-            q.retain(|w| !w.is_closed());
-            !q.is_empty()
-        });
-        !self.interactive.is_empty() || !self.bulk.is_empty()
+        // Both lanes are pruned.
+        let interactive = self.interactive.prune();
+        self.bulk.prune() || interactive
     }
 
-    /// The waiter to serve next: the oldest interactive one, else the next tenant's oldest
-    /// bulk one after the tenant served last.
+    /// The waiter to serve next: interactive first, then bulk.
     fn pop_next(&mut self) -> Option<Waiter> {
-        while let Some(w) = self.interactive.pop_front() {
-            if !w.is_closed() {
-                return Some(w);
-            }
-        }
-        loop {
-            let after = self
-                .last_bulk
-                .as_deref()
-                .map_or(Bound::Unbounded, Bound::Excluded);
-            let tenant = self
-                .bulk
-                .range::<str, _>((after, Bound::Unbounded))
-                .next()
-                .or_else(|| self.bulk.iter().next())
-                .map(|(t, _)| t.clone())?;
-            let queue = self.bulk.get_mut(&tenant)?;
-            let waiter = queue.pop_front();
-            if queue.is_empty() {
-                self.bulk.remove(&tenant);
-            }
-            if let Some(w) = waiter.filter(|w| !w.is_closed()) {
-                self.last_bulk = Some(tenant);
-                return Some(w);
-            }
-        }
+        self.interactive.pop_next().or_else(|| self.bulk.pop_next())
     }
 }
 
-/// Paces one account's requests through its budget, at most `max_concurrency` in flight.
-/// Shared by every client of the same account in this process.
+/// Paces one account's requests through its budget, capped in flight. One per account in a
+/// process, shared by every tenant on it.
 pub struct AccountLimiter {
     account: String,
-    rate: u32,
     budget: Arc<dyn UpstreamBudget>,
     in_flight: Arc<Semaphore>,
+    /// The cap `in_flight` was sized to.
+    cap: Mutex<u32>,
     max_wait: Duration,
     queue: Mutex<Queue>,
-    settings: (u32, u32),
 }
 
 impl std::fmt::Debug for AccountLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AccountLimiter")
             .field("account", &self.account)
-            .field("rate", &self.rate)
-            .field("max_concurrency", &self.settings.1)
+            .field("max_wait", &self.max_wait)
             .finish_non_exhaustive()
+    }
+}
+
+/// Resets `pumping` if a pump task is dropped before it decided to stop (its runtime shut
+/// down), so the next waiter starts another.
+struct PumpGuard {
+    limiter: Arc<AccountLimiter>,
+    armed: bool,
+}
+
+impl Drop for PumpGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            self.limiter.queue().pumping = false;
+        }
     }
 }
 
 impl AccountLimiter {
     /// A limiter with a budget of its own (in-process); zero values are treated as 1.
-    pub fn new(requests_per_second: u32, max_concurrency: u32) -> Self {
+    pub fn new(max_concurrency: u32) -> Self {
         Self::with_budget(
             "account",
-            requests_per_second,
             max_concurrency,
             Arc::new(LocalBudget::default()),
             Duration::from_secs(10),
@@ -142,21 +172,18 @@ impl AccountLimiter {
     /// `budget`; a request gives up after `max_wait` without a grant.
     pub fn with_budget(
         account: &str,
-        requests_per_second: u32,
         max_concurrency: u32,
         budget: Arc<dyn UpstreamBudget>,
         max_wait: Duration,
     ) -> Self {
-        let rps = requests_per_second.max(1);
-        let conc = max_concurrency.max(1);
+        let cap = max_concurrency.max(1);
         Self {
             account: account.to_owned(),
-            rate: rps,
             budget,
-            in_flight: Arc::new(Semaphore::new(conc as usize)),
+            in_flight: Arc::new(Semaphore::new(cap as usize)),
+            cap: Mutex::new(cap),
             max_wait,
             queue: Mutex::default(),
-            settings: (rps, conc),
         }
     }
 
@@ -164,25 +191,68 @@ impl AccountLimiter {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits for a grant in `lane` (bulk waiters take turns by `tenant`); the request may go
-    /// while the permit lives.
+    /// Moves the cap on requests in flight to `max_concurrency` (at least 1). Lowering it
+    /// takes effect as requests in flight end.
+    pub fn set_concurrency(&self, max_concurrency: u32) {
+        let wanted = max_concurrency.max(1);
+        let mut cap = self.cap.lock().unwrap_or_else(PoisonError::into_inner);
+        if wanted > *cap {
+            self.in_flight.add_permits((wanted - *cap) as usize);
+        } else if wanted < *cap {
+            let surplus = *cap - wanted;
+            let sem = self.in_flight.clone();
+            // Retire the surplus as permits come back (in the background: never blocks).
+            tokio::spawn(async move {
+                if let Ok(p) = sem.acquire_many_owned(surplus).await {
+                    p.forget();
+                }
+            });
+        }
+        *cap = wanted;
+    }
+
+    /// Waits for a grant in `lane` at `rate` per window (waiters of each lane take turns by
+    /// `tenant`); the request may go while the permit lives.
     pub async fn acquire(
         self: &Arc<Self>,
         lane: Lane,
         tenant: &str,
+        rate: u32,
     ) -> Result<OwnedSemaphorePermit, QueueTimeout> {
-        let (tx, rx) = oneshot::channel();
-        let start = {
-            let mut q = self.queue();
-            q.push(lane, tenant, tx);
-            !std::mem::replace(&mut q.pumping, true)
+        let (tx, mut rx) = oneshot::channel();
+        let waiter = Waiter {
+            tx,
+            rate: rate.max(1),
         };
-        if start {
-            tokio::spawn(self.clone().pump());
+        {
+            let mut q = self.queue();
+            match lane {
+                Lane::Interactive => q.interactive.push(tenant, waiter),
+                Lane::Bulk => q.bulk.push(tenant, waiter),
+            }
         }
-        match tokio::time::timeout(self.max_wait, rx).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => Err(QueueTimeout),
+        let deadline = Instant::now() + self.max_wait;
+        loop {
+            self.ensure_pump();
+            let check = (Instant::now() + PUMP_CHECK).min(deadline);
+            match tokio::time::timeout_at(check, &mut rx).await {
+                Ok(Ok(permit)) => return Ok(permit),
+                Ok(Err(_)) => return Err(QueueTimeout),
+                Err(_) if Instant::now() >= deadline => return Err(QueueTimeout),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Starts a pump unless one runs.
+    fn ensure_pump(self: &Arc<Self>) {
+        let start = !std::mem::replace(&mut self.queue().pumping, true);
+        if start {
+            let guard = PumpGuard {
+                limiter: self.clone(),
+                armed: true,
+            };
+            tokio::spawn(guard.limiter.clone().pump(guard));
         }
     }
 
@@ -198,23 +268,40 @@ impl AccountLimiter {
         }
     }
 
-    /// While anyone waits: take a permit to send, reserve the budget's next grant, wait for
-    /// it, and hand the permit to whoever is first in line then.
-    async fn pump(self: Arc<Self>) {
+    /// While anyone waits: take a permit to send, reserve the budget's next grant (at the
+    /// lowest rate of those waiting, spaced unless an interactive request waits), wait for it,
+    /// and hand the permit to whoever is first in line then.
+    async fn pump(self: Arc<Self>, mut guard: PumpGuard) {
         let mut backoff = Duration::from_millis(50);
         loop {
             if self.idle() {
+                guard.armed = false;
                 return;
             }
             let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
-                self.queue().pumping = false;
                 return;
             };
-            if self.idle() {
-                return;
-            }
-            let lane = self.queue().next_lane();
-            let wait = match self.budget.reserve(&self.account, self.rate, lane).await {
+            let (lane, rate) = {
+                let mut q = self.queue();
+                if !q.anyone_waiting() {
+                    continue;
+                }
+                let lane = if q.interactive.by_tenant.is_empty() {
+                    Lane::Bulk
+                } else {
+                    Lane::Interactive
+                };
+                let rate = q
+                    .interactive
+                    .min_rate()
+                    .into_iter()
+                    .chain(q.bulk.min_rate())
+                    .min()
+                    .unwrap_or(1);
+                (lane, rate)
+            };
+            let asked = Instant::now();
+            let wait = match self.budget.reserve(&self.account, rate, lane).await {
                 Ok(wait) => {
                     backoff = Duration::from_millis(50);
                     wait
@@ -228,14 +315,21 @@ impl AccountLimiter {
                     continue;
                 }
             };
-            tokio::time::sleep(wait).await;
+            let took = asked.elapsed();
+            if took > MAX_RESERVE_LATENCY {
+                tracing::debug!(account = %self.account, took_ms = took.as_millis(), "a slow reservation's grant is not used");
+                continue;
+            }
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
             let mut permit = permit;
             loop {
                 let Some(waiter) = self.queue().pop_next() else {
                     // Everyone gave up meanwhile: the grant is spent unused.
                     break;
                 };
-                match waiter.send(permit) {
+                match waiter.tx.send(permit) {
                     Ok(()) => break,
                     Err(back) => permit = back,
                 }
@@ -245,7 +339,7 @@ impl AccountLimiter {
 }
 
 /// The limiters of all accounts, by account key: tenants sharing an upstream account share
-/// its budget.
+/// its limiter and budget.
 pub struct Limiters {
     budget: Arc<dyn UpstreamBudget>,
     max_wait: Duration,
@@ -276,41 +370,48 @@ impl Limiters {
         }
     }
 
-    /// The limiter of an account with these settings (replaced when the settings changed).
-    pub fn get(&self, account: &str, rps: u32, max_concurrency: u32) -> Arc<AccountLimiter> {
-        let mut map = self
-            .by_account
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let wanted = (rps.max(1), max_concurrency.max(1));
-        match map.get(account) {
-            Some(l) if l.settings == wanted => l.clone(),
-            _ => {
-                let l = Arc::new(AccountLimiter::with_budget(
-                    account,
-                    rps,
-                    max_concurrency,
-                    self.budget.clone(),
-                    self.max_wait,
-                ));
-                map.insert(account.to_owned(), l.clone());
-                l
-            }
-        }
+    /// The limiter of an account, its cap on requests in flight moved to `max_concurrency`
+    /// (the latest setting wins; the rate is given with each request).
+    pub fn get(&self, account: &str, max_concurrency: u32) -> Arc<AccountLimiter> {
+        let limiter = {
+            let mut map = self
+                .by_account
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            map.entry(account.to_owned())
+                .or_insert_with(|| {
+                    Arc::new(AccountLimiter::with_budget(
+                        account,
+                        max_concurrency,
+                        self.budget.clone(),
+                        self.max_wait,
+                    ))
+                })
+                .clone()
+        };
+        limiter.set_concurrency(max_concurrency);
+        limiter
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use tokio::time::Instant;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use async_trait::async_trait;
+    use provisioner_core::StoreError;
 
     use super::*;
 
+    fn limiter(max_concurrency: u32) -> Arc<AccountLimiter> {
+        Arc::new(AccountLimiter::new(max_concurrency))
+    }
+
     /// Grants `n` requests one after another (paused time: deterministic); their send times.
-    async fn grant(l: &Arc<AccountLimiter>, n: usize, lane: Lane) -> Vec<Instant> {
+    async fn grant(l: &Arc<AccountLimiter>, n: usize, lane: Lane, rate: u32) -> Vec<Instant> {
         let mut at = Vec::new();
         for _ in 0..n {
-            drop(l.acquire(lane, "t").await.unwrap());
+            drop(l.acquire(lane, "t", rate).await.unwrap());
             at.push(Instant::now());
         }
         at
@@ -331,43 +432,55 @@ mod tests {
         }
     }
 
+    /// `n` waiters spawned at once in `lane` for `tenant`; their send times.
+    fn spawn_waiters(
+        l: &Arc<AccountLimiter>,
+        n: usize,
+        lane: Lane,
+        tenant: &'static str,
+        rate: u32,
+    ) -> Vec<tokio::task::JoinHandle<Instant>> {
+        (0..n)
+            .map(|_| {
+                let l = l.clone();
+                tokio::spawn(async move {
+                    drop(l.acquire(lane, tenant, rate).await.unwrap());
+                    Instant::now()
+                })
+            })
+            .collect()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_quiet_account_sends_at_once_and_no_second_holds_more_than_the_rate() {
-        let l = Arc::new(AccountLimiter::new(15, 64));
+        let l = limiter(64);
         let start = Instant::now();
         // A lone user's calls after a quiet moment: no wait at all.
-        let lone = grant(&l, 3, Lane::Interactive).await;
+        let lone = grant(&l, 3, Lane::Interactive, 15).await;
         assert!(lone.iter().all(|t| *t == start), "{lone:?}");
         tokio::time::sleep(Duration::from_secs(2)).await;
         // Sustained work: every one-second window holds at most 15, and it runs at the rate.
         let from = Instant::now();
-        let at = grant(&l, 150, Lane::Bulk).await;
+        let at = grant(&l, 150, Lane::Bulk, 15).await;
         at_most_per_second(&at, 15);
         let took = at.last().unwrap().duration_since(from);
         // 150 bulk requests at 15/s, evenly spaced (1025 ms / 15 apart): 149 gaps.
         let gap = Duration::from_micros(1_025_000 / 15);
-        assert!(took <= gap * 149 + Duration::from_millis(1), "{took:?}");
+        assert!(took <= gap * 149 + Duration::from_millis(150), "{took:?}");
         assert!(took >= gap * 149, "{took:?}");
         // Interactive calls go at once when the window has room (a burst), bulk ones do not.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let burst = grant(&l, 15, Lane::Interactive).await;
+        let burst = grant(&l, 15, Lane::Interactive, 15).await;
         assert_eq!(burst.first(), burst.last());
     }
 
     #[tokio::test(start_paused = true)]
     async fn concurrent_waiters_share_the_window() {
-        let l = Arc::new(AccountLimiter::new(10, 100));
+        let l = limiter(100);
         let start = Instant::now();
-        let tasks: Vec<_> = (0..35)
-            .map(|i| {
-                let l = l.clone();
-                tokio::spawn(async move {
-                    let tenant = format!("t{}", i % 3);
-                    drop(l.acquire(Lane::Bulk, &tenant).await.unwrap());
-                    Instant::now()
-                })
-            })
-            .collect();
+        let mut tasks = spawn_waiters(&l, 12, Lane::Bulk, "t0", 10);
+        tasks.extend(spawn_waiters(&l, 12, Lane::Bulk, "t1", 10));
+        tasks.extend(spawn_waiters(&l, 11, Lane::Bulk, "t2", 10));
         let mut at = Vec::new();
         for t in tasks {
             at.push(t.await.unwrap());
@@ -384,22 +497,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_interactive_request_goes_ahead_of_queued_bulk_work() {
-        let l = Arc::new(AccountLimiter::new(10, 100));
+        let l = limiter(100);
         // Forty bulk requests queue up: four seconds of work.
-        let bulk: Vec<_> = (0..40)
-            .map(|_| {
-                let l = l.clone();
-                tokio::spawn(async move {
-                    drop(l.acquire(Lane::Bulk, "bulk").await.unwrap());
-                    Instant::now()
-                })
-            })
-            .collect();
+        let bulk = spawn_waiters(&l, 40, Lane::Bulk, "bulk", 10);
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let asked = Instant::now();
-        drop(l.acquire(Lane::Interactive, "other").await.unwrap());
+        drop(l.acquire(Lane::Interactive, "other", 10).await.unwrap());
         let waited = asked.elapsed();
-        // At most one grant already reserved (the pump holds one at a time) goes before it.
+        // At most the one grant already reserved (a spacing away) goes before it.
         assert!(waited <= Duration::from_millis(110), "{waited:?}");
         let mut at = vec![Instant::now()];
         for t in bulk {
@@ -409,75 +514,196 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn tenants_on_one_account_take_turns_in_the_bulk_lane() {
-        let l = Arc::new(AccountLimiter::new(10, 100));
-        let order = Arc::new(Mutex::new(Vec::new()));
-        // Tenant a queues 30 requests first, then b queues 10.
-        let mut tasks = Vec::new();
-        for (tenant, n) in [("a", 30), ("b", 10)] {
-            for _ in 0..n {
-                let (l, order) = (l.clone(), order.clone());
-                tasks.push(tokio::spawn(async move {
-                    drop(l.acquire(Lane::Bulk, tenant).await.unwrap());
-                    order.lock().unwrap().push(tenant);
-                }));
-                tokio::task::yield_now().await;
+    async fn with_several_replicas_an_interactive_request_waits_at_most_one_grant_each() {
+        // Eight replicas (limiters sharing one budget), each with bulk work queued.
+        let budget: Arc<dyn UpstreamBudget> = Arc::new(LocalBudget::default());
+        let replicas: Vec<_> = (0..8)
+            .map(|_| {
+                Arc::new(AccountLimiter::with_budget(
+                    "acct",
+                    16,
+                    budget.clone(),
+                    Duration::from_secs(30),
+                ))
+            })
+            .collect();
+        let mut bulk = Vec::new();
+        for r in &replicas {
+            bulk.extend(spawn_waiters(r, 20, Lane::Bulk, "bulk", 15));
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let asked = Instant::now();
+        drop(
+            replicas[0]
+                .acquire(Lane::Interactive, "other", 15)
+                .await
+                .unwrap(),
+        );
+        let waited = asked.elapsed();
+        // Each replica holds at most one reservation: nine spacings at most.
+        let spacing = Duration::from_micros(1_025_000 / 15);
+        assert!(
+            waited <= spacing * 9 + Duration::from_millis(10),
+            "{waited:?}"
+        );
+        let mut at = vec![Instant::now()];
+        for t in bulk {
+            at.push(t.await.unwrap());
+        }
+        at_most_per_second(&at, 15);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tenants_on_one_account_take_turns_in_each_lane() {
+        for lane in [Lane::Bulk, Lane::Interactive] {
+            let l = limiter(100);
+            let order = Arc::new(Mutex::new(Vec::new()));
+            // Tenant a queues 30 requests first, then b queues 10.
+            let mut tasks = Vec::new();
+            for (tenant, n) in [("a", 30), ("b", 10)] {
+                for _ in 0..n {
+                    let (l, order) = (l.clone(), order.clone());
+                    tasks.push(tokio::spawn(async move {
+                        drop(l.acquire(lane, tenant, 10).await.unwrap());
+                        order.lock().unwrap().push(tenant);
+                    }));
+                    tokio::task::yield_now().await;
+                }
             }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            let order = order.lock().unwrap().clone();
+            // Once b waits, the two alternate: b's ten are served within 19 grants of its
+            // first, not after all of a's thirty.
+            let first_b = order.iter().position(|t| *t == "b").unwrap();
+            let last_b = order.iter().rposition(|t| *t == "b").unwrap();
+            assert!(last_b - first_b <= 19, "{lane:?}: {order:?}");
+            assert!(first_b <= 11, "{lane:?}: {order:?}");
         }
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let order = order.lock().unwrap().clone();
-        // Once b waits, the two alternate: b's ten are served within 19 grants of its first,
-        // not after all of a's thirty.
-        let first_b = order.iter().position(|t| *t == "b").unwrap();
-        let last_b = order.iter().rposition(|t| *t == "b").unwrap();
-        assert!(last_b - first_b <= 19, "{order:?}");
-        assert!(first_b <= 2, "{order:?}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_request_that_waits_too_long_gives_up_and_its_grant_goes_to_the_next() {
         let l = Arc::new(AccountLimiter::with_budget(
             "acct",
-            1,
             100,
             Arc::new(LocalBudget::default()),
             Duration::from_millis(500),
         ));
-        drop(l.acquire(Lane::Bulk, "t").await.unwrap());
+        drop(l.acquire(Lane::Interactive, "t", 1).await.unwrap());
         // The next grant is a second away: past the wait allowed.
-        assert_eq!(l.acquire(Lane::Bulk, "t").await.unwrap_err(), QueueTimeout);
+        assert_eq!(
+            l.acquire(Lane::Interactive, "t", 1).await.unwrap_err(),
+            QueueTimeout
+        );
         // The grant it left is taken by the next request in line, not lost forever.
-        let asked = Instant::now();
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let got = l.acquire(Lane::Interactive, "t").await;
-        assert!(got.is_ok(), "waited {:?}", asked.elapsed());
+        assert!(l.acquire(Lane::Interactive, "t", 1).await.is_ok());
     }
 
     #[tokio::test(start_paused = true)]
-    async fn concurrency_is_capped() {
-        let l = Arc::new(AccountLimiter::new(1000, 2));
-        let a = l.acquire(Lane::Bulk, "t").await.unwrap();
-        let _b = l.acquire(Lane::Bulk, "t").await.unwrap();
-        assert_eq!(l.in_flight.available_permits(), 0);
-        // A third waits for a permit even though the budget has room.
-        let third = {
+    async fn concurrency_is_capped_and_tenants_with_other_settings_share_the_cap() {
+        let ls = Limiters::default();
+        let l = ls.get("acct", 2);
+        let a = l.acquire(Lane::Bulk, "t", 1000).await.unwrap();
+        let _b = l.acquire(Lane::Bulk, "t", 1000).await.unwrap();
+        // Another tenant on the account, with other settings: the same limiter.
+        let other = ls.get("acct", 3);
+        assert!(Arc::ptr_eq(&l, &other));
+        let _c = other.acquire(Lane::Bulk, "u", 500).await.unwrap();
+        // Back to 2 (the latest setting wins): a fourth waits even though the budget has room.
+        let l = ls.get("acct", 2);
+        let fourth = {
             let l = l.clone();
-            tokio::spawn(async move { l.acquire(Lane::Interactive, "t").await.is_ok() })
+            tokio::spawn(async move { l.acquire(Lane::Interactive, "t", 1000).await.is_ok() })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!third.is_finished());
+        assert!(!fourth.is_finished());
         drop(a);
-        assert!(third.await.unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // One permit came back, but the cap went down by one: still waiting.
+        assert!(!fourth.is_finished());
+        drop(_b);
+        assert!(fourth.await.unwrap());
+        assert!(!Arc::ptr_eq(&l, &ls.get("other acct", 2)));
+    }
+
+    /// A budget whose reservations take `delay` (the first `slow` of them).
+    struct SlowBudget {
+        inner: LocalBudget,
+        slow: AtomicU32,
+        delay: Duration,
+    }
+
+    #[async_trait]
+    impl UpstreamBudget for SlowBudget {
+        async fn reserve(
+            &self,
+            account: &str,
+            rate: u32,
+            lane: Lane,
+        ) -> Result<Duration, StoreError> {
+            let slow = self
+                .slow
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            // The grant is decided at the start; the answer comes late.
+            let wait = self.inner.reserve(account, rate, lane).await?;
+            if slow {
+                tokio::time::sleep(self.delay).await;
+            }
+            Ok(wait.saturating_sub(if slow { self.delay } else { Duration::ZERO }))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_reservation_is_not_used_so_sends_never_crowd_a_window() {
+        let budget = Arc::new(SlowBudget {
+            inner: LocalBudget::default(),
+            slow: AtomicU32::new(1),
+            delay: Duration::from_millis(40),
+        });
+        let l = Arc::new(AccountLimiter::with_budget(
+            "acct",
+            64,
+            budget,
+            Duration::from_secs(10),
+        ));
+        // The first grant would be sent 40 ms late: with it, 16 sends would fall in one
+        // second at rate 15.
+        let at = grant(&l, 16, Lane::Interactive, 15).await;
+        at_most_per_second(&at, 15);
     }
 
     #[test]
-    fn accounts_share_a_limiter_until_settings_change() {
-        let ls = Limiters::default();
-        let a = ls.get("http://x u", 15, 8);
-        assert!(Arc::ptr_eq(&a, &ls.get("http://x u", 15, 8)));
-        assert!(!Arc::ptr_eq(&a, &ls.get("http://x v", 15, 8)));
-        assert!(!Arc::ptr_eq(&a, &ls.get("http://x u", 5, 8)));
+    fn a_pump_that_dies_with_its_runtime_is_replaced() {
+        let l = Arc::new(AccountLimiter::with_budget(
+            "acct",
+            8,
+            Arc::new(LocalBudget::default()),
+            Duration::from_secs(3),
+        ));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            drop(l.acquire(Lane::Interactive, "t", 1).await.unwrap());
+            // A second waiter: the pump sleeps a second for its grant.
+            let l2 = l.clone();
+            tokio::spawn(async move { l2.acquire(Lane::Interactive, "t", 1).await });
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        });
+        // The runtime (and the pump on it) goes away mid-wait.
+        drop(rt);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            assert!(l.acquire(Lane::Interactive, "t", 1).await.is_ok());
+        });
     }
 }

@@ -91,10 +91,13 @@ impl ClarifaiUpstream {
         )
         .map(|c| {
             let rl = account.rate_limit;
-            let limiter =
-                self.limiters
-                    .get(&account.key(), rl.requests_per_second, rl.max_concurrency);
-            c.with_limiter(limiter, account.lane, account.tenant_id.as_str())
+            let limiter = self.limiters.get(&account.key(), rl.max_concurrency);
+            c.with_limiter(
+                limiter,
+                account.lane,
+                account.tenant_id.as_str(),
+                rl.requests_per_second,
+            )
         })
         .map_err(to_upstream)
     }
@@ -143,12 +146,17 @@ pub fn to_upstream(e: ClarifaiError) -> UpstreamError {
         ErrorKind::NotFound => UpstreamError::NotFound,
         ErrorKind::AlreadyExists => UpstreamError::AlreadyExists,
         ErrorKind::InvalidRequest => UpstreamError::Rejected(e.to_string()),
+        // Nothing sent; but an earlier attempt may have been: then it is an ambiguous failure.
+        ErrorKind::Busy if e.ambiguous => UpstreamError::Unavailable {
+            message: e.to_string(),
+            ambiguous: true,
+        },
+        ErrorKind::Busy => UpstreamError::Busy(e.to_string()),
         ErrorKind::Throttled
         | ErrorKind::UpstreamInternal
         | ErrorKind::Transport
         | ErrorKind::Timeout
-        | ErrorKind::Protocol
-        | ErrorKind::Busy => UpstreamError::Unavailable {
+        | ErrorKind::Protocol => UpstreamError::Unavailable {
             message: e.to_string(),
             ambiguous: e.ambiguous,
         },

@@ -42,6 +42,9 @@ impl Lane {
     }
 }
 
+/// Grants further ahead than this many windows are taken for a clock that stepped back.
+const MAX_AHEAD_WINDOWS: i64 = 64;
+
 /// The sliding-window rule. `recent` holds the account's grants still in view, oldest first,
 /// in microseconds on one clock; `now` is that clock's present. Returns the earliest instant,
 /// not before `now` nor before the latest grant, at which fewer than `rate` grants fall in
@@ -64,6 +67,15 @@ pub fn next_grant(
         Lane::Bulk => window_us / i64::from(rate.max(1)),
     };
     let rate = usize::try_from(rate.max(1)).unwrap_or(usize::MAX);
+    // Each holder of the budget reserves one grant at a time, so grants lie a few windows
+    // ahead at most. Far more means the clock stepped back: forget them rather than make
+    // everyone wait out the step.
+    if recent
+        .back()
+        .is_some_and(|t| *t > now.saturating_add(window_us.saturating_mul(MAX_AHEAD_WINDOWS)))
+    {
+        recent.clear();
+    }
     while recent
         .front()
         .is_some_and(|t| t.saturating_add(window_us) <= now)
@@ -175,7 +187,8 @@ mod tests {
         /// are spaced, and each is the earliest allowed.
         #[test]
         fn grants_obey_the_window_and_never_wait_for_nothing(
-            steps in prop::collection::vec((0i64..400_000, 1u32..6, any::<bool>()), 1..120),
+            // (Fewer than MAX_AHEAD_WINDOWS at once: each holder reserves one at a time.)
+            steps in prop::collection::vec((0i64..400_000, 1u32..6, any::<bool>()), 1..60),
         ) {
             let window = 1_000_000;
             let mut recent = VecDeque::new();
@@ -216,6 +229,20 @@ mod tests {
         // An interactive request goes at once (the window has room).
         assert_eq!(next_grant(&mut recent, 10, 4, w, Lane::Interactive), w / 4);
         assert_eq!(next_grant(&mut recent, 10, 4, w, Lane::Bulk), w / 2);
+    }
+
+    #[test]
+    fn a_clock_that_stepped_back_does_not_hold_the_account_for_the_step() {
+        let w = 1_000_000;
+        let hour = 3_600_000_000;
+        let mut recent: VecDeque<i64> = (0..5).map(|i| hour + i).collect();
+        assert_eq!(next_grant(&mut recent, 0, 5, w, Lane::Interactive), 0);
+        // Grants a little ahead (other holders' reservations) are kept and waited for.
+        let mut recent: VecDeque<i64> = (0..5).map(|i| w / 2 + i).collect();
+        assert_eq!(
+            next_grant(&mut recent, 0, 5, w, Lane::Interactive),
+            w / 2 + w
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -54,6 +54,10 @@ pub enum DomainError {
     /// The upstream could not be reached or kept failing (503 `upstream_unavailable`).
     #[error("{0}")]
     UpstreamUnavailable(String),
+    /// Nothing was sent: the upstream account's request budget had no slot in time (other
+    /// work on the account). Retried soon, without backing off (503 `upstream_unavailable`).
+    #[error("{0}")]
+    UpstreamBusy(String),
     /// An `Idempotency-Key` repeated with another request (422 `idempotency_key_reused`).
     #[error("{0}")]
     IdempotencyKeyReused(String),
@@ -73,7 +77,9 @@ impl DomainError {
             DomainError::Conflict(_) => "conflict",
             DomainError::Forbidden(_) => "forbidden",
             DomainError::UpstreamRejected(_) => "upstream_rejected",
-            DomainError::UpstreamUnavailable(_) => "upstream_unavailable",
+            DomainError::UpstreamUnavailable(_) | DomainError::UpstreamBusy(_) => {
+                "upstream_unavailable"
+            }
             DomainError::IdempotencyKeyReused(_) => "idempotency_key_reused",
             DomainError::Internal(_) => "internal",
         }
@@ -146,6 +152,9 @@ pub enum UpstreamError {
     /// The upstream refused the request as invalid; repeating it will not help.
     #[error("upstream rejected the request: {0}")]
     Rejected(String),
+    /// Not sent: the account's request budget had no slot within the wait allowed.
+    #[error("upstream busy: {0}")]
+    Busy(String),
     /// The upstream failed or could not be reached, and retries ran out. `ambiguous` is true
     /// when the request may have taken effect upstream (a timeout after it was sent, a
     /// dropped connection).

@@ -32,11 +32,20 @@ pub struct Application {
 impl Application {
     /// Connects and migrates the database, wires the ports, binds the listener.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        // Settings that can be wrong are checked before the database is touched.
+        settings.sealer()?;
+        settings.shared_budget(false)?;
         let store = connect(settings).await?;
         let mut upstream = ClarifaiUpstream::from_config(settings.upstream())
             .map_err(|e| anyhow::anyhow!("building the upstream client: {e}"))?
             .with_breaker(settings.breaker());
-        let shared = settings.shared_budget(store.backend() == Backend::Postgres)?;
+        let postgres = store.backend() == Backend::Postgres;
+        let shared = settings.shared_budget(postgres)?;
+        if postgres && !shared {
+            tracing::warn!(
+                "PROVISIONER_UPSTREAM_BUDGET=local on PostgreSQL: each replica spends the whole upstream limit on its own; several replicas together will exceed it"
+            );
+        }
         if shared {
             upstream = upstream.with_budget(Arc::new(store.clone()));
         }
@@ -112,6 +121,12 @@ impl Application {
     /// The bound port (useful with port 0).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// A handle that stops the server (and so [`Application::run_until_stopped`]) like a
+    /// signal would.
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
     }
 
     /// The service (the demo seeds a tenant through it).

@@ -34,6 +34,19 @@ impl UpstreamBudget for SqlStore {
             let lock = lock.clone();
             async move {
                 let mut tx = self.begin_write().await?;
+                if self.backend() == Backend::Postgres {
+                    // Never queue long behind a holder that stalled (it gives up, or its
+                    // transaction is ended for it), and do not wait for the disk: a grant lost
+                    // in a database crash costs at most one window's worth.
+                    sqlx::raw_sql(
+                        "SET LOCAL lock_timeout = '1s'; \
+                         SET LOCAL idle_in_transaction_session_timeout = '5s'; \
+                         SET LOCAL synchronous_commit = off",
+                    )
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("reading the upstream budget"))?;
+                }
                 let (grants, now): (String, i64) = sqlx::query_as(sqlx::AssertSqlSafe(lock))
                     .bind(account.to_owned())
                     .fetch_one(&mut *tx)

@@ -247,3 +247,8 @@ pub async fn execute_raw(store: &crate::SqlStore, sql: &'static str) {
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
+
+/// The store's connection pool, for tests that act as another holder of the database.
+pub fn pool(store: &SqlStore) -> &sqlx::AnyPool {
+    store.pool()
+}

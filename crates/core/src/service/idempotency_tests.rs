@@ -47,7 +47,7 @@ fn status_of(e: &DomainError) -> u16 {
         DomainError::Forbidden(_) => 403,
         DomainError::Validation(_) | DomainError::IdempotencyKeyReused(_) => 422,
         DomainError::UpstreamRejected(_) => 502,
-        DomainError::UpstreamUnavailable(_) => 503,
+        DomainError::UpstreamUnavailable(_) | DomainError::UpstreamBusy(_) => 503,
         DomainError::Internal(_) => 500,
     }
 }

@@ -423,6 +423,12 @@ impl Provisioner {
     }
 
     fn item_failure(&self, item: &JobItem, e: &DomainError) -> ItemOutcome {
+        if matches!(e, DomainError::UpstreamBusy(_)) {
+            return ItemOutcome::Retry {
+                next_attempt_at: self.clock.now() + super::steps::busy_retry(),
+                detail: e.to_string(),
+            };
+        }
         if matches!(e, DomainError::UpstreamUnavailable(_)) {
             return ItemOutcome::Retry {
                 next_attempt_at: self.clock.now() + self.backoff(item.attempts + 1),

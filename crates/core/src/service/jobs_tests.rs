@@ -230,6 +230,34 @@ async fn a_transient_failure_is_retried_after_a_backoff() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_budget_is_retried_soon_and_not_counted_as_a_failure() {
+    let t = with_tenant().await;
+    // Three times, the account's budget has no slot for the key: nothing is sent.
+    let busy = crate::error::UpstreamError::Busy("no slot in time".into());
+    t.upstream.fault_on(Call::CreateKey, Fault::Fail(busy), 3);
+    let job = t
+        .service
+        .submit_batch(&actor(), &tid(), vec![user("a")])
+        .await
+        .unwrap();
+    for round in 0..3 {
+        let pass = t.service.run_job_pass(100).await.unwrap();
+        assert_eq!((pass.claimed, pass.retried), (1, 1), "round {round}");
+        // Due again within two seconds each time: no growing back-off.
+        t.clock.advance(chrono::Duration::seconds(2));
+    }
+    let row = t.store.get_user(&tid(), &ext("a")).await.unwrap().unwrap();
+    assert_eq!(row.attempts, 0, "a busy budget is not the upstream failing");
+    let pass = t.service.run_job_pass(100).await.unwrap();
+    assert_eq!((pass.claimed, pass.retried), (1, 0));
+    let view = run_to_end(&t, &job.id).await;
+    assert_eq!(view.job.status, JobStatus::Succeeded);
+    t.clock.advance(chrono::Duration::seconds(600));
+    t.service.run_recovery_pass(100).await.unwrap();
+    assert_one_app_one_key(&t, "a");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_dies_mid_item_is_replaced_and_nobody_is_provisioned_twice() {
     let t = with_tenant().await;
     let job = t

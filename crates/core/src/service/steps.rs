@@ -51,6 +51,8 @@ pub(super) struct Outcome {
 pub(super) enum Fail {
     /// Worth retrying later (unavailable, throttled, a race).
     Transient(String),
+    /// Nothing sent for want of the account's budget: retried soon, not backed off.
+    Busy(String),
     /// Will not succeed by repeating (rejected, unauthorized, a foreign app holding the id).
     Permanent(DomainError),
     /// The lease was taken over (or could have lapsed) before or during an upstream call: stop
@@ -61,7 +63,7 @@ pub(super) enum Fail {
 impl std::fmt::Display for Fail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Fail::Transient(m) => f.write_str(m),
+            Fail::Transient(m) | Fail::Busy(m) => f.write_str(m),
             Fail::Permanent(e) => write!(f, "{e}"),
             Fail::LeaseLost => f.write_str("the lease was taken over"),
         }
@@ -78,6 +80,7 @@ impl From<UpstreamError> for Fail {
     fn from(e: UpstreamError) -> Self {
         match e {
             UpstreamError::Unavailable { message, .. } => Fail::Transient(message),
+            UpstreamError::Busy(message) => Fail::Busy(message),
             UpstreamError::NotFound => {
                 Fail::Transient("resource vanished upstream during the operation".into())
             }
@@ -233,7 +236,7 @@ impl Provisioner {
             match self.delete_retired(run, &user, &old).await {
                 Ok(()) => user.retired_key = None,
                 Err(Fail::LeaseLost) => return Err(lease_lost()),
-                Err(Fail::Transient(m)) => {
+                Err(Fail::Transient(m) | Fail::Busy(m)) => {
                     user.last_error = Some(format!("deleting the replaced key: {m}"));
                 }
                 Err(Fail::Permanent(e)) => {
@@ -534,6 +537,12 @@ impl Provisioner {
         let now = self.clock.now();
         let (err, outcome) = match fail {
             Fail::LeaseLost => return Err(lease_lost()),
+            Fail::Busy(m) => {
+                // Not the upstream's fault: no back-off, and `attempts` stays as it is.
+                user.next_attempt_at = Some(now + busy_retry());
+                user.last_error = Some(m.clone());
+                (DomainError::UpstreamBusy(m), None)
+            }
             Fail::Transient(m) => {
                 user.attempts += 1;
                 user.next_attempt_at = Some(now + self.backoff(user.attempts));
@@ -683,4 +692,10 @@ fn describe(template: &str, external_id: &str) -> String {
         .chars()
         .take(500)
         .collect()
+}
+
+/// When work that found the account's budget busy is tried again: soon, with jitter so
+/// waiters do not return together.
+pub(super) fn busy_retry() -> chrono::Duration {
+    chrono::Duration::milliseconds(1000 + i64::from(fastrand::u16(..1000)))
 }

@@ -460,6 +460,7 @@ impl Provisioner {
                 UpstreamError::Unavailable { message, .. } => {
                     DomainError::UpstreamUnavailable(message)
                 }
+                UpstreamError::Busy(message) => DomainError::UpstreamBusy(message),
             })?;
         if !scopes.iter().any(|s| s == "All") {
             let missing: Vec<&str> = PAT_NEEDS

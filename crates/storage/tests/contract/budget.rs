@@ -80,3 +80,35 @@ pub async fn interactive_reservations_burst_until_the_window_is_full(store: &Sql
     let wait = store.reserve("acct", 2, Lane::Interactive).await.unwrap();
     assert!(wait > Duration::from_millis(900), "{wait:?}");
 }
+
+pub async fn a_holder_that_stalls_mid_reservation_does_not_block_the_account(store: &SqlStore) {
+    if store.backend() != provisioner_storage::Backend::Postgres {
+        // SQLite: one writer at a time by design; its busy timeout bounds the wait.
+        return;
+    }
+    store.reserve("stalled", 15, Lane::Bulk).await.unwrap();
+    // Another replica took the account's row lock and froze before committing.
+    let mut tx = provisioner_storage::testing::pool(store)
+        .begin()
+        .await
+        .unwrap();
+    sqlx::query("UPDATE upstream_budget SET grants = grants WHERE account = 'stalled'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        store.reserve("stalled", 15, Lane::Bulk),
+    )
+    .await
+    .expect("the reservation gives up instead of queueing behind the stalled holder");
+    assert!(r.is_err(), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Other accounts are not affected.
+    assert_eq!(
+        store.reserve("free", 15, Lane::Bulk).await.unwrap(),
+        Duration::ZERO
+    );
+    tx.rollback().await.unwrap();
+}

@@ -81,6 +81,7 @@ contract!(
     jobs::a_deleted_tenant_takes_its_jobs_with_it,
     budget::concurrent_reservations_share_one_window,
     budget::interactive_reservations_burst_until_the_window_is_full,
+    budget::a_holder_that_stalls_mid_reservation_does_not_block_the_account,
     jobs::a_started_item_of_a_cancelled_job_is_still_claimed_and_the_job_ends,
     jobs::an_item_that_does_not_read_back_fails_alone,
 );

@@ -304,7 +304,8 @@ impl Provisioner {
                 "tenant {tenant_id} is suspended; reconcile without repair to see the drift"
             )));
         }
-        let account = self.account(&tenant, actor.lane)?;
+        // A scan reads the whole account: it queues with bulk work, not ahead of users.
+        let account = self.account(&tenant, crate::budget::Lane::Bulk)?;
         let scan = self.scan(&tenant, &account).await?;
         if !repair {
             return Ok(scan.report);
@@ -635,6 +636,7 @@ fn upstream_error(e: UpstreamError) -> DomainError {
         }
         UpstreamError::Rejected(m) => DomainError::UpstreamRejected(m),
         UpstreamError::Unavailable { message, .. } => DomainError::UpstreamUnavailable(message),
+        UpstreamError::Busy(message) => DomainError::UpstreamBusy(message),
         UpstreamError::NotFound | UpstreamError::AlreadyExists => DomainError::UpstreamRejected(
             format!("unexpected upstream answer while reading the account: {e}"),
         ),
