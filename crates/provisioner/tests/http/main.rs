@@ -5,6 +5,7 @@
 mod helpers;
 
 mod auto_keys;
+mod budget;
 mod cli;
 mod errors;
 mod faults;
