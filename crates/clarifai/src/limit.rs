@@ -23,9 +23,10 @@ use provisioner_core::ports::UpstreamBudget;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::Instant;
 
-/// A reservation that took longer than this is not used: its grant maps onto this process's
-/// clock with too much doubt (the window's margin is 25 ms). It is spent all the same.
-const MAX_RESERVE_LATENCY: Duration = Duration::from_millis(15);
+/// A grant that would be used later than this after its time (a slow commit, a stalled task,
+/// or doubt in mapping the database's clock onto ours) is not used: the window's margin is
+/// 25 ms, and the request still has to be written. It is spent all the same.
+const MAX_LATENESS: Duration = Duration::from_millis(20);
 
 /// How often a waiter checks that a task still asks the budget for it (the one that did may
 /// have died with the runtime it ran on).
@@ -127,8 +128,9 @@ pub struct AccountLimiter {
     account: String,
     budget: Arc<dyn UpstreamBudget>,
     in_flight: Arc<Semaphore>,
-    /// The cap `in_flight` was sized to.
-    cap: Mutex<u32>,
+    /// The cap in force, and how many permits still have to be retired to reach it (taken
+    /// out of circulation by the pump as they come back).
+    cap: Mutex<(u32, u32)>,
     max_wait: Duration,
     queue: Mutex<Queue>,
 }
@@ -181,7 +183,7 @@ impl AccountLimiter {
             account: account.to_owned(),
             budget,
             in_flight: Arc::new(Semaphore::new(cap as usize)),
-            cap: Mutex::new(cap),
+            cap: Mutex::new((cap, 0)),
             max_wait,
             queue: Mutex::default(),
         }
@@ -195,20 +197,35 @@ impl AccountLimiter {
     /// takes effect as requests in flight end.
     pub fn set_concurrency(&self, max_concurrency: u32) {
         let wanted = max_concurrency.max(1);
-        let mut cap = self.cap.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.cap.lock().unwrap_or_else(PoisonError::into_inner);
+        let (cap, debt) = &mut *guard;
         if wanted > *cap {
-            self.in_flight.add_permits((wanted - *cap) as usize);
+            // Cancel what was still to be retired first, then add the rest.
+            let more = wanted - *cap;
+            let cancelled = more.min(*debt);
+            *debt -= cancelled;
+            self.in_flight.add_permits((more - cancelled) as usize);
         } else if wanted < *cap {
-            let surplus = *cap - wanted;
-            let sem = self.in_flight.clone();
-            // Retire the surplus as permits come back (in the background: never blocks).
-            tokio::spawn(async move {
-                if let Ok(p) = sem.acquire_many_owned(surplus).await {
-                    p.forget();
-                }
-            });
+            // Retire what is free now; the rest as permits come back (see `pay_debt`).
+            let fewer = *cap - wanted;
+            let retired = u32::try_from(self.in_flight.forget_permits(fewer as usize))
+                .unwrap_or(fewer)
+                .min(fewer);
+            *debt += fewer - retired;
         }
         *cap = wanted;
+    }
+
+    /// Retires `permit` instead of using it when the cap was lowered; whether it did.
+    fn pay_debt(&self, permit: OwnedSemaphorePermit) -> Option<OwnedSemaphorePermit> {
+        let mut guard = self.cap.lock().unwrap_or_else(PoisonError::into_inner);
+        if guard.1 > 0 {
+            guard.1 -= 1;
+            permit.forget();
+            None
+        } else {
+            Some(permit)
+        }
     }
 
     /// Waits for a grant in `lane` at `rate` per window (waiters of each lane take turns by
@@ -281,6 +298,9 @@ impl AccountLimiter {
             let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
                 return;
             };
+            let Some(permit) = self.pay_debt(permit) else {
+                continue;
+            };
             let (lane, rate) = {
                 let mut q = self.queue();
                 if !q.anyone_waiting() {
@@ -300,11 +320,10 @@ impl AccountLimiter {
                     .unwrap_or(1);
                 (lane, rate)
             };
-            let asked = Instant::now();
-            let wait = match self.budget.reserve(&self.account, rate, lane).await {
-                Ok(wait) => {
+            let grant = match self.budget.reserve(&self.account, rate, lane).await {
+                Ok(grant) => {
                     backoff = Duration::from_millis(50);
-                    wait
+                    grant
                 }
                 Err(e) => {
                     // The waiters give up at their own deadline if this lasts.
@@ -315,13 +334,15 @@ impl AccountLimiter {
                     continue;
                 }
             };
-            let took = asked.elapsed();
-            if took > MAX_RESERVE_LATENCY {
-                tracing::debug!(account = %self.account, took_ms = took.as_millis(), "a slow reservation's grant is not used");
-                continue;
+            if !grant.wait().is_zero() {
+                tokio::time::sleep_until(grant.at).await;
             }
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
+            let late = Instant::now().saturating_duration_since(grant.at) + grant.doubt;
+            if late > MAX_LATENESS {
+                // Spent, not sent. Its time has passed, so the next reservation cannot run the
+                // shared budget ahead of real time.
+                tracing::debug!(account = %self.account, late_ms = late.as_millis(), "a grant that came too late is not used");
+                continue;
             }
             let mut permit = permit;
             loop {
@@ -643,17 +664,17 @@ mod tests {
             account: &str,
             rate: u32,
             lane: Lane,
-        ) -> Result<Duration, StoreError> {
+        ) -> Result<provisioner_core::budget::Grant, StoreError> {
             let slow = self
                 .slow
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok();
-            // The grant is decided at the start; the answer comes late.
-            let wait = self.inner.reserve(account, rate, lane).await?;
+            // The grant is decided at the start; the answer comes late (a slow commit).
+            let grant = self.inner.reserve(account, rate, lane).await?;
             if slow {
                 tokio::time::sleep(self.delay).await;
             }
-            Ok(wait.saturating_sub(if slow { self.delay } else { Duration::ZERO }))
+            Ok(grant)
         }
     }
 
@@ -674,6 +695,43 @@ mod tests {
         // second at rate 15.
         let at = grant(&l, 16, Lane::Interactive, 15).await;
         at_most_per_second(&at, 15);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_budget_never_runs_the_shared_window_ahead_of_time() {
+        // Every reservation answers 30 ms after deciding: grants due at once come too late.
+        let budget = Arc::new(SlowBudget {
+            inner: LocalBudget::default(),
+            slow: AtomicU32::new(u32::MAX),
+            delay: Duration::from_millis(30),
+        });
+        let l = Arc::new(AccountLimiter::with_budget(
+            "acct",
+            8,
+            budget.clone(),
+            Duration::from_secs(10),
+        ));
+        // Bulk grants are spaced, so after the first they are decided ahead of time and used.
+        let start = Instant::now();
+        let at = grant(&l, 10, Lane::Bulk, 15).await;
+        at_most_per_second(&at, 15);
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        // Whatever was spent unused, the budget's next grant is not far ahead of real time.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let next = budget
+            .inner
+            .reserve("acct", 15, Lane::Interactive)
+            .await
+            .unwrap();
+        assert!(
+            next.wait() < Duration::from_millis(100),
+            "{:?}",
+            next.wait()
+        );
     }
 
     #[test]

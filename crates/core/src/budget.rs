@@ -21,6 +21,23 @@ use crate::ports::UpstreamBudget;
 /// the moment a grant is used here and the moment the upstream counts it.
 pub const BUDGET_WINDOW: Duration = Duration::from_millis(1025);
 
+/// A reserved grant on this process's (monotonic) clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The latest instant the grant may stand for: the request may go from then on.
+    pub at: Instant,
+    /// How much earlier the grant may really have been (the time it took to read the budget's
+    /// clock): a request sent at `at` is up to this late.
+    pub doubt: Duration,
+}
+
+impl Grant {
+    /// How long from now until the grant (zero once it has come).
+    pub fn wait(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+}
+
 /// Which queue an upstream call waits in for its slot. Interactive calls (a caller is waiting
 /// for the answer) go ahead of bulk work (jobs, recovery, drift checks) on the same account.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -123,16 +140,19 @@ impl Default for LocalBudget {
 
 #[async_trait]
 impl UpstreamBudget for LocalBudget {
-    async fn reserve(&self, account: &str, rate: u32, lane: Lane) -> Result<Duration, StoreError> {
-        let now = i64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(i64::MAX);
+    async fn reserve(&self, account: &str, rate: u32, lane: Lane) -> Result<Grant, StoreError> {
+        let asked = Instant::now();
+        let now = i64::try_from(asked.duration_since(self.epoch).as_micros()).unwrap_or(i64::MAX);
         let grant = {
             let mut grants = self.grants.lock().unwrap_or_else(PoisonError::into_inner);
             let recent = grants.entry(account.to_owned()).or_default();
             next_grant(recent, now, rate, window_us(), lane)
         };
-        Ok(Duration::from_micros(
-            u64::try_from(grant.saturating_sub(now)).unwrap_or(0),
-        ))
+        Ok(Grant {
+            at: asked
+                + Duration::from_micros(u64::try_from(grant.saturating_sub(now)).unwrap_or(0)),
+            doubt: Duration::ZERO,
+        })
     }
 }
 
@@ -250,10 +270,10 @@ mod tests {
         let b = LocalBudget::default();
         let i = Lane::Interactive;
         for _ in 0..2 {
-            assert_eq!(b.reserve("a", 2, i).await.unwrap(), Duration::ZERO);
+            assert_eq!(b.reserve("a", 2, i).await.unwrap().wait(), Duration::ZERO);
         }
-        assert_eq!(b.reserve("a", 2, i).await.unwrap(), BUDGET_WINDOW);
+        assert_eq!(b.reserve("a", 2, i).await.unwrap().wait(), BUDGET_WINDOW);
         // Another account has its own window.
-        assert_eq!(b.reserve("b", 2, i).await.unwrap(), Duration::ZERO);
+        assert_eq!(b.reserve("b", 2, i).await.unwrap().wait(), Duration::ZERO);
     }
 }

@@ -301,15 +301,15 @@ pub trait AccountStore: Send + Sync {
 #[async_trait]
 pub trait UpstreamBudget: Send + Sync {
     /// Reserves the account's next grant at `rate` per window ([`crate::budget::next_grant`]):
-    /// how long from now until the request may go (zero: at once). A reservation is spent
-    /// whether or not its request is sent, so the budget errs on the side of sending less.
-    /// Bulk grants are spaced evenly; interactive ones are not.
+    /// when the request may go, on this process's clock. A reservation is spent whether or not
+    /// its request is sent, so the budget errs on the side of sending less. Bulk grants are
+    /// spaced evenly; interactive ones are not.
     async fn reserve(
         &self,
         account: &str,
         rate: u32,
         lane: crate::budget::Lane,
-    ) -> Result<std::time::Duration, StoreError>;
+    ) -> Result<crate::budget::Grant, StoreError>;
 }
 
 /// Bulk onboarding jobs and their items (see [`crate::jobs`]).

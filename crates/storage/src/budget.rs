@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use provisioner_core::StoreError;
-use provisioner_core::budget::{Lane, next_grant, window_us};
+use provisioner_core::budget::{Grant, Lane, next_grant, window_us};
 use provisioner_core::ports::UpstreamBudget;
 
 use crate::error::{backend, retrying};
@@ -17,7 +17,7 @@ use crate::{Backend, SqlStore};
 #[async_trait]
 impl UpstreamBudget for SqlStore {
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn reserve(&self, account: &str, rate: u32, lane: Lane) -> Result<Duration, StoreError> {
+    async fn reserve(&self, account: &str, rate: u32, lane: Lane) -> Result<Grant, StoreError> {
         // Microseconds since the epoch on the database's clock (SQLite's has milliseconds).
         let now = match self.backend() {
             Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)",
@@ -47,11 +47,14 @@ impl UpstreamBudget for SqlStore {
                     .await
                     .map_err(backend("reading the upstream budget"))?;
                 }
+                // The database's clock is read somewhere within this round trip.
+                let sent = tokio::time::Instant::now();
                 let (grants, now): (String, i64) = sqlx::query_as(sqlx::AssertSqlSafe(lock))
                     .bind(account.to_owned())
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(backend("reading the upstream budget"))?;
+                let read = tokio::time::Instant::now();
                 // A value that does not parse is forgotten: the window restarts (at worst one
                 // window's worth too many, never a stuck account).
                 let mut recent: VecDeque<i64> = grants
@@ -73,9 +76,15 @@ impl UpstreamBudget for SqlStore {
                 tx.commit()
                     .await
                     .map_err(backend("spending the upstream budget"))?;
-                Ok(Duration::from_micros(
-                    u64::try_from(grant.saturating_sub(now)).unwrap_or(0),
-                ))
+                // Mapped from the latest moment the clock could have been read: a request
+                // sent then is late by at most `doubt`, never early.
+                Ok(Grant {
+                    at: read
+                        + Duration::from_micros(
+                            u64::try_from(grant.saturating_sub(now)).unwrap_or(0),
+                        ),
+                    doubt: read - sent,
+                })
             }
         })
         .await

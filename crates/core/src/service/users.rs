@@ -291,11 +291,15 @@ impl Provisioner {
         tenant_id: &TenantId,
         external_id: &ExternalId,
     ) -> Result<User, DomainError> {
-        self.tenant(tenant_id).await?;
-        self.store
-            .get_user(tenant_id, external_id)
-            .await?
-            .ok_or_else(|| DomainError::NotFound("user not found".into()))
+        // One read on the hot path: a user row implies its tenant (foreign key); only a miss
+        // looks at the tenant, to say which is missing.
+        match self.store.get_user(tenant_id, external_id).await? {
+            Some(user) => Ok(user),
+            None => {
+                self.tenant(tenant_id).await?;
+                Err(DomainError::NotFound("user not found".into()))
+            }
+        }
     }
 
     /// A tenant's users by external id, optionally of one status.

@@ -28,8 +28,9 @@ pub async fn concurrent_reservations_share_one_window(store: &SqlStore) {
             tokio::spawn(async move {
                 let mut grants = Vec::new();
                 for _ in 0..10 {
-                    let wait = store.reserve("acct one", rate, Lane::Bulk).await.unwrap();
-                    grants.push(Instant::now() + wait);
+                    let grant = store.reserve("acct one", rate, Lane::Bulk).await.unwrap();
+                    assert!(grant.doubt < Duration::from_millis(100));
+                    grants.push(grant.at.into_std());
                 }
                 grants
             })
@@ -54,7 +55,11 @@ pub async fn concurrent_reservations_share_one_window(store: &SqlStore) {
     );
     // Another account has a budget of its own.
     assert_eq!(
-        store.reserve("acct two", rate, Lane::Bulk).await.unwrap(),
+        store
+            .reserve("acct two", rate, Lane::Bulk)
+            .await
+            .unwrap()
+            .wait(),
         Duration::ZERO
     );
 }
@@ -64,20 +69,33 @@ pub async fn interactive_reservations_burst_until_the_window_is_full(store: &Sql
     let tasks: Vec<_> = (0..5)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move { store.reserve("acct", 5, Lane::Interactive).await })
+            tokio::spawn(async move {
+                store
+                    .reserve("acct", 5, Lane::Interactive)
+                    .await
+                    .map(|g| g.wait())
+            })
         })
         .collect();
     for t in tasks {
         assert_eq!(t.await.unwrap().unwrap(), Duration::ZERO);
     }
     // The sixth waits for the first to leave the window.
-    let wait = store.reserve("acct", 5, Lane::Interactive).await.unwrap();
+    let wait = store
+        .reserve("acct", 5, Lane::Interactive)
+        .await
+        .unwrap()
+        .wait();
     assert!(
         wait > Duration::from_millis(900) && wait <= Duration::from_millis(1025),
         "{wait:?}"
     );
     // A lower rate is obeyed at once: the window already holds more than it.
-    let wait = store.reserve("acct", 2, Lane::Interactive).await.unwrap();
+    let wait = store
+        .reserve("acct", 2, Lane::Interactive)
+        .await
+        .unwrap()
+        .wait();
     assert!(wait > Duration::from_millis(900), "{wait:?}");
 }
 
@@ -107,7 +125,7 @@ pub async fn a_holder_that_stalls_mid_reservation_does_not_block_the_account(sto
     assert!(started.elapsed() < Duration::from_secs(5));
     // Other accounts are not affected.
     assert_eq!(
-        store.reserve("free", 15, Lane::Bulk).await.unwrap(),
+        store.reserve("free", 15, Lane::Bulk).await.unwrap().wait(),
         Duration::ZERO
     );
     tx.rollback().await.unwrap();
