@@ -425,7 +425,7 @@ impl Provisioner {
     fn item_failure(&self, item: &JobItem, e: &DomainError) -> ItemOutcome {
         if matches!(e, DomainError::UpstreamBusy(_)) {
             return ItemOutcome::Retry {
-                next_attempt_at: self.clock.now() + super::steps::busy_retry(),
+                next_attempt_at: self.clock.now() + super::busy_retry(),
                 detail: e.to_string(),
             };
         }

@@ -310,3 +310,9 @@ mod sealing_tests;
 mod tenant_tests;
 #[cfg(test)]
 mod tests;
+
+/// When work that found the account's budget busy is tried again: soon, with jitter so
+/// waiters do not return together.
+pub(super) fn busy_retry() -> chrono::Duration {
+    chrono::Duration::milliseconds(1000 + i64::from(fastrand::u16(..1000)))
+}

@@ -539,7 +539,7 @@ impl Provisioner {
             Fail::LeaseLost => return Err(lease_lost()),
             Fail::Busy(m) => {
                 // Not the upstream's fault: no back-off, and `attempts` stays as it is.
-                user.next_attempt_at = Some(now + busy_retry());
+                user.next_attempt_at = Some(now + super::busy_retry());
                 user.last_error = Some(m.clone());
                 (DomainError::UpstreamBusy(m), None)
             }
@@ -692,10 +692,4 @@ fn describe(template: &str, external_id: &str) -> String {
         .chars()
         .take(500)
         .collect()
-}
-
-/// When work that found the account's budget busy is tried again: soon, with jitter so
-/// waiters do not return together.
-pub(super) fn busy_retry() -> chrono::Duration {
-    chrono::Duration::milliseconds(1000 + i64::from(fastrand::u16(..1000)))
 }
