@@ -111,6 +111,13 @@ impl ApiApp {
             .configure(|cfg| body::extractor_configs(cfg, limit))
             .configure(routes::configure)
             .default_service(web::to(routes::not_found))
+            // Every answer: never sniffed as another type, never stored by a cache (answers
+            // carry secrets, tenants' data and per-caller views; a handler may say otherwise).
+            .wrap(
+                middleware::DefaultHeaders::new()
+                    .add(("X-Content-Type-Options", "nosniff"))
+                    .add(("Cache-Control", "no-store")),
+            )
             .wrap(TracingLogger::<request_id::RootSpan>::new())
             .wrap(middleware::from_fn(request_id::request_id_middleware))
     }

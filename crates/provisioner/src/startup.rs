@@ -34,6 +34,8 @@ impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         // Settings that can be wrong are checked before the database is touched.
         settings.sealer()?;
+        JwtVerifier::new(&settings.auth_config()?)
+            .map_err(|e| anyhow::anyhow!("JWT settings: {e}"))?;
         settings.shared_budget(false)?;
         let store = connect(settings).await?;
         let mut upstream = ClarifaiUpstream::from_config(settings.upstream())

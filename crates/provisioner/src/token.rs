@@ -41,6 +41,7 @@ pub fn mint(
         exp: now + ttl_secs,
         iat: Some(now),
         scope: scope.to_owned(),
+        scp: String::new(),
         tenant: tenant.map(str::to_owned),
         iss: issuer.map(str::to_owned),
         aud: audience.map(str::to_owned),

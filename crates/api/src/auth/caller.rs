@@ -149,8 +149,7 @@ impl Caller {
             None => None,
         };
         let scopes = claims
-            .scope
-            .split_whitespace()
+            .permissions()
             .filter_map(|s| {
                 [
                     Need::Read,

@@ -4,8 +4,11 @@
 //! HS256 secret accepts only HMAC tokens, a PEM public key only its own family (RSA, EC or
 //! Ed25519), a JWKS key only its `alg` (or its family). A token is tried only against keys whose
 //! algorithms include its header's `alg`, so `alg: none` and algorithm confusion (an HS256 token
-//! "signed" with an RSA public key's PEM) are refused. `exp` is required; `iss` and `aud` are
-//! required and checked when configured.
+//! "signed" with an RSA public key's PEM) are refused. `exp` is required and `nbf` checked
+//! (both with 30 s of leeway); `iss` and `aud` are required and checked when configured. An
+//! HS256 secret has at least 32 bytes; a JWKS may hold keys this service cannot use (encryption
+//! keys, unknown algorithms): they are skipped, not fatal. Permissions come from `scope` (a
+//! space-separated string or an array) and `scp` (either form, as Entra ID sends them).
 
 mod caller;
 
@@ -64,6 +67,9 @@ pub enum AuthConfigError {
     /// The HS256 secret is empty.
     #[error("the HS256 secret is empty")]
     EmptySecret,
+    /// The HS256 secret is shorter than 32 bytes (guessable offline from any one token).
+    #[error("the HS256 secret must be at least 32 bytes, e.g. `head -c32 /dev/urandom | base64`")]
+    ShortSecret,
     /// The PEM is not an RSA, EC or Ed25519 public key.
     #[error("the JWT public key is not an RSA, EC or Ed25519 PEM key")]
     BadPem,
@@ -79,9 +85,17 @@ pub struct Claims {
     pub sub: String,
     /// Expiry (seconds since the epoch); required.
     pub exp: i64,
-    /// Space-separated permissions, e.g. `provisioner:write provisioner:secrets`.
-    #[serde(default)]
+    /// Space-separated permissions, e.g. `provisioner:write provisioner:secrets` (a JSON array
+    /// of them is accepted too).
+    #[serde(default, deserialize_with = "words")]
     pub scope: String,
+    /// Permissions under the name some identity providers use (Entra ID), merged with `scope`.
+    #[serde(
+        default,
+        deserialize_with = "words",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub scp: String,
     /// The one tenant a non-admin token may touch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
@@ -98,6 +112,30 @@ pub struct Claims {
     /// Issued at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<i64>,
+}
+
+/// A space-separated string, or an array of words joined with spaces.
+fn words<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Words {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<Words>::deserialize(d)? {
+        None => String::new(),
+        Some(Words::One(s)) => s,
+        Some(Words::Many(v)) => v.join(" "),
+    })
+}
+
+impl Claims {
+    /// Every permission word of `scope` and `scp`.
+    pub fn permissions(&self) -> impl Iterator<Item = &str> {
+        self.scope
+            .split_whitespace()
+            .chain(self.scp.split_whitespace())
+    }
 }
 
 fn string_or_first<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -158,6 +196,9 @@ impl JwtVerifier {
         if let Some(secret) = &cfg.hs256_secret {
             if secret.expose_secret().is_empty() {
                 return Err(AuthConfigError::EmptySecret);
+            }
+            if secret.expose_secret().len() < 32 {
+                return Err(AuthConfigError::ShortSecret);
             }
             let key = DecodingKey::from_secret(secret.expose_secret().as_bytes());
             static_keys.push(VerifyKey {
@@ -221,6 +262,7 @@ impl JwtVerifier {
         let mut v = Validation::new(algorithms[0]);
         v.algorithms = algorithms.to_vec();
         v.leeway = LEEWAY_SECS;
+        v.validate_nbf = true;
         let mut required = vec!["exp", "sub"];
         match &self.issuer {
             Some(iss) => {
@@ -279,14 +321,28 @@ fn jwks_keys(json: &str) -> Result<Vec<VerifyKey>, AuthConfigError> {
         serde_json::from_str(json).map_err(|e| AuthConfigError::BadJwks(e.to_string()))?;
     let mut keys = Vec::new();
     for jwk in &set.keys {
-        let key =
-            DecodingKey::from_jwk(jwk).map_err(|e| AuthConfigError::BadJwks(e.to_string()))?;
+        let kid = jwk.common.key_id.as_deref().unwrap_or("-");
+        // Keys for encryption, or of a kind or algorithm this service cannot verify with, are
+        // skipped: an identity provider's set often holds some.
+        if matches!(
+            jwk.common.public_key_use,
+            Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+        ) {
+            tracing::info!(kid, "JWKS: skipping an encryption key");
+            continue;
+        }
+        let Ok(key) = DecodingKey::from_jwk(jwk) else {
+            tracing::warn!(kid, "JWKS: skipping a key that cannot verify signatures");
+            continue;
+        };
         let algorithms = match jwk.common.key_algorithm {
-            Some(alg) => vec![
-                format!("{alg:?}")
-                    .parse::<Algorithm>()
-                    .map_err(|e| AuthConfigError::BadJwks(e.to_string()))?,
-            ],
+            Some(alg) => match format!("{alg:?}").parse::<Algorithm>() {
+                Ok(a) if key.family().algorithms().contains(&a) => vec![a],
+                _ => {
+                    tracing::warn!(kid, alg = ?alg, "JWKS: skipping a key whose algorithm is not a signature this service verifies");
+                    continue;
+                }
+            },
             None => key.family().algorithms().to_vec(),
         };
         keys.push(VerifyKey {
@@ -296,7 +352,9 @@ fn jwks_keys(json: &str) -> Result<Vec<VerifyKey>, AuthConfigError> {
         });
     }
     if keys.is_empty() {
-        return Err(AuthConfigError::BadJwks("it holds no keys".into()));
+        return Err(AuthConfigError::BadJwks(
+            "it holds no key this service can verify signatures with".into(),
+        ));
     }
     Ok(keys)
 }

@@ -300,3 +300,88 @@ fn auth_config_debug_redacts_the_secret() {
     let dbg = format!("{:?}", hs_config());
     assert!(!dbg.contains(SECRET), "{dbg}");
 }
+
+#[test]
+fn nbf_is_checked_and_the_hs256_secret_has_32_bytes() {
+    let v = verifier(hs_config());
+    let hs = EncodingKey::from_secret(SECRET.as_bytes());
+    let now = chrono::Utc::now().timestamp();
+    let later =
+        json!({"sub": "alice", "exp": now + 600, "nbf": now + 300, "scope": "provisioner:admin"});
+    let err = v
+        .verify(&sign(Algorithm::HS256, &hs, &later, None))
+        .unwrap_err();
+    assert_eq!(err, "token not valid yet");
+    // Within the leeway it is accepted.
+    let soon =
+        json!({"sub": "alice", "exp": now + 600, "nbf": now + 5, "scope": "provisioner:admin"});
+    assert!(v.verify(&sign(Algorithm::HS256, &hs, &soon, None)).is_ok());
+    assert!(matches!(
+        JwtVerifier::new(&AuthConfig {
+            hs256_secret: Some(SecretString::from("31-bytes-is-one-too-few-0123456")),
+            ..AuthConfig::default()
+        }),
+        Err(AuthConfigError::ShortSecret)
+    ));
+}
+
+#[test]
+fn scope_may_be_an_array_and_scp_counts_too() {
+    let v = verifier(hs_config());
+    let hs = EncodingKey::from_secret(SECRET.as_bytes());
+    let exp = chrono::Utc::now().timestamp() + 600;
+    for (claims, want) in [
+        (
+            json!({"sub": "a", "exp": exp, "scope": ["provisioner:read", "provisioner:write"]}),
+            "provisioner:read provisioner:write",
+        ),
+        (
+            json!({"sub": "a", "exp": exp, "scp": "provisioner:read"}),
+            "provisioner:read",
+        ),
+        (
+            json!({"sub": "a", "exp": exp, "scp": ["provisioner:admin"], "scope": "openid"}),
+            "openid provisioner:admin",
+        ),
+    ] {
+        let c = v
+            .verify(&sign(Algorithm::HS256, &hs, &claims, None))
+            .expect("verifies");
+        assert_eq!(c.permissions().collect::<Vec<_>>().join(" "), want);
+    }
+}
+
+#[test]
+fn a_jwks_with_keys_it_cannot_use_loads_the_usable_ones() {
+    let rsa = EncodingKey::from_rsa_pem(RSA_PRIVATE).expect("rsa");
+    let mut sig = Jwk::from_encoding_key(&rsa, Algorithm::RS256).expect("jwk");
+    sig.common.key_id = Some("sig".into());
+    let mut enc: serde_json::Value = serde_json::to_value(&sig).expect("json");
+    enc["kid"] = json!("enc");
+    enc["use"] = json!("enc");
+    enc["alg"] = json!("RSA-OAEP");
+    let mut odd = serde_json::to_value(&sig).expect("json");
+    odd["kid"] = json!("odd");
+    odd["alg"] = json!("ES256");
+    let set = json!({"keys": [enc, odd, serde_json::to_value(&sig).expect("json")]});
+    let v = verifier(AuthConfig {
+        jwks_json: Some(set.to_string()),
+        ..AuthConfig::default()
+    });
+    assert!(
+        v.verify(&sign(Algorithm::RS256, &rsa, &good_claims(), Some("sig")))
+            .is_ok()
+    );
+    assert!(
+        v.verify(&sign(Algorithm::RS256, &rsa, &good_claims(), Some("enc")))
+            .is_err()
+    );
+    // Only keys it cannot use: refused at start, with a clear reason.
+    let only = json!({"keys": [set["keys"][0].clone()]});
+    let err = JwtVerifier::new(&AuthConfig {
+        jwks_json: Some(only.to_string()),
+        ..AuthConfig::default()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("no key"), "{err}");
+}

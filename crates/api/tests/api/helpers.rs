@@ -119,6 +119,7 @@ pub fn claims(scope: &str, tenant: Option<&str>) -> Claims {
         sub: format!("tester-{}", scope.replace(' ', "+")),
         exp: chrono::Utc::now().timestamp() + 3600,
         scope: scope.to_owned(),
+        scp: String::new(),
         tenant: tenant.map(str::to_owned),
         iss: None,
         aud: None,

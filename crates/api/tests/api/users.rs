@@ -286,3 +286,45 @@ async fn audit_events_carry_the_request_id_and_the_caller() {
     assert_eq!(e["actor"], "tester-provisioner:write");
     assert!(!events.to_string().contains("pat-super-secret-0001"));
 }
+
+#[actix_web::test]
+async fn every_answer_is_nosniff_and_secrets_are_never_cached() {
+    let app = spawn().await;
+    app.tenant("acme").await;
+    let a = admin();
+    let created = app
+        .call("PUT", "/v1/tenants/acme/users/carol", Some(&a), None)
+        .await;
+    assert_eq!(created.status, 201);
+    let revealed = app
+        .call(
+            "POST",
+            "/v1/tenants/acme/users/carol/reveal-key",
+            Some(&a),
+            None,
+        )
+        .await;
+    let missing = app.call("GET", "/v1/nowhere", Some(&a), None).await;
+    let health = app.call("GET", "/healthz", None, None).await;
+    let unauthenticated = app.call("GET", "/v1/tenants", None, None).await;
+    for (what, r) in [
+        ("201 with the secret", &created),
+        ("reveal-key", &revealed),
+        ("404", &missing),
+        ("healthz", &health),
+        ("401", &unauthenticated),
+    ] {
+        assert_eq!(
+            r.headers
+                .get("x-content-type-options")
+                .map(|v| v.to_str().unwrap()),
+            Some("nosniff"),
+            "{what}"
+        );
+        assert_eq!(
+            r.headers.get("cache-control").map(|v| v.to_str().unwrap()),
+            Some("no-store"),
+            "{what}"
+        );
+    }
+}

@@ -26,7 +26,10 @@ fn serve_refuses_to_start_without_a_master_key_or_a_jwt_verifier() {
     let out = clean_env(&mut Command::new(BIN))
         .arg("serve")
         .env("PROVISIONER_DATABASE_URL", &url)
-        .env("PROVISIONER_JWT_HS256_SECRET", "a-jwt-secret-for-tests")
+        .env(
+            "PROVISIONER_JWT_HS256_SECRET",
+            "a-jwt-secret-for-tests-0123456789",
+        )
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -41,7 +44,7 @@ fn serve_refuses_to_start_without_a_master_key_or_a_jwt_verifier() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("JWT"), "{err}");
-    assert!(!err.contains("a-jwt-secret-for-tests"));
+    assert!(!err.contains("a-jwt-secret-for-tests-0123456789"));
 
     let out = clean_env(&mut Command::new(BIN))
         .arg("serve")
@@ -54,13 +57,26 @@ fn serve_refuses_to_start_without_a_master_key_or_a_jwt_verifier() {
         !out.status.success(),
         "a master key that is not 32 bytes is refused"
     );
+
+    let short = "31-bytes-is-one-too-few-0123456";
+    let out = clean_env(&mut Command::new(BIN))
+        .arg("serve")
+        .env("PROVISIONER_DATABASE_URL", &url)
+        .env("PROVISIONER_MASTER_KEY", MasterKey::generate().to_base64())
+        .env("PROVISIONER_JWT_HS256_SECRET", short)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a short HS256 secret is refused");
+    assert!(err.contains("at least 32 bytes"), "{err}");
+    assert!(!err.contains(short), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_token_serve_and_sigterm_work_end_to_end() {
     let (url, dir) = provisioner_storage::testing::fresh_sqlite_url();
     let key = MasterKey::generate().to_base64();
-    let jwt = "jwt-secret-for-the-cli-test";
+    let jwt = "jwt-secret-for-the-cli-test-0123456789";
     let status = clean_env(&mut Command::new(BIN))
         .arg("migrate")
         .env("PROVISIONER_DATABASE_URL", &url)
@@ -166,7 +182,7 @@ async fn reseal_moves_every_secret_to_a_new_master_key() {
         MasterKey::generate().to_base64(),
         MasterKey::generate().to_base64(),
     );
-    let jwt = SecretString::from("jwt-secret-for-the-reseal-test");
+    let jwt = SecretString::from("jwt-secret-for-the-reseal-test-0123456789");
     let admin = token(&jwt, "provisioner:admin", None);
     let http = reqwest::Client::new();
     let sim = simulator(0, 0).await;
@@ -326,7 +342,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_a_restart_serves_on() {
     // Arrange: every upstream call takes 600 ms, so a provisioning is in flight for ~1.2 s.
     let sim = simulator(600, 0).await;
     let (url, dir) = provisioner_storage::testing::fresh_sqlite_url();
-    let jwt = secrecy::SecretString::from("jwt-secret-for-the-sigterm-test");
+    let jwt = secrecy::SecretString::from("jwt-secret-for-the-sigterm-test-0123456789");
     let env = ServerEnv::new(free_port(), &url, &jwt, &dir.path().join("serve.log"));
     let mut server = Server::new(env);
     server.start().await;
