@@ -130,7 +130,10 @@ pub fn server(
     settings: HttpSettings,
 ) -> std::io::Result<actix_web::dev::Server> {
     let app = ApiApp::new(state, &settings);
+    // Signals are the binary's to handle (SIGTERM and SIGINT alike, gracefully): actix's own
+    // handling would stop at once on SIGINT.
     let mut server = HttpServer::new(move || app.clone().build())
+        .disable_signals()
         .shutdown_timeout(settings.shutdown_timeout_secs)
         .listen(listener)?;
     if settings.workers > 0 {

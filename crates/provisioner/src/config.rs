@@ -146,14 +146,31 @@ impl std::fmt::Debug for Settings {
 
 /// A database URL with its password replaced, for logs.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
+            let creds = &base[s + 3..at];
             let user = creds.split(':').next().unwrap_or("");
-            format!("{}://{}:***@{}", &url[..s], user, &url[at + 1..])
+            format!("{}://{}:***@{}", &base[..s], user, &base[at + 1..])
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(q) = query {
+        // `?password=`, `sslpassword=` and the like carry secrets too.
+        let params: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.to_ascii_lowercase().contains("password") => format!("{k}=***"),
+                _ => p.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out
 }
 
 /// A base64 master key from its variable or, failing that, its `_FILE` variable; `None` when
@@ -360,6 +377,27 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_urls_are_printed_without_their_passwords() {
+        for (url, want) in [
+            ("postgres://app:pw1@db/prov", "postgres://app:***@db/prov"),
+            (
+                "postgres://db/prov?user=app&password=pw2&sslmode=require",
+                "postgres://db/prov?user=app&password=***&sslmode=require",
+            ),
+            (
+                "postgres://app:pw3@db/prov?sslpassword=pw4",
+                "postgres://app:***@db/prov?sslpassword=***",
+            ),
+            (
+                "sqlite://./data/provisioner.db",
+                "sqlite://./data/provisioner.db",
+            ),
+        ] {
+            assert_eq!(redact_url(url), want);
+        }
+    }
 
     #[test]
     fn debug_output_hides_secrets() {

@@ -26,6 +26,7 @@ pub struct Application {
     recovery_interval: Duration,
     job_concurrency: u32,
     drift_interval: Duration,
+    shutdown_timeout: Duration,
     store: SqlStore,
 }
 
@@ -75,6 +76,13 @@ impl Application {
         let sealer = settings.sealer()?;
         let verifier = JwtVerifier::new(&settings.auth_config()?)
             .map_err(|e| anyhow::anyhow!("JWT settings: {e}"))?;
+        if (settings.jwt_public_key_file.is_some() || settings.jwt_jwks_file.is_some())
+            && settings.jwt_audience.is_none()
+        {
+            tracing::warn!(
+                "a public key or JWKS verifies tokens but PROVISIONER_JWT_AUDIENCE is not set: any token your identity provider signs for another application is accepted too"
+            );
+        }
         let service = Provisioner::new(
             Arc::new(store.clone()),
             upstream,
@@ -116,6 +124,7 @@ impl Application {
             recovery_interval: Duration::from_secs(settings.recovery_interval_secs),
             job_concurrency: settings.job_concurrency,
             drift_interval: Duration::from_secs(settings.drift_check_interval_secs),
+            shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs.max(1)),
             store,
         })
     }
@@ -175,8 +184,14 @@ impl Application {
         let served = self.server.await;
         signals.abort();
         let _ = stop_tx.send(true);
+        // Workers stop between passes; one stuck in a pass is not waited for past the
+        // shutdown timeout (its leases expire, and recovery resumes its work).
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         for w in workers {
-            let _ = w.await;
+            if tokio::time::timeout_at(deadline, w).await.is_err() {
+                tracing::warn!("a background worker did not stop in time; leaving it");
+                break;
+            }
         }
         match self.service.release_own_job_items().await {
             Ok(0) => {}

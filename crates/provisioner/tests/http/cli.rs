@@ -338,6 +338,17 @@ async fn reseal_moves_every_secret_to_a_new_master_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_lets_in_flight_requests_finish_and_a_restart_serves_on() {
+    graceful_stop("-TERM").await;
+}
+
+/// Ctrl-C in a terminal: as graceful as SIGTERM (actix's own signal handling, which stops at
+/// once on SIGINT, is off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigint_is_as_graceful_as_sigterm() {
+    graceful_stop("-INT").await;
+}
+
+async fn graceful_stop(signal: &'static str) {
     use crate::process::{Server, ServerEnv, simulator, tenant_body};
     // Arrange: every upstream call takes 600 ms, so a provisioning is in flight for ~1.2 s.
     let sim = simulator(600, 0).await;
@@ -367,7 +378,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_a_restart_serves_on() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 201);
 
-    // Act: a PUT is in flight when SIGTERM arrives.
+    // Act: a PUT is in flight when the signal arrives.
     let put = {
         let (http, base, admin) = (http.clone(), base.clone(), admin.clone());
         tokio::spawn(async move {
@@ -382,7 +393,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_a_restart_serves_on() {
     };
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let status = tokio::task::spawn_blocking(move || {
-        let s = server.terminate(std::time::Duration::from_secs(10));
+        let s = server.stop_with(signal, std::time::Duration::from_secs(10));
         (s, server)
     })
     .await

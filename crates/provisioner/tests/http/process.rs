@@ -180,12 +180,15 @@ impl Server {
         }
     }
 
-    /// SIGTERM, then waits (at most `within`) for the child to exit; its status, or `None`
-    /// if it was still running (it is then killed).
-    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+    /// Sends `signal` (`-TERM`, `-INT`) and waits up to `within` for the exit (then kills).
+    pub fn stop_with(
+        &mut self,
+        signal: &str,
+        within: Duration,
+    ) -> Option<std::process::ExitStatus> {
         let mut c = self.child.take()?;
         let pid = c.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = Command::new("kill").args([signal, &pid]).status();
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = c.try_wait() {
