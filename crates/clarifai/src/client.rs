@@ -16,7 +16,7 @@ use tracing::Instrument;
 use url::Url;
 
 use crate::config::ClientConfig;
-use crate::decode::decode;
+use crate::decode::decode_scrubbed;
 use crate::error::{ClarifaiError, ErrorKind};
 use crate::limit::AccountLimiter;
 use crate::retry::{self, Idempotency, Op};
@@ -208,9 +208,8 @@ impl ClarifaiClient {
         };
         let started = Instant::now();
         let result = match self.send(call, url, limit).await {
-            Ok((status, headers, body)) => {
-                decode::<T>(status, &headers, &body).map_err(|e| (Some(status), e))
-            }
+            Ok((status, headers, body)) => decode_scrubbed::<T>(status, &headers, &body, secrets)
+                .map_err(|e| (Some(status), e)),
             Err(e) => Err((None, e)),
         };
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);

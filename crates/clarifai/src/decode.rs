@@ -7,7 +7,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::error::{ClarifaiError, ErrorKind, MAX_MESSAGE_CHARS, truncate};
+use crate::error::{ClarifaiError, ErrorKind, MAX_MESSAGE_CHARS, redact, truncate};
 
 /// `status.code` of a successful answer.
 pub const SUCCESS: u32 = 10000;
@@ -135,6 +135,17 @@ pub fn decode<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<T, ClarifaiError> {
+    decode_scrubbed(http, headers, body, &[])
+}
+
+/// [`decode`], with `secrets` removed from the upstream's message and request id before they
+/// are cut to length: a secret across the cut would otherwise leave its first characters.
+pub(crate) fn decode_scrubbed<T: DeserializeOwned>(
+    http: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+    secrets: &[&str],
+) -> Result<T, ClarifaiError> {
     let ok_http = (200..300).contains(&http);
     let retry_after = retry_after(headers);
     let fail = |kind: ErrorKind, code: Option<u32>, message: String, req_id: Option<String>| {
@@ -142,8 +153,8 @@ pub fn decode<T: DeserializeOwned>(
             kind,
             http_status: Some(http),
             code,
-            message: truncate(&message, MAX_MESSAGE_CHARS),
-            req_id,
+            message: truncate(&redact(&message, secrets), MAX_MESSAGE_CHARS),
+            req_id: req_id.map(|r| truncate(&redact(&r, secrets), 64)),
             retry_after,
             request_sent: true,
             ambiguous: false,
@@ -174,7 +185,7 @@ pub fn decode<T: DeserializeOwned>(
     let req_id = status
         .and_then(|s| s.get("req_id"))
         .and_then(Value::as_str)
-        .map(|r| truncate(r, 64));
+        .map(str::to_owned);
     if ok_http && code == Some(SUCCESS) {
         return serde_json::from_value(value).map_err(|e| {
             let msg = format!(

@@ -278,3 +278,21 @@ proptest! {
         assert_typed(decode::<Apps>(http, &HeaderMap::new(), &serde_json::to_vec(&body).unwrap()));
     }
 }
+
+#[test]
+fn a_secret_across_the_cut_is_removed_whole() {
+    let secret = "pat-0123456789abcdef0123456789";
+    // The secret starts a few characters before the message is cut to length.
+    let message = format!("{}{secret} is not valid", "x".repeat(MAX_MESSAGE_CHARS - 6));
+    let body =
+        format!(r#"{{"status":{{"code":11008,"description":"{message}","req_id":"{secret}"}}}}"#);
+    let e = decode_scrubbed::<Apps>(401, &no_headers(), body.as_bytes(), &[secret]).unwrap_err();
+    assert!(!e.message.contains("pat-"), "{}", e.message);
+    assert!(e.message.chars().count() <= MAX_MESSAGE_CHARS + 1);
+    assert_eq!(e.req_id.as_deref(), Some("[REDACTED]"));
+    // Cut first and scrubbed after (the order before), the secret's start stays.
+    let late = decode::<Apps>(401, &no_headers(), body.as_bytes())
+        .unwrap_err()
+        .scrub(&[secret]);
+    assert!(late.message.contains("pat-"), "{}", late.message);
+}
