@@ -2,12 +2,11 @@
 //! throughput from a separate load-generator process, and the official Python client's
 //! sequential loop as the obvious alternative.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::setup::{
-    Cluster, Db, TenantSpec, create_tenant, put_user, quantile, simulator, submit_batch, wait_job,
+    Cluster, Db, TenantSpec, create_tenant, put_new_users, quantile, simulator, submit_batch,
+    wait_job,
 };
 
 /// CPU seconds this process has used (user, system), from /proc; zeroes elsewhere.
@@ -48,38 +47,11 @@ pub async fn zero_latency_table(users: usize) -> anyhow::Result<()> {
         };
         create_tenant(&http, cluster.base(), &cluster.admin, &spec).await?;
         let clients = 64;
-        let next = Arc::new(AtomicUsize::new(0));
         let (cpu0, calls0, start) = (cpu_seconds(), sim.request_count(), Instant::now());
-        let mut tasks = Vec::new();
-        for _ in 0..clients {
-            let (http, base, admin, next) = (
-                http.clone(),
-                cluster.base().to_owned(),
-                cluster.admin.clone(),
-                next.clone(),
-            );
-            tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= users {
-                        return Ok::<_, anyhow::Error>(lat);
-                    }
-                    let t = Instant::now();
-                    let status = put_user(&http, &base, &admin, "zero", &format!("z-{i}")).await?;
-                    anyhow::ensure!(status == 201, "PUT answered {status}");
-                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                }
-            }));
-        }
-        let mut lat = Vec::new();
-        for t in tasks {
-            lat.extend(t.await??);
-        }
+        let lat = put_new_users(&http, &cluster, "zero", "z", clients, users).await?;
         let wall = start.elapsed().as_secs_f64();
         let cpu1 = cpu_seconds();
         let calls = sim.request_count() - calls0;
-        lat.sort_by(f64::total_cmp);
         let (user, sys) = (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1);
         println!(
             "| | {} | {users} | {clients} | {:.0} | {:.0} | {:.1} | {:.1} | {:.0} % | {user:.1} / {sys:.1} |",

@@ -2,11 +2,11 @@
 //! out of the way (the service's own overhead over its two upstream calls), and a lone PUT
 //! after an idle second at the default 15 requests per second (the pacing's cost).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::setup::{Cluster, Db, TenantSpec, create_tenant, put_user, quantile, simulator};
+use crate::setup::{
+    Cluster, Db, TenantSpec, create_tenant, put_new_users, put_user, quantile, simulator,
+};
 
 /// Upstream latency of every call in these tables.
 const LATENCY_MS: f64 = 25.0;
@@ -60,35 +60,7 @@ async fn measure(db: Db, clients: usize, per_client: usize) -> anyhow::Result<Op
     create_tenant(&http, cluster.base(), &cluster.admin, &spec).await?;
     // Warm the connections.
     put_user(&http, cluster.base(), &cluster.admin, "lat", "warm").await?;
-    let next = Arc::new(AtomicUsize::new(0));
-    let total = clients * per_client;
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (http, base, admin, next) = (
-            http.clone(),
-            cluster.base().to_owned(),
-            cluster.admin.clone(),
-            next.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= total {
-                    return Ok::<_, anyhow::Error>(lat);
-                }
-                let t = Instant::now();
-                let status = put_user(&http, &base, &admin, "lat", &format!("u-{i}")).await?;
-                anyhow::ensure!(status == 201, "PUT answered {status}");
-                lat.push(t.elapsed().as_secs_f64() * 1000.0);
-            }
-        }));
-    }
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await??);
-    }
-    lat.sort_by(f64::total_cmp);
+    let lat = put_new_users(&http, &cluster, "lat", "u", clients, clients * per_client).await?;
     cluster.stop().await;
     sim.stop().await;
     Ok(Some(lat))

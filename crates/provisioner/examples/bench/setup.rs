@@ -280,3 +280,46 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
     sorted[i.min(sorted.len() - 1)]
 }
+
+/// `clients` concurrent clients PUT `total` new users of `tenant` (`{prefix}-N`) back to back,
+/// each expecting 201; every latency in milliseconds, sorted.
+pub async fn put_new_users(
+    http: &reqwest::Client,
+    cluster: &Cluster,
+    tenant: &str,
+    prefix: &str,
+    clients: usize,
+    total: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (http, base, admin, next) = (
+            http.clone(),
+            cluster.base().to_owned(),
+            cluster.admin.clone(),
+            next.clone(),
+        );
+        let (tenant, prefix) = (tenant.to_owned(), prefix.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= total {
+                    return Ok::<_, anyhow::Error>(lat);
+                }
+                let t = std::time::Instant::now();
+                let user = format!("{prefix}-{i}");
+                let status = put_user(&http, &base, &admin, &tenant, &user).await?;
+                anyhow::ensure!(status == 201, "PUT answered {status}");
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await??);
+    }
+    lat.sort_by(f64::total_cmp);
+    Ok(lat)
+}
