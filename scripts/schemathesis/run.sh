@@ -74,6 +74,7 @@ done
 port="$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 base="http://127.0.0.1:$port"
 export PROVISIONER_LISTEN="127.0.0.1:$port"
+export PROVISIONER_METRICS_LISTEN=off
 export PROVISIONER_DATABASE_URL="sqlite://$work/provisioner.db"
 export PROVISIONER_MASTER_KEY="$(head -c 32 /dev/urandom | base64)"
 export PROVISIONER_JWT_HS256_SECRET="$(head -c 32 /dev/urandom | base64)"
@@ -125,7 +126,7 @@ call PUT "/v1/tenants/acme/users/bob" '{"scopes":["Predict"],"display_name":"Bob
 # Every check (not_a_server_error, status_code_conformance, content_type_conformance,
 # response_headers_conformance, response_schema_conformance, negative_data_rejection,
 # unsupported_method, allow_header_conformance, missing_required_header, ignored_auth,
-# ensure_resource_availability, ...) but two whose premise the fixed contract (API.md) rules out:
+# ensure_resource_availability, ...) but two whose premise the API contract (docs/api.md) rules out:
 # - positive_data_acceptance expects 2xx for any schema-valid input, but opaque cursors
 #   (`?cursor=x` is 400), scopes outside the tenant's allowed set (422) and PATs the upstream
 #   rejects (422) cannot be told apart by a schema;

@@ -8,6 +8,7 @@
 //! with [`ApiApp::build`].
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod auth;
 pub mod body;
 pub mod dto;
@@ -36,13 +37,7 @@ pub struct ApiState {
     pub service: Provisioner,
     /// Verifies bearer tokens.
     pub verifier: Arc<JwtVerifier>,
-    /// Renders `/metrics` (the binary owns the counters); `None` serves an empty exposition.
-    pub metrics: Option<MetricsRenderer>,
 }
-
-/// Renders the Prometheus text exposition on demand.
-pub type MetricsRenderer =
-    Arc<dyn Fn() -> futures::future::BoxFuture<'static, String> + Send + Sync>;
 
 /// HTTP server settings.
 #[derive(Clone, Debug)]
@@ -120,6 +115,7 @@ impl ApiApp {
             )
             .wrap(TracingLogger::<request_id::RootSpan>::new())
             .wrap(middleware::from_fn(request_id::request_id_middleware))
+            .wrap(middleware::from_fn(access::access_middleware))
     }
 }
 

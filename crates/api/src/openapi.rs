@@ -90,11 +90,11 @@ impl Modify for BearerAuth {
         reconcile::reconcile,
         jobs::submit_batch, jobs::get_job, jobs::list_jobs, jobs::cancel_job,
         keys::lookup_key, keys::list_audit,
-        ops::healthz, ops::readyz, ops::metrics, ops::openapi_json, docs::docs, docs::problems,
+        ops::healthz, ops::readyz, ops::openapi_json, docs::docs, docs::problems,
     ),
     components(
         schemas(
-            Problem, FieldError, TenantIn, UpstreamIn, AppDefaultsDto, RateLimitDto, TenantPatchIn,
+            Problem, FieldError, TenantIn, UpstreamIn, AppDefaultsIn, AppDefaultsDto, RateLimitDto, TenantPatchIn,
             CredentialIn, TenantOut, UpstreamOut, TenantStatusDto, AutoKeyCheckDto, TenantPage, ProfileIn, ProfileOut,
             ProfilePage, UserPutIn, RotateIn, UserOut, AppOut, KeyOut, UserStatusDto, UserPage, RevealOut,
             LookupIn, LookupOut, AuditEventOut, AuditPage, StatusOut, ReconcileIn, ReconcileOut,
@@ -108,12 +108,13 @@ impl Modify for BearerAuth {
         )
     ),
     modifiers(&BearerAuth),
+    // In reading order: `/docs` lists the tags as given here.
     tags(
-        (name = "tenants", description = "Tenants and their upstream credential (admin)"),
-        (name = "scope profiles", description = "Named scope sets of a tenant"),
         (name = "users", description = "End users: one app and one key each"),
-        (name = "jobs", description = "Bulk onboarding: a batch of users as a durable job"),
+        (name = "tenants", description = "Tenants and their upstream credential (admin)"),
         (name = "keys", description = "Leaked-key look-up"),
+        (name = "scope profiles", description = "Named scope sets of a tenant"),
+        (name = "jobs", description = "Bulk onboarding: a batch of users as a durable job"),
         (name = "audit", description = "The audit log"),
         (name = "operations", description = "Probes and this document (no auth)"),
     )

@@ -135,6 +135,7 @@ impl RootSpanBuilder for RootSpan {
 
 /// Records the tenant on the request's root span.
 pub(crate) fn record_tenant(req: &HttpRequest, tenant: &str) {
+    crate::access::note_tenant(req, tenant);
     if let Some(span) = req.extensions().get::<tracing_actix_web::RootSpan>() {
         span.record("tenant.id", tenant);
     }

@@ -2,7 +2,7 @@
 //!
 //! - Missing or malformed header (not exactly `Key`, one space, a token): 401, 11102.
 //! - Unknown token: 401, 11009.
-//! - A PAT acts for its own user id or `me`; another user id: 404, 11101 (upstream §9.8).
+//! - A PAT acts for its own user id or `me`; another user id: 404, 11101 (docs/upstream.md, "Authentication").
 //! - App keys are refused on PAT-only routes: 403, 11007.
 //! - The per-account rate limit is applied here, once the account is known.
 

@@ -349,6 +349,21 @@ impl Breakers {
         Some(breaker.clone())
     }
 
+    /// The state of one account's breaker, if it has one yet (never creates one).
+    pub fn status_of(&self, base_url: &str, user_id: &str) -> Option<BreakerStatus> {
+        let key = (
+            base_url.trim_end_matches('/').to_owned(),
+            user_id.to_owned(),
+        );
+        let breaker = self
+            .by_account
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        breaker.map(|b| b.status())
+    }
+
     /// Every account's state, sorted by account label.
     pub fn statuses(&self) -> Vec<BreakerStatus> {
         let breakers: Vec<Arc<AccountBreaker>> = self

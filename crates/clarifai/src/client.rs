@@ -193,8 +193,19 @@ impl ClarifaiClient {
         attempt: u32,
         limit: Duration,
     ) -> Result<T, ClarifaiError> {
+        if attempt > 1 {
+            metrics::counter!("provisioner_upstream_retries_total", "operation" => call.op)
+                .increment(1);
+        }
         let _permit = match &self.limiter {
-            Some((l, lane, tenant, rate)) => Some(l.acquire(*lane, tenant, *rate).await.map_err(|_| {
+            Some((l, lane, tenant, rate)) => Some({
+                let waited = Instant::now();
+                let slot = l.acquire(*lane, tenant, *rate).await;
+                metrics::histogram!("provisioner_upstream_slot_wait_seconds", "lane" => lane.as_str())
+                    .record(waited.elapsed().as_secs_f64());
+                slot.map_err(|_| {
+                metrics::counter!("provisioner_upstream_requests_total", "operation" => call.op, "outcome" => "busy")
+                    .increment(1);
                 tracing::warn!(op = call.op, lane = lane.as_str(), "clarifai request not sent: no slot in the account's budget in time");
                 ClarifaiError {
                     request_sent: false,
@@ -203,7 +214,8 @@ impl ClarifaiClient {
                         "the upstream account's request budget had no slot in time; nothing was sent",
                     )
                 }
-            })?),
+            })?
+            }),
             None => None,
         };
         let started = Instant::now();
@@ -212,7 +224,20 @@ impl ClarifaiClient {
                 .map_err(|e| (Some(status), e)),
             Err(e) => Err((None, e)),
         };
-        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let elapsed = started.elapsed();
+        let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        metrics::histogram!("provisioner_upstream_request_duration_seconds", "operation" => call.op)
+            .record(elapsed.as_secs_f64());
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err((_, e)) => e.kind.as_str(),
+        };
+        metrics::counter!("provisioner_upstream_requests_total", "operation" => call.op, "outcome" => outcome)
+            .increment(1);
+        if matches!(&result, Err((status, e)) if status.or(e.http_status) == Some(429)) {
+            metrics::counter!("provisioner_upstream_rate_limited_total", "operation" => call.op)
+                .increment(1);
+        }
         match result {
             Ok(v) => {
                 tracing::info!(op = call.op, method = %call.method, path = %log_path, status = 200u16, attempt, duration_ms, "clarifai request ok");

@@ -12,7 +12,7 @@ use crate::error::{ClarifaiError, ErrorKind, MAX_MESSAGE_CHARS, redact, truncate
 /// `status.code` of a successful answer.
 pub const SUCCESS: u32 = 10000;
 
-/// Names of the status codes the provisioner meets (clarifai-api.md §5), for answers that
+/// Names of the status codes the provisioner meets (docs/upstream.md, "Status codes"), for answers that
 /// send `"code": "CONN_THROTTLED"` instead of a number.
 const CODE_NAMES: &[(&str, u32)] = &[
     ("SUCCESS", 10000),

@@ -1,5 +1,6 @@
 //! The API operations of [`ClarifaiClient`]: apps, keys and the PAT's own scopes.
-//! Paths and bodies as in clarifai-api.md §2-§4; one app or key per create.
+//! Paths and bodies as in docs/upstream.md ("Endpoints the service uses", "Requests and
+//! answers"); one app or key per create.
 
 use reqwest::Method;
 use secrecy::SecretString;

@@ -75,6 +75,11 @@ impl ClarifaiUpstream {
         self.breakers.statuses()
     }
 
+    /// The state of one account's breaker, if a call has made one.
+    pub fn breaker_state_of(&self, base_url: &str, user_id: &str) -> Option<BreakerStatus> {
+        self.breakers.status_of(base_url, user_id)
+    }
+
     /// Builds its own HTTP client from `config` (see [`build_http_client`]).
     pub fn from_config(config: ClientConfig) -> Result<Self, ClarifaiError> {
         Ok(Self::new(build_http_client(&config)?, config))

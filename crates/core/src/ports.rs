@@ -183,6 +183,10 @@ pub trait UserStore: Send + Sync {
         &self,
         tenant: &TenantId,
     ) -> Result<Vec<(UserStatus, u64)>, StoreError>;
+    /// Number of users per tenant and status, every tenant in one read (for metrics).
+    async fn count_all_users_by_status(
+        &self,
+    ) -> Result<Vec<(TenantId, UserStatus, u64)>, StoreError>;
 }
 
 /// The append-only audit log.

@@ -1,7 +1,7 @@
 //! Clarifai key scopes: the names the upstream defines, and the sets a key is created with.
 //!
 //! The upstream's own listing route (ListScopes) takes only a browser session token, so the
-//! service ships the list (docs/upstream.md; the scope list itself is in crates/core/src/scope.rs). Deprecated and internal scopes are
+//! service ships the list (docs/upstream.md, "Scopes"; the list is below). Deprecated and internal scopes are
 //! known but refused: a key is never created with them.
 
 use std::collections::BTreeSet;

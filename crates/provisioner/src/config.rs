@@ -1,42 +1,71 @@
 //! Settings: defaults, then an optional TOML file (`PROVISIONER_CONFIG`), then `PROVISIONER_*`
 //! environment variables (the environment wins). Loaded and validated once at start.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
+use provisioner_api::auth::{JwksRefresh, JwksSource};
 use provisioner_api::{AuthConfig, HttpSettings};
 use provisioner_clarifai::{BreakerConfig, ClientConfig};
 use provisioner_core::secret::{MasterKey, RotatingSealer};
 use provisioner_core::service::ServiceConfig;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 /// Every setting, with the environment variable that sets it (TOML keys are the field names).
-#[derive(Clone, Deserialize)]
+///
+/// `Serialize` is for `provisioner config check` only: it prints every secret redacted (a
+/// `SecretString` field does not compile without a `serialize_with`), and the database URL
+/// without its password.
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Settings {
     /// `PROVISIONER_LISTEN`: address to listen on.
     pub listen: String,
+    /// `PROVISIONER_METRICS_LISTEN`: address of the metrics listener (`/metrics`), `off` for
+    /// none. Never the API's address: metrics name tenants.
+    pub metrics_listen: String,
     /// `PROVISIONER_DATABASE_URL`: `sqlite://path` or `postgres://...`.
+    #[serde(serialize_with = "serialize_url")]
     pub database_url: String,
+    /// `PROVISIONER_DATABASE_URL_FILE`: a file holding the database URL (read into
+    /// `database_url` by [`Settings::load`]).
+    pub database_url_file: Option<PathBuf>,
     /// `PROVISIONER_MASTER_KEY`: 32 random bytes, base64.
+    #[serde(serialize_with = "serialize_secret")]
     pub master_key: Option<SecretString>,
     /// `PROVISIONER_MASTER_KEY_FILE`: a file holding the base64 master key.
     pub master_key_file: Option<PathBuf>,
     /// `PROVISIONER_MASTER_KEY_PREVIOUS`: the master key being retired (during a rotation):
     /// values still sealed under it open, nothing new is sealed under it.
+    #[serde(serialize_with = "serialize_secret")]
     pub master_key_previous: Option<SecretString>,
     /// `PROVISIONER_MASTER_KEY_PREVIOUS_FILE`: a file holding the previous master key.
     pub master_key_previous_file: Option<PathBuf>,
     /// `PROVISIONER_JWT_HS256_SECRET`: shared secret for HS256 tokens.
+    #[serde(serialize_with = "serialize_secret")]
     pub jwt_hs256_secret: Option<SecretString>,
+    /// `PROVISIONER_JWT_HS256_SECRET_FILE`: a file holding the HS256 secret (read into
+    /// `jwt_hs256_secret` by [`Settings::load`]).
+    pub jwt_hs256_secret_file: Option<PathBuf>,
     /// `PROVISIONER_JWT_PUBLIC_KEY_FILE`: RS256, ES256 or EdDSA public key (PEM).
     pub jwt_public_key_file: Option<PathBuf>,
     /// `PROVISIONER_JWT_JWKS_FILE`: a JWKS document.
     pub jwt_jwks_file: Option<PathBuf>,
+    /// `PROVISIONER_JWT_JWKS_URL`: the identity provider's JWKS (`https://`; `http://` only to
+    /// a loopback address), fetched at start and refreshed (see `docs/security.md`).
+    #[serde(serialize_with = "serialize_opt_url")]
+    pub jwt_jwks_url: Option<String>,
+    /// `PROVISIONER_JWT_JWKS_REFRESH_SECS`: periodic refresh of the JWKS URL's keys (a shorter
+    /// `Cache-Control: max-age` wins, down to the minimum below).
+    pub jwt_jwks_refresh_secs: u64,
+    /// `PROVISIONER_JWT_JWKS_MIN_REFRESH_SECS`: at most one refresh for tokens naming an
+    /// unknown key id per this many seconds (also the longest pause between retries).
+    pub jwt_jwks_min_refresh_secs: u64,
     /// `PROVISIONER_JWT_ISSUER`: required `iss`, unchecked when unset.
     pub jwt_issuer: Option<String>,
     /// `PROVISIONER_JWT_AUDIENCE`: required `aud`, unchecked when unset.
@@ -88,14 +117,20 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            metrics_listen: "127.0.0.1:9464".into(),
             database_url: "sqlite://./data/provisioner.db".into(),
+            database_url_file: None,
             master_key: None,
             master_key_file: None,
             master_key_previous: None,
             master_key_previous_file: None,
             jwt_hs256_secret: None,
+            jwt_hs256_secret_file: None,
             jwt_public_key_file: None,
             jwt_jwks_file: None,
+            jwt_jwks_url: None,
+            jwt_jwks_refresh_secs: 600,
+            jwt_jwks_min_refresh_secs: 30,
             jwt_issuer: None,
             jwt_audience: None,
             log: "info".into(),
@@ -124,6 +159,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("listen", &self.listen)
             .field("database_url", &redact_url(&self.database_url))
+            .field("database_url_file", &self.database_url_file)
             .field(
                 "master_key",
                 &self.master_key.as_ref().map(|_| "[REDACTED]"),
@@ -138,8 +174,13 @@ impl std::fmt::Debug for Settings {
                 "jwt_hs256_secret",
                 &self.jwt_hs256_secret.as_ref().map(|_| "[REDACTED]"),
             )
+            .field("jwt_hs256_secret_file", &self.jwt_hs256_secret_file)
             .field("jwt_public_key_file", &self.jwt_public_key_file)
             .field("jwt_jwks_file", &self.jwt_jwks_file)
+            .field(
+                "jwt_jwks_url",
+                &self.jwt_jwks_url.as_deref().map(redact_url),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -173,7 +214,38 @@ pub fn redact_url(url: &str) -> String {
     out
 }
 
-/// A base64 master key from its variable or, failing that, its `_FILE` variable; `None` when
+/// `<redacted>` for a secret that is set (`config check` prints it; never the value).
+fn serialize_secret<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    v.as_ref().map(|_| "<redacted>").serialize(s)
+}
+
+/// The database URL without its password (`config check` prints it).
+fn serialize_url<S: Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
+    redact_url(v).serialize(s)
+}
+
+fn serialize_opt_url<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    v.as_deref().map(redact_url).serialize(s)
+}
+
+/// The contents of the file a `{var}_FILE` setting names, without its trailing newline. Errors
+/// name the variable and the path, never the contents.
+fn read_secret_file(var: &str, path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {var}_FILE {}", path.display()))?;
+    let value = text.trim_end_matches(['\n', '\r']);
+    if value.is_empty() {
+        bail!("{var}_FILE {} is empty", path.display());
+    }
+    Ok(value.to_owned())
+}
+
+/// The error of a setting given both directly and as a `_FILE`.
+fn both_set(var: &str) -> anyhow::Error {
+    anyhow::anyhow!("{var} and {var}_FILE are both set: set one of them")
+}
+
+/// A base64 master key from its variable or its `_FILE` variable (not both); `None` when
 /// neither is set. Errors name the variable, never the value.
 fn read_key(
     var: &str,
@@ -181,7 +253,8 @@ fn read_key(
     file: Option<&PathBuf>,
 ) -> anyhow::Result<Option<MasterKey>> {
     let encoded = match (value, file) {
-        (Some(k), _) => k.expose_secret().to_owned(),
+        (Some(_), Some(_)) => return Err(both_set(var)),
+        (Some(k), None) => k.expose_secret().to_owned(),
         (None, Some(path)) => std::fs::read_to_string(path)
             .with_context(|| format!("reading {var}_FILE {}", path.display()))?,
         (None, None) => return Ok(None),
@@ -195,14 +268,20 @@ fn read_key(
 const KNOWN_VARS: &[&str] = &[
     "CONFIG",
     "LISTEN",
+    "METRICS_LISTEN",
     "DATABASE_URL",
+    "DATABASE_URL_FILE",
     "MASTER_KEY",
     "MASTER_KEY_FILE",
     "MASTER_KEY_PREVIOUS",
     "MASTER_KEY_PREVIOUS_FILE",
     "JWT_HS256_SECRET",
+    "JWT_HS256_SECRET_FILE",
     "JWT_PUBLIC_KEY_FILE",
     "JWT_JWKS_FILE",
+    "JWT_JWKS_URL",
+    "JWT_JWKS_REFRESH_SECS",
+    "JWT_JWKS_MIN_REFRESH_SECS",
     "JWT_ISSUER",
     "JWT_AUDIENCE",
     "LOG",
@@ -224,6 +303,9 @@ const KNOWN_VARS: &[&str] = &[
     "DRIFT_CHECK_INTERVAL_SECS",
 ];
 
+/// Variables that command-line flags read rather than the settings (`import --url`, `--token`).
+const CLI_VARS: &[&str] = &["URL", "TOKEN"];
+
 impl Settings {
     /// Loads defaults, the TOML file named by `PROVISIONER_CONFIG` (if any), then the environment.
     pub fn load() -> anyhow::Result<Settings> {
@@ -232,14 +314,84 @@ impl Settings {
             fig = fig.merge(Toml::file_exact(path));
         }
         let fig = fig.merge(Env::prefixed("PROVISIONER_").ignore(&["CONFIG"]));
-        fig.extract().context("invalid configuration")
+        let database_url_set = fig.contains("database_url");
+        let mut settings: Settings = fig.extract().context("invalid configuration")?;
+        settings.read_secret_files(database_url_set)?;
+        Ok(settings)
+    }
+
+    /// Reads `PROVISIONER_JWT_HS256_SECRET_FILE` and `PROVISIONER_DATABASE_URL_FILE` (trailing
+    /// newline trimmed) into the settings they stand for. `database_url_set`: whether
+    /// `PROVISIONER_DATABASE_URL` was set too (it has a default), which is an error, as is
+    /// setting both the HS256 secret and its file.
+    pub fn read_secret_files(&mut self, database_url_set: bool) -> anyhow::Result<()> {
+        if let Some(path) = &self.jwt_hs256_secret_file {
+            if self.jwt_hs256_secret.is_some() {
+                return Err(both_set("PROVISIONER_JWT_HS256_SECRET"));
+            }
+            let secret = read_secret_file("PROVISIONER_JWT_HS256_SECRET", path)?;
+            self.jwt_hs256_secret = Some(SecretString::from(secret));
+        }
+        if let Some(path) = &self.database_url_file {
+            if database_url_set {
+                return Err(both_set("PROVISIONER_DATABASE_URL"));
+            }
+            self.database_url = read_secret_file("PROVISIONER_DATABASE_URL", path)?;
+        }
+        Ok(())
+    }
+
+    /// Every `PROVISIONER_*` variable this binary reads (`provisioner config vars`).
+    pub fn known_env_vars() -> Vec<String> {
+        KNOWN_VARS
+            .iter()
+            .chain(CLI_VARS)
+            .map(|v| format!("PROVISIONER_{v}"))
+            .collect()
+    }
+
+    /// The effective settings as `(variable, value)` pairs, in the order of the known variables:
+    /// secrets as `<redacted>` when set, the database URL without its password, `None` for a
+    /// setting that is not set.
+    pub fn effective(&self) -> anyhow::Result<Vec<(String, Option<String>)>> {
+        let serde_json::Value::Object(mut fields) =
+            serde_json::to_value(self).context("rendering the settings")?
+        else {
+            bail!("the settings did not render as a map");
+        };
+        let mut names: Vec<String> = KNOWN_VARS
+            .iter()
+            .map(|v| v.to_ascii_lowercase())
+            .filter(|k| fields.contains_key(k))
+            .collect();
+        let unlisted: Vec<String> = fields
+            .keys()
+            .filter(|k| !names.contains(k))
+            .cloned()
+            .collect();
+        names.extend(unlisted);
+        Ok(names
+            .into_iter()
+            .map(|k| {
+                let value = match fields.remove(&k) {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(serde_json::Value::String(s)) => Some(s),
+                    Some(other) => Some(other.to_string()),
+                };
+                (format!("PROVISIONER_{}", k.to_ascii_uppercase()), value)
+            })
+            .collect())
     }
 
     /// `PROVISIONER_*` variables that are set but unknown (reported as warnings at start).
     pub fn unknown_env_vars() -> Vec<String> {
         std::env::vars()
             .filter_map(|(k, _)| k.strip_prefix("PROVISIONER_").map(str::to_owned))
-            .filter(|k| !KNOWN_VARS.contains(&k.as_str()) && !k.starts_with("TEST_"))
+            .filter(|k| {
+                !KNOWN_VARS.contains(&k.as_str())
+                    && !CLI_VARS.contains(&k.as_str())
+                    && !k.starts_with("TEST_")
+            })
             .map(|k| format!("PROVISIONER_{k}"))
             .collect()
     }
@@ -300,18 +452,42 @@ impl Settings {
                 })?),
                 None => None,
             };
-        if self.jwt_hs256_secret.is_none() && public_key_pem.is_none() && jwks_json.is_none() {
+        let jwks_refresh = self.jwks_refresh();
+        let jwks_source = match &self.jwt_jwks_url {
+            Some(url) => Some(Arc::new(crate::jwks::HttpJwksSource::new(
+                url,
+                jwks_refresh.fetch_timeout,
+            )?) as Arc<dyn JwksSource>),
+            None => None,
+        };
+        if self.jwt_hs256_secret.is_none()
+            && public_key_pem.is_none()
+            && jwks_json.is_none()
+            && jwks_source.is_none()
+        {
             bail!(
-                "no JWT verifier: set PROVISIONER_JWT_HS256_SECRET, PROVISIONER_JWT_PUBLIC_KEY_FILE or PROVISIONER_JWT_JWKS_FILE"
+                "no JWT verifier: set PROVISIONER_JWT_HS256_SECRET, PROVISIONER_JWT_PUBLIC_KEY_FILE, PROVISIONER_JWT_JWKS_FILE or PROVISIONER_JWT_JWKS_URL"
             );
         }
         Ok(AuthConfig {
             hs256_secret: self.jwt_hs256_secret.clone(),
             public_key_pem,
             jwks_json,
+            jwks_source,
+            jwks_refresh,
             issuer: self.jwt_issuer.clone(),
             audience: self.jwt_audience.clone(),
         })
+    }
+
+    /// When the keys of `PROVISIONER_JWT_JWKS_URL` are refreshed (each setting at least 1 s).
+    pub fn jwks_refresh(&self) -> JwksRefresh {
+        let min_interval = Duration::from_secs(self.jwt_jwks_min_refresh_secs.max(1));
+        JwksRefresh {
+            interval: Duration::from_secs(self.jwt_jwks_refresh_secs.max(1)).max(min_interval),
+            min_interval,
+            ..JwksRefresh::default()
+        }
     }
 
     /// HTTP server settings.
@@ -450,6 +626,136 @@ mod tests {
         s.master_key_previous = None;
         s.master_key_previous_file = Some(path);
         assert!(s.sealer().unwrap().has_previous());
+    }
+
+    #[test]
+    fn every_setting_has_its_variable_in_the_known_list() {
+        let serde_json::Value::Object(fields) = serde_json::to_value(Settings::default()).unwrap()
+        else {
+            panic!("settings render as a map")
+        };
+        let mut from_fields: Vec<String> = fields.keys().map(|k| k.to_ascii_uppercase()).collect();
+        from_fields.push("CONFIG".into());
+        from_fields.sort();
+        let mut known: Vec<String> = KNOWN_VARS.iter().map(|v| (*v).to_owned()).collect();
+        known.sort();
+        assert_eq!(
+            known, from_fields,
+            "KNOWN_VARS and the Settings fields differ"
+        );
+    }
+
+    #[test]
+    fn the_effective_settings_hide_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("master.key");
+        let s = Settings {
+            master_key_file: Some(key_file.clone()),
+            master_key_previous: Some(SecretString::from("cHJldmlvdXMta2V5LXNlY3JldA==")),
+            jwt_hs256_secret: Some(SecretString::from("hs-secret-value-0123456789abcdefgh")),
+            database_url: "postgres://app:pg-password@db/prov?sslpassword=ssl-pw".into(),
+            ..Settings::default()
+        };
+        let lines = s.effective().unwrap();
+        let text = format!("{lines:?}");
+        for secret in [
+            "cHJldmlvdXMta2V5LXNlY3JldA==",
+            "hs-secret-value",
+            "pg-password",
+            "ssl-pw",
+        ] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        let get = |var: &str| {
+            lines
+                .iter()
+                .find(|(k, _)| k == var)
+                .unwrap_or_else(|| panic!("{var} listed"))
+                .1
+                .clone()
+        };
+        assert_eq!(get("PROVISIONER_LISTEN").as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(
+            get("PROVISIONER_JWT_HS256_SECRET").as_deref(),
+            Some("<redacted>")
+        );
+        assert_eq!(get("PROVISIONER_MASTER_KEY"), None);
+        assert_eq!(
+            get("PROVISIONER_MASTER_KEY_FILE").as_deref(),
+            key_file.to_str()
+        );
+        assert_eq!(
+            get("PROVISIONER_DATABASE_URL").as_deref(),
+            Some("postgres://app:***@db/prov?sslpassword=***")
+        );
+        assert_eq!(
+            lines.len(),
+            KNOWN_VARS.len() - 1,
+            "every setting but CONFIG"
+        );
+    }
+
+    #[test]
+    fn secret_files_are_read_trimmed_and_exclusive_with_their_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (secret_file, url_file) = (dir.path().join("hs256"), dir.path().join("db-url"));
+        std::fs::write(&secret_file, "file-hs-secret-0123456789abcdefghij\n").unwrap();
+        std::fs::write(&url_file, "postgres://app:file-pw@db/prov\r\n").unwrap();
+        let mut s = Settings {
+            jwt_hs256_secret_file: Some(secret_file.clone()),
+            database_url_file: Some(url_file.clone()),
+            ..Settings::default()
+        };
+        s.read_secret_files(false).unwrap();
+        assert_eq!(
+            s.jwt_hs256_secret.as_ref().unwrap().expose_secret(),
+            "file-hs-secret-0123456789abcdefghij"
+        );
+        assert_eq!(s.database_url, "postgres://app:file-pw@db/prov");
+        assert!(!format!("{s:?}").contains("file-pw"));
+
+        let mut s = Settings {
+            database_url_file: Some(url_file),
+            ..Settings::default()
+        };
+        let e = s.read_secret_files(true).unwrap_err().to_string();
+        assert!(
+            e.contains("PROVISIONER_DATABASE_URL and PROVISIONER_DATABASE_URL_FILE"),
+            "{e}"
+        );
+
+        let mut s = Settings {
+            jwt_hs256_secret: Some(SecretString::from("env-hs-secret-0123456789abcdefghij")),
+            jwt_hs256_secret_file: Some(secret_file),
+            ..Settings::default()
+        };
+        let e = s.read_secret_files(false).unwrap_err().to_string();
+        assert!(e.contains("PROVISIONER_JWT_HS256_SECRET_FILE"), "{e}");
+        assert!(!e.contains("hs-secret-0123456789"), "{e}");
+
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let mut s = Settings {
+            jwt_hs256_secret_file: Some(empty),
+            ..Settings::default()
+        };
+        assert!(
+            s.read_secret_files(false)
+                .unwrap_err()
+                .to_string()
+                .contains("is empty")
+        );
+
+        let key = MasterKey::generate().to_base64();
+        let key_file = dir.path().join("master.key");
+        std::fs::write(&key_file, &key).unwrap();
+        let s = Settings {
+            master_key: Some(SecretString::from(key.clone())),
+            master_key_file: Some(key_file),
+            ..Settings::default()
+        };
+        let e = s.master_key().unwrap_err().to_string();
+        assert!(e.contains("both set") && !e.contains(&key), "{e}");
     }
 
     #[test]

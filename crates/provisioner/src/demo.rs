@@ -15,15 +15,29 @@ use provisioner_core::service::NewTenant;
 use secrecy::SecretString;
 
 use crate::config::Settings;
+use crate::healthcheck::local_base_url;
 use crate::startup::Application;
 use crate::token::mint;
+
+/// The demo's address when none is asked for.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Where the demo listens.
+#[derive(Clone, Debug)]
+pub enum Listen {
+    /// Asked for (`--listen` or `PROVISIONER_LISTEN`): when it is taken, the demo fails.
+    Requested(String),
+    /// The default ([`DEFAULT_LISTEN`]): when it is taken, the demo listens on a free port of
+    /// the same host instead, and says so.
+    Default(String),
+}
 
 const SIM_USER: &str = "demo-user";
 const SIM_PAT: &str = "demo-pat-0123456789";
 
 /// Runs the demo until Ctrl-C. With `auto_app_key` the simulator mints a key with every new app
 /// (as the portal does; off by default, since whether the API does is unconfirmed).
-pub async fn run(listen: &str, data_dir: &Path, auto_app_key: bool) -> anyhow::Result<()> {
+pub async fn run(listen: Listen, data_dir: &Path, auto_app_key: bool) -> anyhow::Result<()> {
     if data_dir.exists() {
         std::fs::remove_dir_all(data_dir)
             .with_context(|| format!("clearing {}", data_dir.display()))?;
@@ -40,19 +54,39 @@ pub async fn run(listen: &str, data_dir: &Path, auto_app_key: bool) -> anyhow::R
     .context("starting the Clarifai simulator")?;
 
     let jwt_secret = SecretString::from(MasterKey::generate().to_base64());
+    let (Listen::Requested(addr) | Listen::Default(addr)) = &listen;
     let settings = Settings {
-        listen: listen.to_owned(),
+        listen: addr.clone(),
+        // A free port beside the API: a demo never fails over a running service's 9464.
+        metrics_listen: with_port(addr, 0),
         database_url: format!("sqlite://{}/provisioner.db", data_dir.display()),
         master_key: Some(SecretString::from(MasterKey::generate().to_base64())),
         jwt_hs256_secret: Some(jwt_secret.clone()),
         ..Settings::default()
     };
-    let app = Application::build(&settings).await?;
-    let base = format!(
-        "http://{}:{}",
-        listen.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h),
-        app.port()
-    );
+    let mut moved = None;
+    let app = match (Application::build(&settings).await, &listen) {
+        (Ok(app), _) => app,
+        (Err(e), Listen::Default(addr)) if address_in_use(&e) => {
+            // Only the listener failed: the database is ready, the retry binds a free port.
+            let settings = Settings {
+                listen: with_port(addr, 0),
+                ..settings.clone()
+            };
+            moved = Some(addr.clone());
+            Application::build(&settings).await?
+        }
+        (Err(e), Listen::Requested(addr)) if address_in_use(&e) => {
+            return Err(e.context(format!(
+                "{addr} is in use (set by --listen or PROVISIONER_LISTEN): choose another address, or leave both unset for a free port"
+            )));
+        }
+        (Err(e), _) => return Err(e),
+    };
+    let base = local_base_url(&with_port(addr, app.port()));
+    let metrics = app
+        .metrics_port()
+        .map(|p| format!("{}/metrics", local_base_url(&with_port(addr, p))));
     seed_tenant(&app, &sim.base_url()).await?;
 
     let admin = mint(
@@ -73,10 +107,16 @@ pub async fn run(listen: &str, data_dir: &Path, auto_app_key: bool) -> anyhow::R
         None,
         None,
     )?;
+    if let Some(taken) = &moved {
+        println!(
+            "\n{taken} (the demo's default address) is in use: the demo listens on {base} instead.\nSet the address with --listen or PROVISIONER_LISTEN."
+        );
+    }
     println!(
         "{}",
         banner(
             &base,
+            metrics.as_deref(),
             &sim.base_url(),
             data_dir,
             &admin,
@@ -87,6 +127,20 @@ pub async fn run(listen: &str, data_dir: &Path, auto_app_key: bool) -> anyhow::R
     let result = app.run_until_stopped().await;
     sim.stop().await;
     result
+}
+
+/// `addr` (`host:port`) with another port.
+fn with_port(addr: &str, port: u16) -> String {
+    let host = addr.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
+    format!("{host}:{port}")
+}
+
+/// Whether building failed because an address was taken.
+fn address_in_use(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
+    })
 }
 
 async fn seed_tenant(app: &Application, sim_url: &str) -> anyhow::Result<()> {
@@ -120,6 +174,7 @@ async fn seed_tenant(app: &Application, sim_url: &str) -> anyhow::Result<()> {
 
 fn banner(
     base: &str,
+    metrics: Option<&str>,
     sim: &str,
     data_dir: &Path,
     admin: &str,
@@ -131,10 +186,12 @@ fn banner(
     } else {
         "mints no key with a new app (the default; `provisioner demo --auto-app-key` to switch,\n               or PUT /_sim/auto_app_key {\"enabled\": true} while it runs)"
     };
+    let metrics = metrics.unwrap_or("off");
     format!(
         r#"
 Provisioner demo is running.
-  API          {base}   (OpenAPI: {base}/openapi.json)
+  API          {base}   (OpenAPI: {base}/openapi.json; --listen or PROVISIONER_LISTEN sets it)
+  Metrics      {metrics}
   Simulator    {sim}   (Clarifai account "{SIM_USER}", PAT "{SIM_PAT}")
   New apps     the simulator {minting}
   Data         {data}   (wiped at each start)

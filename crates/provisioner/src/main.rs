@@ -1,4 +1,4 @@
-//! `provisioner`: serve, migrate, reseal, token, demo.
+//! `provisioner`: serve, migrate, reseal, token, import, config check, healthcheck, demo.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use provisioner::config::{Settings, redact_url};
 use provisioner::startup::{self, Application};
-use provisioner::{demo, telemetry, token};
+use provisioner::{healthcheck, telemetry, token};
 
 /// Provisioner: one Clarifai app and one scoped key per end user, for every tenant.
 #[derive(Parser)]
@@ -19,13 +19,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the REST API (configuration from PROVISIONER_* variables; see README).
+    /// Serve the REST API (configuration from PROVISIONER_* variables; see docs/operations.md).
     Serve,
     /// Apply database migrations and exit.
     Migrate,
     /// Re-seal every stored secret (tenant PATs, user keys) under PROVISIONER_MASTER_KEY,
     /// opening values under it or PROVISIONER_MASTER_KEY_PREVIOUS (master key rotation; see
-    /// README). Safe to repeat; exits non-zero unless everything was re-sealed.
+    /// docs/operations.md). Safe to repeat; exits non-zero unless everything was re-sealed.
     Reseal,
     /// Print an HS256 token signed with PROVISIONER_JWT_HS256_SECRET.
     Token {
@@ -66,11 +66,28 @@ enum Command {
         /// CSV (header: external_id[,scope_profile][,scopes][,display_name]) or .jsonl.
         file: PathBuf,
     },
+    /// Check the configuration (`config check`) without starting anything.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// GET /readyz of the service on PROVISIONER_LISTEN (0.0.0.0 and [::] mean loopback)
+    /// within 2 s: exit 0 on 200, 1 otherwise (a container HEALTHCHECK; prints one line).
+    Healthcheck {
+        /// The service's base URL instead (e.g. http://127.0.0.1:8080).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Run everything locally: SQLite, the Clarifai simulator, a demo tenant, printed tokens.
+    #[cfg(feature = "demo")]
     Demo {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: String,
+        /// Address to listen on; when neither this nor PROVISIONER_LISTEN is set, 127.0.0.1:8080,
+        /// or a free port when 8080 is taken.
+        #[arg(long, env = "PROVISIONER_LISTEN")]
+        listen: Option<String>,
+        /// The default address (tests point it at a port they hold).
+        #[arg(long, hide = true, default_value = provisioner::demo::DEFAULT_LISTEN)]
+        default_listen: String,
         /// Where the demo keeps its database (wiped at each start).
         #[arg(long, default_value = "./data/demo")]
         data_dir: PathBuf,
@@ -81,9 +98,29 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load the configuration as `serve` does, print it with every secret redacted, and check
+    /// what `serve` checks before it touches the database (master keys, JWT verifier, upstream
+    /// budget, listen addresses). Exits non-zero on a bad setting. Contacts nothing.
+    Check,
+    /// Print the PROVISIONER_* variables this binary reads, one a line (for deploy checks).
+    #[command(hide = true)]
+    Vars,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Config {
+        command: ConfigCommand::Vars,
+    } = cli.command
+    {
+        for var in Settings::known_env_vars() {
+            println!("{var}");
+        }
+        return Ok(());
+    }
     let settings = Settings::load()?;
     telemetry::init(
         &settings.log,
@@ -91,8 +128,11 @@ async fn main() -> anyhow::Result<()> {
         std::io::IsTerminal::is_terminal(&std::io::stderr()),
         std::io::stderr,
     );
-    for var in Settings::unknown_env_vars() {
-        tracing::warn!(variable = %var, "unknown PROVISIONER_ variable ignored (typo?)");
+    // `config check` lists them itself, on stdout with the settings.
+    if !matches!(cli.command, Command::Config { .. }) {
+        for var in Settings::unknown_env_vars() {
+            tracing::warn!(variable = %var, "unknown PROVISIONER_ variable ignored (typo?)");
+        }
     }
     match cli.command {
         Command::Serve => {
@@ -189,10 +229,51 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => config_check(&settings),
+        Command::Config {
+            command: ConfigCommand::Vars,
+        } => Ok(()),
+        Command::Healthcheck { url } => {
+            let base = url.unwrap_or_else(|| healthcheck::local_base_url(&settings.listen));
+            let (healthy, line) = healthcheck::check(&base).await;
+            println!("{line}");
+            std::process::exit(if healthy { 0 } else { 1 });
+        }
+        #[cfg(feature = "demo")]
         Command::Demo {
             listen,
+            default_listen,
             data_dir,
             auto_app_key,
-        } => demo::run(&listen, &data_dir, auto_app_key).await,
+        } => {
+            let listen = match listen {
+                Some(addr) => provisioner::demo::Listen::Requested(addr),
+                None => provisioner::demo::Listen::Default(default_listen),
+            };
+            provisioner::demo::run(listen, &data_dir, auto_app_key).await
+        }
     }
+}
+
+/// `provisioner config check`: the effective settings (secrets redacted), unknown variables,
+/// then the checks `serve` makes before it connects to the database.
+fn config_check(settings: &Settings) -> anyhow::Result<()> {
+    let layers = match std::env::var("PROVISIONER_CONFIG") {
+        Ok(f) => format!("defaults, then the file PROVISIONER_CONFIG={f}, then"),
+        Err(_) => "defaults, then".to_owned(),
+    };
+    println!("Effective configuration ({layers} PROVISIONER_* variables; secrets redacted):");
+    for (var, value) in settings.effective()? {
+        println!("  {var:<42} {}", value.as_deref().unwrap_or("(not set)"));
+    }
+    for var in Settings::unknown_env_vars() {
+        println!("warning: {var} is not a setting of this service (typo?)");
+    }
+    startup::check_settings(settings).context("the configuration is invalid")?;
+    println!(
+        "configuration OK: master key(s), JWT verifier, upstream budget and listen addresses are valid (the database was not contacted)"
+    );
+    Ok(())
 }

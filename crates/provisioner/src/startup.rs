@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use provisioner_api::{ApiState, JwtVerifier, MetricsRenderer};
+use provisioner_api::{ApiState, JwtVerifier};
 use provisioner_clarifai::ClarifaiUpstream;
 use provisioner_core::model::Actor;
 use provisioner_core::model::Page;
@@ -21,6 +21,8 @@ use crate::metrics::Metrics;
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
+    metrics_port: Option<u16>,
+    metrics_server: Option<actix_web::dev::Server>,
     service: Provisioner,
     metrics: Arc<Metrics>,
     recovery_interval: Duration,
@@ -28,16 +30,14 @@ pub struct Application {
     drift_interval: Duration,
     shutdown_timeout: Duration,
     store: SqlStore,
+    /// Refreshes the keys of `PROVISIONER_JWT_JWKS_URL` (aborted at shutdown).
+    jwks_refresher: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
     /// Connects and migrates the database, wires the ports, binds the listener.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        // Settings that can be wrong are checked before the database is touched.
-        settings.sealer()?;
-        JwtVerifier::new(&settings.auth_config()?)
-            .map_err(|e| anyhow::anyhow!("JWT settings: {e}"))?;
-        settings.shared_budget(false)?;
+        check_settings(settings)?;
         let store = connect(settings).await?;
         let mut upstream = ClarifaiUpstream::from_config(settings.upstream())
             .map_err(|e| anyhow::anyhow!("building the upstream client: {e}"))?
@@ -76,7 +76,9 @@ impl Application {
         let sealer = settings.sealer()?;
         let verifier = JwtVerifier::new(&settings.auth_config()?)
             .map_err(|e| anyhow::anyhow!("JWT settings: {e}"))?;
-        if (settings.jwt_public_key_file.is_some() || settings.jwt_jwks_file.is_some())
+        if (settings.jwt_public_key_file.is_some()
+            || settings.jwt_jwks_file.is_some()
+            || settings.jwt_jwks_url.is_some())
             && settings.jwt_audience.is_none()
         {
             tracing::warn!(
@@ -100,25 +102,53 @@ impl Application {
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
         let port = listener.local_addr()?.port();
-        let renderer: MetricsRenderer = {
-            let (metrics, service, clarifai) =
-                (metrics.clone(), service.clone(), clarifai.map(Arc::new));
-            Arc::new(move || {
-                let (metrics, service, clarifai) =
-                    (metrics.clone(), service.clone(), clarifai.clone());
-                Box::pin(async move { metrics.render(&service, clarifai.as_deref()).await })
-            })
+        let (metrics_port, metrics_server) = match settings.metrics_listen.trim() {
+            "off" | "" => (None, None),
+            addr => {
+                let listener = TcpListener::bind(addr).with_context(|| {
+                    format!("binding the metrics listener {addr} (PROVISIONER_METRICS_LISTEN; `off` disables it)")
+                })?;
+                let metrics_port = listener.local_addr()?.port();
+                let render: crate::metrics::Render = {
+                    let (metrics, service, store, clarifai) = (
+                        metrics.clone(),
+                        service.clone(),
+                        store.clone(),
+                        clarifai.map(Arc::new),
+                    );
+                    Arc::new(move || {
+                        let (metrics, service, store, clarifai) = (
+                            metrics.clone(),
+                            service.clone(),
+                            store.clone(),
+                            clarifai.clone(),
+                        );
+                        Box::pin(async move {
+                            metrics.render(&service, &store, clarifai.as_deref()).await
+                        })
+                    })
+                };
+                (
+                    Some(metrics_port),
+                    Some(crate::metrics::server(listener, render)?),
+                )
+            }
+        };
+        let jwks_refresher = match verifier.remote_jwks() {
+            Some(remote) => Some(crate::jwks::start(remote.clone()).await),
+            None => None,
         };
         let state = ApiState {
             service: service.clone(),
             verifier: Arc::new(verifier),
-            metrics: Some(renderer),
         };
         let server = provisioner_api::server(listener, state, settings.http())?;
-        tracing::info!(listen = %settings.listen, port, database = %redact_url(&settings.database_url), "provisioner ready");
+        tracing::info!(listen = %settings.listen, port, metrics_port, database = %redact_url(&settings.database_url), "provisioner ready");
         Ok(Self {
             port,
             server,
+            metrics_port,
+            metrics_server,
             service,
             metrics,
             recovery_interval: Duration::from_secs(settings.recovery_interval_secs),
@@ -126,12 +156,18 @@ impl Application {
             drift_interval: Duration::from_secs(settings.drift_check_interval_secs),
             shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs.max(1)),
             store,
+            jwks_refresher,
         })
     }
 
     /// The bound port (useful with port 0).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The bound port of the metrics listener, if it is on.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
     }
 
     /// A handle that stops the server (and so [`Application::run_until_stopped`]) like a
@@ -170,11 +206,16 @@ impl Application {
         if !self.drift_interval.is_zero() {
             workers.push(tokio::spawn(drift_worker(
                 self.service.clone(),
+                self.store.clone(),
                 self.metrics.clone(),
                 self.drift_interval,
                 stop_rx,
             )));
         }
+        let metrics_server = self.metrics_server.map(|m| {
+            let handle = m.handle();
+            (tokio::spawn(m), handle)
+        });
         let handle = self.server.handle();
         let signals = tokio::spawn(async move {
             shutdown_signal().await;
@@ -183,6 +224,13 @@ impl Application {
         });
         let served = self.server.await;
         signals.abort();
+        if let Some(refresher) = &self.jwks_refresher {
+            refresher.abort();
+        }
+        if let Some((task, handle)) = metrics_server {
+            handle.stop(false).await;
+            let _ = task.await;
+        }
         let _ = stop_tx.send(true);
         // Workers stop between passes; one stuck in a pass is not waited for past the
         // shutdown timeout (its leases expire, and recovery resumes its work).
@@ -217,6 +265,33 @@ impl Application {
         tracing::info!("provisioner stopped");
         served.context("HTTP server failed")
     }
+}
+
+/// The settings that can be wrong, checked before `serve` touches the database (and by
+/// `provisioner config check`): the master keys, the JWT verifier (an HS256 secret of at least
+/// 32 bytes, readable key files), the upstream budget setting, and the listen addresses.
+pub fn check_settings(settings: &Settings) -> anyhow::Result<()> {
+    settings.sealer()?;
+    JwtVerifier::new(&settings.auth_config()?).map_err(|e| anyhow::anyhow!("JWT settings: {e}"))?;
+    settings.shared_budget(false)?;
+    check_address("PROVISIONER_LISTEN", &settings.listen)?;
+    match settings.metrics_listen.trim() {
+        "off" | "" => {}
+        addr => check_address("PROVISIONER_METRICS_LISTEN", addr)?,
+    }
+    Ok(())
+}
+
+/// An address to listen on must be `host:port` (an IP address or a name that resolves).
+fn check_address(var: &str, addr: &str) -> anyhow::Result<()> {
+    use std::net::ToSocketAddrs;
+    let resolved = addr
+        .to_socket_addrs()
+        .with_context(|| format!("{var} {addr:?} is not an address to listen on (host:port)"))?;
+    if resolved.count() == 0 {
+        anyhow::bail!("{var} {addr:?} resolves to no address");
+    }
+    Ok(())
 }
 
 /// Connects to the database and applies the migrations.
@@ -319,19 +394,41 @@ async fn recovery_worker(
 
 /// Every `interval`, compares each active tenant's store with its upstream account and records
 /// the counts of findings (never repairs: drift is reported, not silently fixed).
+/// The name of the drift check's claim: one replica at a time runs it.
+const DRIFT_CLAIM: &str = "drift_check";
+
 async fn drift_worker(
     service: Provisioner,
+    store: SqlStore,
     metrics: Arc<Metrics>,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
+    // One replica at a time checks (each check lists every tenant's apps and keys upstream,
+    // which all replicas would otherwise repeat against the same accounts): the claim is held
+    // for an interval and renewed after each tenant; a replica that dies lets it lapse.
+    let holder = uuid::Uuid::new_v4().to_string();
+    let claim = |store: SqlStore, holder: String| async move {
+        match store.claim_periodic(DRIFT_CLAIM, &holder, interval).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(error.message = %e, "drift check: could not claim the check");
+                false
+            }
+        }
+    };
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
         }
+        if !claim(store.clone(), holder.clone()).await {
+            tracing::debug!("drift check: another replica holds the check");
+            metrics.clear_drift();
+            continue;
+        }
         let mut cursor: Option<String> = None;
-        loop {
+        'pass: loop {
             let page: Page<_> = match service.list_tenants(cursor.as_deref(), 100).await {
                 Ok(p) => p,
                 Err(e) => {
@@ -357,6 +454,12 @@ async fn drift_worker(
                         tracing::warn!(tenant.id = %t.id, error.message = %e, "drift check failed");
                         metrics.record_drift_failure();
                     }
+                }
+                if !claim(store.clone(), holder.clone()).await {
+                    tracing::info!(
+                        "drift check: the claim moved to another replica; stopping this pass"
+                    );
+                    break 'pass;
                 }
             }
             match page.next_cursor {

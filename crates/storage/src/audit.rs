@@ -67,6 +67,41 @@ async fn insert_ordered(
     Ok(())
 }
 
+/// The log target audit events are also written to, once committed (for shipping to a SIEM).
+pub const AUDIT_TARGET: &str = "provisioner::audit";
+
+/// Commits `tx`, then logs `event` (if any) on [`AUDIT_TARGET`]: only events that are in the
+/// database reach the log.
+pub(crate) async fn commit_audited(
+    tx: sqlx::Transaction<'static, Any>,
+    event: Option<&AuditEvent>,
+    context: &'static str,
+) -> Result<(), StoreError> {
+    tx.commit().await.map_err(backend(context))?;
+    if let Some(e) = event {
+        log_audit(e);
+    }
+    Ok(())
+}
+
+/// One line per audit event on [`AUDIT_TARGET`] (audit events hold no secret).
+pub(crate) fn log_audit(e: &AuditEvent) {
+    let tenant = e.tenant_id.as_ref().map(|t| t.as_str()).unwrap_or("");
+    let request_id = e.request_id.as_deref().unwrap_or("");
+    tracing::info!(
+        target: AUDIT_TARGET,
+        event_id = %e.id,
+        at = %e.at.to_rfc3339(),
+        actor = %e.actor,
+        tenant = %tenant,
+        action = %e.action,
+        object = %e.target,
+        outcome = %e.outcome,
+        request_id = %request_id,
+        "audit event"
+    );
+}
+
 /// Writes `event` if there is one.
 pub(crate) async fn insert_audit_opt(
     conn: &mut AnyConnection,
@@ -85,9 +120,7 @@ impl AuditStore for SqlStore {
         retrying(|| async move {
             let mut tx = self.begin_write().await?;
             insert_audit_checked(&mut tx, event).await?;
-            tx.commit()
-                .await
-                .map_err(backend("committing an audit event"))
+            commit_audited(tx, Some(event), "committing an audit event").await
         })
         .await
     }

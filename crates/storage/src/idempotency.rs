@@ -12,7 +12,7 @@ use provisioner_core::ports::IdempotencyStore;
 use sqlx::{Any, Transaction};
 
 use crate::SqlStore;
-use crate::audit::insert_audit_opt;
+use crate::audit::{commit_audited, insert_audit_opt};
 use crate::error::{backend, retrying};
 use crate::rows::ms;
 use crate::users::{insert_user_row, update_user_row};
@@ -261,9 +261,12 @@ impl IdempotencyStore for SqlStore {
                 return Err(self.insert_error(user, e).await);
             }
             insert_audit_opt(&mut tx, audit).await?;
-            tx.commit()
-                .await
-                .map_err(backend("committing a new user with its idempotency record"))
+            commit_audited(
+                tx,
+                audit,
+                "committing a new user with its idempotency record",
+            )
+            .await
         })
         .await
     }
@@ -284,9 +287,12 @@ impl IdempotencyStore for SqlStore {
                 return Err(StoreError::Stale);
             }
             insert_audit_opt(&mut tx, audit).await?;
-            tx.commit().await.map_err(backend(
+            commit_audited(
+                tx,
+                audit,
                 "committing a user update with its idempotency record",
-            ))
+            )
+            .await
         })
         .await
     }

@@ -9,7 +9,7 @@ use provisioner_core::ports::JobStore;
 use sqlx::{Any, Transaction};
 
 use crate::SqlStore;
-use crate::audit::insert_audit;
+use crate::audit::{commit_audited, insert_audit};
 use crate::error::{backend, ctx, retrying};
 use crate::rows::{ms, time};
 
@@ -204,7 +204,7 @@ impl JobStore for SqlStore {
                     .map_err(ctx("inserting a job's users"))?;
             }
             insert_audit(&mut tx, audit).await?;
-            tx.commit().await.map_err(backend("committing a job"))?;
+            commit_audited(tx, Some(audit), "committing a job").await?;
             Ok(())
         })
         .await
@@ -457,9 +457,7 @@ impl JobStore for SqlStore {
                 .map_err(backend("counting a job's cancelled users"))?;
             finish_if_done(&mut tx, id, now).await?;
             insert_audit(&mut tx, audit).await?;
-            tx.commit()
-                .await
-                .map_err(backend("committing a job's cancel"))?;
+            commit_audited(tx, Some(audit), "committing a job's cancel").await?;
             Ok(true)
         })
         .await?;

@@ -25,4 +25,5 @@ mod tenants;
 pub mod testing;
 mod users;
 
+pub use audit::AUDIT_TARGET;
 pub use store::{Backend, SqlStore};

@@ -105,6 +105,16 @@ impl SqlStore {
     }
 
     /// The pool, for single statements (autocommit).
+    /// Connections of the pool now: (open, idle, most allowed).
+    pub fn pool_stats(&self) -> (u32, u32, u32) {
+        let p = self.pool();
+        (
+            p.size(),
+            u32::try_from(p.num_idle()).unwrap_or(u32::MAX),
+            p.options().get_max_connections(),
+        )
+    }
+
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }

@@ -7,7 +7,7 @@ use provisioner_core::model::{AuditEvent, ScopeProfile, Tenant};
 use provisioner_core::ports::{TenantDeletion, TenantStore};
 use sqlx::AnyConnection;
 
-use crate::audit::insert_audit;
+use crate::audit::{commit_audited, insert_audit};
 use crate::error::{backend, ctx, retrying};
 use crate::rows::{ProfileRow, TenantRow, ms, to_json};
 use crate::{Backend, SqlStore};
@@ -74,9 +74,7 @@ impl TenantStore for SqlStore {
                 }
             }
             insert_audit(&mut tx, audit).await?;
-            tx.commit()
-                .await
-                .map_err(backend("committing a new tenant"))
+            commit_audited(tx, Some(audit), "committing a new tenant").await
         })
         .await
     }
@@ -161,9 +159,7 @@ impl TenantStore for SqlStore {
                 });
             }
             insert_audit(&mut tx, audit).await?;
-            tx.commit()
-                .await
-                .map_err(backend("committing a tenant update"))
+            commit_audited(tx, Some(audit), "committing a tenant update").await
         })
         .await
     }
@@ -216,9 +212,7 @@ impl TenantStore for SqlStore {
                 .await
                 .map_err(backend("deleting a tenant"))?;
             insert_audit(&mut tx, audit).await?;
-            tx.commit()
-                .await
-                .map_err(backend("committing a tenant deletion"))?;
+            commit_audited(tx, Some(audit), "committing a tenant deletion").await?;
             Ok(TenantDeletion::Deleted)
         })
         .await
@@ -247,9 +241,7 @@ impl TenantStore for SqlStore {
                     .map_err(backend("replacing a scope profile"))?;
             }
             insert_audit(&mut tx, audit).await?;
-            tx.commit()
-                .await
-                .map_err(backend("committing a scope profile"))?;
+            commit_audited(tx, Some(audit), "committing a scope profile").await?;
             Ok(created)
         })
         .await
@@ -307,9 +299,7 @@ impl TenantStore for SqlStore {
                 return Ok(false);
             }
             insert_audit(&mut tx, audit).await?;
-            tx.commit()
-                .await
-                .map_err(backend("committing a scope profile deletion"))?;
+            commit_audited(tx, Some(audit), "committing a scope profile deletion").await?;
             Ok(true)
         })
         .await

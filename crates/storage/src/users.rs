@@ -10,7 +10,7 @@ use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 
 use crate::SqlStore;
-use crate::audit::insert_audit_opt;
+use crate::audit::{commit_audited, insert_audit_opt};
 use crate::error::{backend, ctx, retrying};
 use crate::rows::{UserRow, ms};
 
@@ -213,7 +213,7 @@ impl UserStore for SqlStore {
                 return Err(self.insert_error(user, e).await);
             }
             insert_audit_opt(&mut tx, audit).await?;
-            tx.commit().await.map_err(backend("committing a new user"))
+            commit_audited(tx, audit, "committing a new user").await
         })
         .await
     }
@@ -289,9 +289,7 @@ impl UserStore for SqlStore {
                 return Err(StoreError::Stale);
             }
             insert_audit_opt(&mut tx, audit).await?;
-            tx.commit()
-                .await
-                .map_err(backend("committing a user update"))
+            commit_audited(tx, audit, "committing a user update").await
         })
         .await
     }
@@ -449,6 +447,29 @@ impl UserStore for SqlStore {
                 let n =
                     u64::try_from(n).map_err(|_| StoreError::Backend("negative count".into()))?;
                 Ok((status, n))
+            })
+            .collect()
+    }
+
+    async fn count_all_users_by_status(
+        &self,
+    ) -> Result<Vec<(TenantId, UserStatus, u64)>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT tenant_id, status, COUNT(*) FROM users GROUP BY tenant_id, status ORDER BY tenant_id, status",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(backend("counting users"))?;
+        rows.into_iter()
+            .map(|(t, s, n)| {
+                let tenant = TenantId::parse(&t)
+                    .map_err(|e| StoreError::Backend(format!("corrupt users row: {e}")))?;
+                let status = s
+                    .parse::<UserStatus>()
+                    .map_err(|e| StoreError::Backend(format!("corrupt users row: {e}")))?;
+                let n =
+                    u64::try_from(n).map_err(|_| StoreError::Backend("negative count".into()))?;
+                Ok((tenant, status, n))
             })
             .collect()
     }

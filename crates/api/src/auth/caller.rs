@@ -115,7 +115,9 @@ impl Caller {
         }
     }
 
-    fn authenticate(req: &HttpRequest) -> Result<Self, ApiError> {
+    /// Verifies the bearer token. Waits only when the token names a key id no held key has
+    /// and a JWKS is fetched from the identity provider (a rate-limited refresh).
+    async fn authenticate(req: &HttpRequest) -> Result<Self, ApiError> {
         let state = req
             .app_data::<web::Data<ApiState>>()
             .ok_or_else(|| ApiError::Internal("ApiState missing from app data".into()))?;
@@ -137,7 +139,8 @@ impl Caller {
             })?;
         let claims = state
             .verifier
-            .verify(token)
+            .verify_refreshing(token)
+            .await
             .map_err(|m| ApiError::unauthenticated(m, true))?;
         if claims.sub.trim().is_empty() {
             return Err(ApiError::unauthenticated("token has an empty sub", true));
@@ -177,10 +180,11 @@ impl Caller {
 
 impl FromRequest for Caller {
     type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(Caller::authenticate(req))
+        let req = req.clone();
+        Box::pin(async move { Caller::authenticate(&req).await })
     }
 }
 
@@ -206,7 +210,7 @@ impl<P: Permission> FromRequest for TenantAccess<P> {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let caller = Caller::authenticate(&req)?;
+            let caller = Caller::authenticate(&req).await?;
             let seg = web::Path::<TenantSegment>::extract(&req)
                 .await
                 .map_err(|_| ApiError::invalid("missing tenant id in the path"))?;
@@ -241,10 +245,12 @@ pub struct Global<P> {
 
 impl<P: Permission> FromRequest for Global<P> {
     type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(Caller::authenticate(req).and_then(|caller| {
+        let req = req.clone();
+        Box::pin(async move {
+            let caller = Caller::authenticate(&req).await?;
             if caller.has(P::NEED) {
                 Ok(Global {
                     caller,
@@ -256,6 +262,6 @@ impl<P: Permission> FromRequest for Global<P> {
                     P::NEED.scope()
                 )))
             }
-        }))
+        })
     }
 }

@@ -9,8 +9,16 @@
 //! HS256 secret has at least 32 bytes; a JWKS may hold keys this service cannot use (encryption
 //! keys, unknown algorithms): they are skipped, not fatal. Permissions come from `scope` (a
 //! space-separated string or an array) and `scp` (either form, as Entra ID sends them).
+//!
+//! A JWKS may also be fetched from the identity provider ([`RemoteJwks`], over a
+//! [`JwksSource`] the binary provides) and kept fresh: periodically, and when a token names a
+//! key id no configured key has (rate-limited). Verification reads the current key set without
+//! waiting; only a token with an unknown `kid` may wait for a refresh.
 
 mod caller;
+mod jwks;
+
+use std::sync::Arc;
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -20,6 +28,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub use caller::{
     Admin, Audit, Caller, Global, Need, Permission, Read, Secrets, TenantAccess, Write,
 };
+pub use jwks::{JwksDocument, JwksRefresh, JwksSource, RemoteJwks};
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 const LEEWAY_SECS: u64 = 30;
@@ -34,6 +43,11 @@ pub struct AuthConfig {
     pub public_key_pem: Option<Vec<u8>>,
     /// A JWKS document; keys are selected by the token's `kid` (`PROVISIONER_JWT_JWKS_FILE`).
     pub jwks_json: Option<String>,
+    /// Where a JWKS is fetched from and refreshed (`PROVISIONER_JWT_JWKS_URL`); its keys are
+    /// selected by `kid` too, together with those of `jwks_json`.
+    pub jwks_source: Option<Arc<dyn JwksSource>>,
+    /// How often the fetched JWKS is refreshed.
+    pub jwks_refresh: JwksRefresh,
     /// Required `iss`, when set (`PROVISIONER_JWT_ISSUER`).
     pub issuer: Option<String>,
     /// Required `aud`, when set (`PROVISIONER_JWT_AUDIENCE`).
@@ -52,6 +66,11 @@ impl std::fmt::Debug for AuthConfig {
                 &self.public_key_pem.as_ref().map(|_| "<pem>"),
             )
             .field("jwks_json", &self.jwks_json.as_ref().map(|_| "<jwks>"))
+            .field(
+                "jwks_source",
+                &self.jwks_source.as_ref().map(|s| s.describe()),
+            )
+            .field("jwks_refresh", &self.jwks_refresh)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .finish()
@@ -61,8 +80,10 @@ impl std::fmt::Debug for AuthConfig {
 /// The configuration cannot verify tokens.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthConfigError {
-    /// No HS256 secret, public key or JWKS was configured.
-    #[error("no JWT verifier configured: set an HS256 secret, a public key file or a JWKS file")]
+    /// No HS256 secret, public key, JWKS or JWKS source was configured.
+    #[error(
+        "no JWT verifier configured: set an HS256 secret, a public key file, a JWKS file or a JWKS URL"
+    )]
     NoVerifier,
     /// The HS256 secret is empty.
     #[error("the HS256 secret is empty")]
@@ -174,6 +195,8 @@ pub struct JwtVerifier {
     static_keys: Vec<VerifyKey>,
     /// JWKS keys, selected by `kid`.
     jwks: Vec<VerifyKey>,
+    /// The fetched JWKS, selected by `kid` like `jwks`.
+    remote: Option<Arc<RemoteJwks>>,
     issuer: Option<String>,
     audience: Option<String>,
 }
@@ -183,6 +206,7 @@ impl std::fmt::Debug for JwtVerifier {
         f.debug_struct("JwtVerifier")
             .field("static_keys", &self.static_keys.len())
             .field("jwks_keys", &self.jwks.len())
+            .field("remote_jwks", &self.remote)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .finish()
@@ -211,33 +235,53 @@ impl JwtVerifier {
             static_keys.push(pem_key(pem)?);
         }
         let jwks = match &cfg.jwks_json {
-            Some(json) => jwks_keys(json)?,
+            Some(json) => {
+                let (keys, skipped) = jwks_keys(json)?;
+                log_skipped(&skipped);
+                keys
+            }
             None => Vec::new(),
         };
-        if static_keys.is_empty() && jwks.is_empty() {
+        let remote = cfg
+            .jwks_source
+            .as_ref()
+            .map(|source| RemoteJwks::new(source.clone(), cfg.jwks_refresh));
+        if static_keys.is_empty() && jwks.is_empty() && remote.is_none() {
             return Err(AuthConfigError::NoVerifier);
         }
         Ok(Self {
             static_keys,
             jwks,
+            remote,
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
         })
     }
 
-    /// Verifies a token and returns its claims. The error text is safe to show the caller.
+    /// The fetched JWKS, when a [`JwksSource`] is configured: the binary loads it at start and
+    /// runs its periodic refresh ([`RemoteJwks::run`]).
+    pub fn remote_jwks(&self) -> Option<&Arc<RemoteJwks>> {
+        self.remote.as_ref()
+    }
+
+    /// Verifies a token against the keys held now and returns its claims (never waits). The
+    /// error text is safe to show the caller.
     pub fn verify(&self, token: &str) -> Result<Claims, String> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| "malformed bearer token".to_owned())?;
+        let fetched = self.remote.as_ref().map(|r| r.keys());
+        let jwks: Vec<&VerifyKey> = self
+            .jwks
+            .iter()
+            .chain(fetched.iter().flat_map(|k| k.iter()))
+            .collect();
         let candidates: Vec<&VerifyKey> = match &header.kid {
-            Some(kid) if self.jwks.iter().any(|k| k.kid.as_deref() == Some(kid)) => self
-                .jwks
-                .iter()
+            Some(kid) if jwks.iter().any(|k| k.kid.as_deref() == Some(kid)) => jwks
+                .into_iter()
                 .filter(|k| k.kid.as_deref() == Some(kid))
                 .collect(),
             _ => {
-                let single_jwk =
-                    (self.jwks.len() == 1 && header.kid.is_none()).then(|| &self.jwks[0]);
+                let single_jwk = (jwks.len() == 1 && header.kid.is_none()).then(|| jwks[0]);
                 self.static_keys.iter().chain(single_jwk).collect()
             }
         };
@@ -256,6 +300,33 @@ impl JwtVerifier {
             }
         }
         Err(last)
+    }
+
+    /// As [`JwtVerifier::verify`]; when that fails and the token names a key id that no key held
+    /// now has while a JWKS is fetched, the JWKS is refreshed first (at most once per
+    /// [`JwksRefresh::min_interval`], one fetch shared by every request waiting for it) and the
+    /// token verified again. A failed refresh keeps the keys held.
+    pub async fn verify_refreshing(&self, token: &str) -> Result<Claims, String> {
+        let first = self.verify(token);
+        let Err(error) = first else {
+            return first;
+        };
+        let Some(remote) = &self.remote else {
+            return Err(error);
+        };
+        let Ok(header) = jsonwebtoken::decode_header(token) else {
+            return Err(error);
+        };
+        let Some(kid) = header.kid else {
+            return Err(error);
+        };
+        let known = |k: &VerifyKey| k.kid.as_deref() == Some(kid.as_str());
+        if self.jwks.iter().any(known) || remote.keys().iter().any(known) {
+            return Err(error);
+        }
+        remote.refresh_for_unknown_kid().await;
+        // Verified again whatever the refresh did: another one may have brought the key.
+        self.verify(token)
     }
 
     fn validation(&self, algorithms: &[Algorithm]) -> Validation {
@@ -316,30 +387,67 @@ fn pem_key(pem: &[u8]) -> Result<VerifyKey, AuthConfigError> {
     })
 }
 
-fn jwks_keys(json: &str) -> Result<Vec<VerifyKey>, AuthConfigError> {
+/// A JWKS key this service cannot verify signatures with (skipped, and logged).
+struct Skipped {
+    kid: String,
+    /// `Some(alg)` when the key's `alg` is not a signature algorithm of its type.
+    alg: Option<String>,
+    encryption: bool,
+}
+
+/// Logs the keys of a JWKS that were skipped.
+fn log_skipped(skipped: &[Skipped]) {
+    for s in skipped {
+        let kid = s.kid.as_str();
+        if s.encryption {
+            tracing::info!(kid, "JWKS: skipping an encryption key");
+        } else if let Some(alg) = &s.alg {
+            tracing::warn!(kid, alg = %alg, "JWKS: skipping a key whose algorithm is not a signature this service verifies");
+        } else {
+            tracing::warn!(kid, "JWKS: skipping a key that cannot verify signatures");
+        }
+    }
+}
+
+/// The usable keys of a JWKS document and the skipped ones; an error when it does not parse or
+/// holds no usable key.
+fn jwks_keys(json: &str) -> Result<(Vec<VerifyKey>, Vec<Skipped>), AuthConfigError> {
     let set: JwkSet =
         serde_json::from_str(json).map_err(|e| AuthConfigError::BadJwks(e.to_string()))?;
     let mut keys = Vec::new();
+    let mut skipped = Vec::new();
     for jwk in &set.keys {
-        let kid = jwk.common.key_id.as_deref().unwrap_or("-");
+        let kid = jwk.common.key_id.as_deref().unwrap_or("-").to_owned();
         // Keys for encryption, or of a kind or algorithm this service cannot verify with, are
         // skipped: an identity provider's set often holds some.
         if matches!(
             jwk.common.public_key_use,
             Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
         ) {
-            tracing::info!(kid, "JWKS: skipping an encryption key");
+            skipped.push(Skipped {
+                kid,
+                alg: None,
+                encryption: true,
+            });
             continue;
         }
         let Ok(key) = DecodingKey::from_jwk(jwk) else {
-            tracing::warn!(kid, "JWKS: skipping a key that cannot verify signatures");
+            skipped.push(Skipped {
+                kid,
+                alg: None,
+                encryption: false,
+            });
             continue;
         };
         let algorithms = match jwk.common.key_algorithm {
             Some(alg) => match format!("{alg:?}").parse::<Algorithm>() {
                 Ok(a) if key.family().algorithms().contains(&a) => vec![a],
                 _ => {
-                    tracing::warn!(kid, alg = ?alg, "JWKS: skipping a key whose algorithm is not a signature this service verifies");
+                    skipped.push(Skipped {
+                        kid,
+                        alg: Some(format!("{alg:?}")),
+                        encryption: false,
+                    });
                     continue;
                 }
             },
@@ -352,9 +460,10 @@ fn jwks_keys(json: &str) -> Result<Vec<VerifyKey>, AuthConfigError> {
         });
     }
     if keys.is_empty() {
+        log_skipped(&skipped);
         return Err(AuthConfigError::BadJwks(
             "it holds no key this service can verify signatures with".into(),
         ));
     }
-    Ok(keys)
+    Ok((keys, skipped))
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use provisioner_core::ids::{ProfileName, TenantId, UpstreamUserId};
 use provisioner_core::model::{AppDefaults, AutoKeyCheck, Tenant, TenantStatus, UpstreamRateLimit};
 use provisioner_core::secret::Pat;
-use provisioner_core::service::{NewTenant, TenantPatch, TenantView};
+use provisioner_core::service::{NewTenant, TenantPatch, TenantView, default_app_defaults};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
@@ -80,9 +80,9 @@ impl From<AutoKeyCheckDto> for AutoKeyCheck {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamIn {
-    /// Base URL of the tenant's Clarifai deployment.
+    /// Base URL of the tenant's Clarifai deployment (`https://api.clarifai.com` when absent).
     #[schema(example = "https://api.clarifai.com")]
-    pub base_url: String,
+    pub base_url: Option<String>,
     /// The Clarifai user owning the tenant's apps (1-64 of letters, digits, `-`, `_`).
     #[schema(example = "acme-ml", pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub user_id: String,
@@ -90,6 +90,23 @@ pub struct UpstreamIn {
     /// no spaces or control characters.
     #[schema(value_type = String, format = Password, pattern = "^[^\\s\\u0000-\\u001F\\u007F-\\u009F]{1,512}$")]
     pub pat: SecretString,
+}
+
+/// App creation defaults of a new tenant: each absent field takes its default (`<id>-`,
+/// `Empty`, `Provisioned for {external_id}`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppDefaultsIn {
+    /// Prefix of every app id (`<tenant id>-` when absent).
+    #[schema(example = "acme-")]
+    pub id_prefix: Option<String>,
+    /// Base workflow in `clarifai/main` (`Empty` when absent).
+    #[schema(example = "Empty")]
+    pub default_workflow: Option<String>,
+    /// Description template; `{external_id}` is replaced (`Provisioned for {external_id}`
+    /// when absent).
+    #[schema(example = "Provisioned for {external_id}")]
+    pub description: Option<String>,
 }
 
 /// App creation defaults.
@@ -157,6 +174,9 @@ impl From<UpstreamRateLimit> for RateLimitDto {
     }
 }
 
+/// The upstream of a tenant that names no base URL: Clarifai's public API.
+pub const DEFAULT_BASE_URL: &str = "https://api.clarifai.com";
+
 /// `POST /v1/tenants` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -164,19 +184,20 @@ pub struct TenantIn {
     /// 1-32 of `a-z 0-9 -`, starting with a letter.
     #[schema(example = "acme", pattern = "^[a-z][a-z0-9-]{0,31}$")]
     pub id: String,
-    /// Human name (1-200 characters).
+    /// Human name (1-200 characters; the id when absent).
     #[schema(example = "Acme Corp")]
-    pub display_name: String,
+    pub display_name: Option<String>,
     /// The upstream account.
     pub upstream: UpstreamIn,
-    /// App defaults (derived from the id when absent).
-    pub app_defaults: Option<AppDefaultsDto>,
+    /// App defaults (each absent field derived from the id or defaulted).
+    pub app_defaults: Option<AppDefaultsIn>,
     /// Upstream protection (15 rps, 8 in flight when absent).
     pub upstream_rate_limit: Option<RateLimitDto>,
     /// Scopes the tenant's keys may ever hold.
     #[schema(example = json!(["Predict", "Inputs:Get"]))]
     pub allowed_scopes: Vec<String>,
-    /// Profile used when a PUT names neither a profile nor scopes.
+    /// Profile used when a PUT names neither a profile nor scopes. With neither this nor
+    /// `scope_profiles`, the tenant gets a profile `default` of all of `allowed_scopes`.
     #[schema(pattern = "^[a-z][a-z0-9-]{0,31}$", example = "standard")]
     pub default_scope_profile: Option<String>,
     /// Initial scope profiles, by name.
@@ -226,13 +247,24 @@ impl TryFrom<TenantIn> for NewTenant {
         else {
             return Err(c.into_error());
         };
+        let defaults = default_app_defaults(&id);
+        let app_defaults = v.app_defaults.unwrap_or_default();
         Ok(NewTenant {
+            display_name: v.display_name.unwrap_or_else(|| id.as_str().to_owned()),
+            app_defaults: Some(AppDefaults {
+                id_prefix: app_defaults.id_prefix.unwrap_or(defaults.id_prefix),
+                default_workflow: app_defaults
+                    .default_workflow
+                    .unwrap_or(defaults.default_workflow),
+                description: app_defaults.description.unwrap_or(defaults.description),
+            }),
             id,
-            display_name: v.display_name,
-            base_url: v.upstream.base_url,
+            base_url: v
+                .upstream
+                .base_url
+                .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()),
             upstream_user_id,
             pat,
-            app_defaults: v.app_defaults.map(Into::into),
             rate_limit: v.upstream_rate_limit.map(Into::into),
             allowed_scopes,
             default_scope_profile: default.flatten(),

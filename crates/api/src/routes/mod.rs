@@ -44,7 +44,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     let user = format!("{TENANT}/users/{{external_id}}");
     cfg.service(resource("/healthz", [(M::GET, web::to(ops::healthz))]))
         .service(resource("/readyz", [(M::GET, web::to(ops::readyz))]))
-        .service(resource("/metrics", [(M::GET, web::to(ops::metrics))]))
         .service(resource("/docs", [(M::GET, web::to(docs::docs))]))
         .service(resource(
             "/docs/problems",

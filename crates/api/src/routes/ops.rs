@@ -1,4 +1,4 @@
-//! Operations routes (no auth): `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
+//! Operations routes (no auth): `/healthz`, `/readyz`, `/openapi.json` (`/metrics` has its own listener, served by the binary).
 
 use actix_web::{HttpResponse, web};
 
@@ -46,20 +46,4 @@ pub async fn openapi_json(doc: web::Data<String>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(doc.get_ref().clone())
-}
-
-/// Prometheus metrics (text exposition): users per tenant and status, recovery, drift,
-/// upstream circuit breakers. Holds no secret.
-#[utoipa::path(
-    get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain"))
-)]
-pub async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
-    let body = match &state.metrics {
-        Some(render) => render().await,
-        None => String::from("# no metrics source configured\n"),
-    };
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(body)
 }

@@ -94,7 +94,6 @@ pub async fn spawn_with(auth: AuthConfig, settings: HttpSettings) -> TestApp {
     let state = ApiState {
         service: core.service.clone(),
         verifier,
-        metrics: None,
     };
     let app = Rc::new(atest::init_service(ApiApp::new(state, &settings).build()).await);
     let call: Caller = Box::new(move |req: TestRequest| {

@@ -24,7 +24,6 @@ async fn the_server_answers_over_tcp_with_a_request_id() {
         ApiState {
             service: core.service.clone(),
             verifier,
-            metrics: None,
         },
         settings,
     )

@@ -1,4 +1,4 @@
-//! Leases and fencing (docs/architecture.md, "Leases and fencing").
+//! Leases and fencing (docs/design.md, "Leases and fencing").
 //!
 //! A lease is short and its holder renews it with a compare-and-swap on (owner, generation)
 //! before every upstream call, then every `lease_ttl / 3` while the call is in flight (the

@@ -1,4 +1,4 @@
-//! The provisioning state machine (docs/architecture.md, "Provisioning, step by step").
+//! The provisioning state machine (docs/design.md, "Provisioning, step by step").
 //!
 //! A user's row holds the intent: `status` says which operation runs, `step` which upstream call
 //! comes next, `generation` which key marker to use. Every upstream call is preceded by a write of

@@ -15,7 +15,7 @@ use crate::secret::Pat;
 
 use super::{Provisioner, check_limit, check_text, decode_cursor, encode_cursor, pat_aad};
 
-/// Scopes the provisioning PAT needs (docs/upstream.md; the scope list itself is in crates/core/src/scope.rs), unless it holds `All`.
+/// Scopes the provisioning PAT needs (docs/upstream.md, "Scopes"), unless it holds `All`.
 const PAT_NEEDS: &[&str] = &[
     "Apps:Add",
     "Apps:Get",
@@ -81,6 +81,9 @@ pub struct TenantView {
     pub profiles: Vec<ScopeProfile>,
 }
 
+/// The profile a tenant created without profiles gets: all of its allowed scopes.
+pub const DEFAULT_PROFILE: &str = "default";
+
 impl Provisioner {
     /// Creates a tenant after verifying its PAT upstream.
     pub async fn create_tenant(
@@ -90,6 +93,16 @@ impl Provisioner {
     ) -> Result<TenantView, DomainError> {
         check_text("display_name", &new.display_name, 200)?;
         check_base_url(&new.base_url)?;
+        // A tenant created with no profiles gets one, `default`, of all its allowed scopes, so
+        // a PUT naming no scopes works from the start.
+        let mut new = new;
+        if new.scope_profiles.is_empty() && new.default_scope_profile.is_none() {
+            let name = ProfileName::parse(DEFAULT_PROFILE)
+                .map_err(|e| DomainError::Validation(e.to_string()))?;
+            new.scope_profiles
+                .insert(name.clone(), new.allowed_scopes.clone());
+            new.default_scope_profile = Some(name);
+        }
         let app_defaults = match new.app_defaults {
             Some(d) => d,
             None => default_app_defaults(&new.id),
@@ -490,7 +503,9 @@ pub(crate) fn tenant_write_error(id: &TenantId, e: crate::StoreError) -> DomainE
     }
 }
 
-fn default_app_defaults(id: &TenantId) -> AppDefaults {
+/// The app defaults of a tenant that names none: prefix `<id>-` (the id cut to 15 characters),
+/// workflow `Empty`, description `Provisioned for {external_id}`.
+pub fn default_app_defaults(id: &TenantId) -> AppDefaults {
     let mut prefix: String = id.as_str().chars().take(15).collect();
     while prefix.ends_with('-') {
         prefix.pop();

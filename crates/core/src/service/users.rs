@@ -359,6 +359,11 @@ impl Provisioner {
         Ok(self.store.count_users_by_status(tenant_id).await?)
     }
 
+    /// How many users each tenant has in each status, in one read (for metrics).
+    pub async fn all_user_counts(&self) -> Result<Vec<(TenantId, UserStatus, u64)>, DomainError> {
+        Ok(self.store.count_all_users_by_status().await?)
+    }
+
     /// Which user a (leaked) key belongs to, by its fingerprint.
     pub async fn lookup_key(
         &self,

@@ -1,4 +1,4 @@
-//! The invariants (issue 7, docs/architecture.md "The invariants"), checked during the run and at rest.
+//! The invariants (issue 7, docs/design.md "The invariants"), checked during the run and at rest.
 //!
 //! A row is *held* when its lease belongs to an operation still running (not answered, not
 //! dropped). Rows held are skipped during the run: an operation in progress legitimately has,

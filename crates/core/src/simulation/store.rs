@@ -391,6 +391,11 @@ impl UserStore for SimStore {
     ) -> Result<Vec<(UserStatus, u64)>, StoreError> {
         self.inner.count_users_by_status(tenant).await
     }
+    async fn count_all_users_by_status(
+        &self,
+    ) -> Result<Vec<(TenantId, UserStatus, u64)>, StoreError> {
+        self.inner.count_all_users_by_status().await
+    }
 }
 
 #[async_trait]

@@ -135,7 +135,7 @@ impl SimUpstream {
     }
 
     /// (k) fencing: an upstream change to a user's app leaves only from the operation holding
-    /// that user's row (docs/architecture.md, "Leases and fencing": renew by compare-and-swap before every
+    /// that user's row (docs/design.md, "Leases and fencing": renew by compare-and-swap before every
     /// upstream call, stop if that fails). Checked when the call enters the port.
     fn check_fenced(&self, op: u32, app: &str, what: &str) {
         if op == 0 {

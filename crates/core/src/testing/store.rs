@@ -470,6 +470,20 @@ impl UserStore for MemStore {
         }
         Ok(counts.into_values().collect())
     }
+    async fn count_all_users_by_status(
+        &self,
+    ) -> Result<Vec<(TenantId, UserStatus, u64)>, StoreError> {
+        let st = lock(&self.state);
+        let mut counts: BTreeMap<(String, &'static str), (TenantId, UserStatus, u64)> =
+            BTreeMap::new();
+        for u in st.users.values() {
+            counts
+                .entry((u.tenant_id.as_str().to_owned(), u.status.as_str()))
+                .or_insert((u.tenant_id.clone(), u.status, 0))
+                .2 += 1;
+        }
+        Ok(counts.into_values().collect())
+    }
 }
 
 /// Work due at `now` (the stores' `due_users` rule): a pending step or a retired key whose

@@ -70,6 +70,7 @@ pub async fn rss_table(users: usize) -> anyhow::Result<()> {
     let mut child = tokio::process::Command::new(bin)
         .arg("serve")
         .env("PROVISIONER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PROVISIONER_METRICS_LISTEN", "off")
         .env("PROVISIONER_DATABASE_URL", &database_url)
         .env("PROVISIONER_MASTER_KEY", &master)
         .env("PROVISIONER_JWT_HS256_SECRET", &secret)

@@ -76,6 +76,7 @@ impl Cluster {
         for _ in 0..replicas {
             let settings = Settings {
                 listen: "127.0.0.1:0".into(),
+                metrics_listen: "off".into(),
                 database_url: database_url.clone(),
                 master_key: Some(master.clone()),
                 jwt_hs256_secret: Some(secret.clone()),

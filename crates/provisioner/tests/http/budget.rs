@@ -41,6 +41,7 @@ async fn two_replicas_share_the_accounts_budget() {
     for _ in 0..2 {
         let settings = Settings {
             listen: "127.0.0.1:0".into(),
+            metrics_listen: "off".into(),
             database_url: url.clone(),
             master_key: Some(master.clone()),
             jwt_hs256_secret: Some(jwt.clone()),

@@ -11,7 +11,7 @@ use crate::process::{Server, ServerEnv, call, free_port, simulator, tenant_body}
 
 const BIN: &str = env!("CARGO_BIN_EXE_provisioner");
 
-fn clean_env(cmd: &mut Command) -> &mut Command {
+pub(crate) fn clean_env(cmd: &mut Command) -> &mut Command {
     for (k, _) in std::env::vars() {
         if k.starts_with("PROVISIONER_") {
             cmd.env_remove(k);
@@ -111,6 +111,7 @@ async fn migrate_token_serve_and_sigterm_work_end_to_end() {
         .env("PROVISIONER_MASTER_KEY", &key)
         .env("PROVISIONER_JWT_HS256_SECRET", jwt)
         .env("PROVISIONER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PROVISIONER_METRICS_LISTEN", "off")
         .env("PROVISIONER_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))

@@ -65,6 +65,8 @@ pub const OTHER_PAT: &str = "sim-pat-globex-fedcba9876543210";
 /// A running service and its simulator.
 pub struct TestApp {
     pub base: String,
+    /// The metrics listener (its own port).
+    pub metrics_base: String,
     pub http: reqwest::Client,
     pub sim: Simulator,
     pub jwt_secret: SecretString,
@@ -106,6 +108,7 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Settings)) -> Option
     let jwt_secret = SecretString::from(MasterKey::generate().to_base64());
     let mut settings = Settings {
         listen: "127.0.0.1:0".into(),
+        metrics_listen: "127.0.0.1:0".into(),
         database_url: db_url.clone(),
         master_key: Some(SecretString::from(MasterKey::generate().to_base64())),
         jwt_hs256_secret: Some(jwt_secret.clone()),
@@ -120,10 +123,15 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Settings)) -> Option
     tweak(&mut settings);
     let app = Application::build(&settings).await.expect("build app");
     let base = format!("http://127.0.0.1:{}", app.port());
+    let metrics_base = format!(
+        "http://127.0.0.1:{}",
+        app.metrics_port().expect("the metrics listener is on")
+    );
     tokio::spawn(app.run_until_stopped());
     let admin = token(&jwt_secret, "provisioner:admin", None);
     Some(TestApp {
         base,
+        metrics_base,
         http: reqwest::Client::new(),
         sim,
         jwt_secret,

@@ -6,7 +6,7 @@
 //! Each client follows a script per user and repeats every step until it is acknowledged (2xx);
 //! a dead server or a 503 means "later". After the last kill the server runs once more, the
 //! clients finish, recovery settles the rest, and the end state must satisfy invariants 1, 3 and 7
-//! (docs/architecture.md): every acknowledged user present, one app and one key each (the last secret
+//! (docs/design.md): every acknowledged user present, one app and one key each (the last secret
 //! handed out), nothing left upstream for deleted users, reconcile clean, and an audit event for
 //! every acknowledged change.
 //!

@@ -70,6 +70,7 @@ impl ServerEnv {
         cmd.arg("serve")
             .env_remove("PROVISIONER_CONFIG")
             .env("PROVISIONER_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("PROVISIONER_METRICS_LISTEN", "off")
             .env("PROVISIONER_DATABASE_URL", &self.database_url)
             .env("PROVISIONER_MASTER_KEY", &self.master_key)
             .env(

@@ -243,8 +243,16 @@ async fn the_periodic_drift_check_records_counts_without_repairing(app: TestApp)
     let want = "provisioner_drift{tenant=\"acme\",kind=\"orphan_apps\"} 1";
     let mut seen = false;
     for _ in 0..100 {
-        let m = app.call(Method::GET, "/metrics", None, None).await;
-        if m.text.contains(want) {
+        let m = app
+            .http
+            .get(format!("{}/metrics", app.metrics_base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if m.contains(want) {
             seen = true;
             break;
         }

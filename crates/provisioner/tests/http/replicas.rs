@@ -1,5 +1,5 @@
 //! Replicas: three `provisioner serve` processes on one PostgreSQL database and one simulator,
-//! coordinating only through the database (docs/architecture.md invariant 7: idempotent across replicas).
+//! coordinating only through the database (docs/design.md invariant 7: idempotent across replicas).
 //!
 //! (a) 50 concurrent PUTs of one user spread over the three: one 201, the rest 200, one app and
 //! one key upstream. (b) 300 distinct users from 24 clients spread over the three: 300 apps and

@@ -9,8 +9,73 @@ crate::on_both_backends!(
     tenant_lifecycle_over_http,
     a_rejected_pat_stores_nothing,
     scope_profiles_round_trip,
-    tenants_list_pages_with_a_cursor
+    tenants_list_pages_with_a_cursor,
+    a_tenant_needs_only_id_upstream_and_allowed_scopes
 );
+
+async fn a_tenant_needs_only_id_upstream_and_allowed_scopes(app: TestApp) {
+    let body = json!({
+        "id": "mini",
+        "upstream": {"base_url": app.sim.base_url(), "user_id": crate::helpers::SIM_USER, "pat": SIM_PAT},
+        "allowed_scopes": ["Predict", "Inputs:Get"]
+    });
+    let r = app
+        .call(Method::POST, "/v1/tenants", Some(&app.admin), Some(body))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["display_name"], "mini");
+    assert_eq!(
+        r.body["app_defaults"],
+        json!({"id_prefix": "mini-", "default_workflow": "Empty", "description": "Provisioned for {external_id}"})
+    );
+    assert_eq!(
+        r.body["upstream_rate_limit"],
+        json!({"requests_per_second": 15, "max_concurrency": 8})
+    );
+    assert_eq!(r.body["default_scope_profile"], "default");
+
+    // One app-defaults field given: the others still take their defaults.
+    let body = json!({
+        "id": "half",
+        "upstream": {"base_url": app.sim.base_url(), "user_id": crate::helpers::SIM_USER, "pat": SIM_PAT},
+        "allowed_scopes": ["Predict"],
+        "app_defaults": {"default_workflow": "General"},
+        "scope_profiles": {"p": ["Predict"]}
+    });
+    let r = app
+        .call(Method::POST, "/v1/tenants", Some(&app.admin), Some(body))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(
+        r.body["app_defaults"],
+        json!({"id_prefix": "half-", "default_workflow": "General", "description": "Provisioned for {external_id}"})
+    );
+    // Profiles were given, so no `default` profile is made up.
+    assert!(r.body["default_scope_profile"].is_null(), "{}", r.text);
+
+    // A PUT naming no scopes gets all of the allowed scopes.
+    let w = app.token("provisioner:write", Some("mini"));
+    let u = app.put_user("mini", "u1", &w, json!({})).await;
+    assert_eq!(u.status, StatusCode::CREATED, "{}", u.text);
+    let mut scopes: Vec<String> = serde_json::from_value(u.body["key"]["scopes"].clone()).unwrap();
+    scopes.sort();
+    assert_eq!(scopes, ["Inputs:Get", "Predict"]);
+    // An unknown field is still refused, and nothing is created.
+    let bad = json!({
+        "id": "typo",
+        "upstream": {"base_url": app.sim.base_url(), "user_id": crate::helpers::SIM_USER, "pat": SIM_PAT},
+        "allowed_scopes": ["Predict"],
+        "app_defaults": {"id_prefx": "x-"}
+    });
+    let r = app
+        .call(Method::POST, "/v1/tenants", Some(&app.admin), Some(bad))
+        .await;
+    assert_problem(&r, 400, "invalid_request");
+    let gone = app
+        .call(Method::GET, "/v1/tenants/typo", Some(&app.admin), None)
+        .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+}
 
 async fn tenant_lifecycle_over_http(app: TestApp) {
     // Arrange / Act: create.

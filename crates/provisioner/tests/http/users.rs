@@ -439,7 +439,6 @@ async fn health_readiness_and_openapi(app: TestApp) {
         "/v1/audit-events",
         "/healthz",
         "/readyz",
-        "/metrics",
         "/docs",
     ] {
         assert!(paths.contains_key(p), "openapi lacks {p}");
@@ -452,22 +451,68 @@ async fn health_readiness_and_openapi(app: TestApp) {
         .as_str()
         .unwrap()
         .to_owned();
-    let m = app.call(Method::GET, "/metrics", None, None).await;
-    assert_eq!(m.status, StatusCode::OK);
+    // Not on the API's listener: its labels name tenants.
     assert!(
-        m.headers["content-type"]
+        !paths.contains_key("/metrics"),
+        "/metrics is not part of the API"
+    );
+    let on_api = app.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(on_api.status, StatusCode::NOT_FOUND);
+    let m = app
+        .http
+        .get(format!("{}/metrics", app.metrics_base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(m.status(), StatusCode::OK);
+    assert!(
+        m.headers()["content-type"]
             .to_str()
             .unwrap()
             .starts_with("text/plain")
     );
+    let text = m.text().await.unwrap();
     assert!(
-        m.text
-            .contains("provisioner_users{tenant=\"acme\",status=\"active\"} 1"),
-        "{}",
-        m.text
+        text.contains("provisioner_users{tenant=\"acme\",status=\"active\"} 1"),
+        "{text}"
     );
-    assert!(m.text.contains("provisioner_recovery_passes_total"));
-    assert!(!m.text.contains(&secret) && !m.text.contains(crate::helpers::SIM_PAT));
+    // Families the issue asks for, each declared once (the exporter groups them).
+    for family in [
+        "provisioner_build_info",
+        "provisioner_http_requests_total",
+        "provisioner_http_request_duration_seconds",
+        "provisioner_upstream_requests_total",
+        "provisioner_upstream_request_duration_seconds",
+        "provisioner_db_pool_connections",
+        "provisioner_db_pool_max_connections",
+        "provisioner_users",
+    ] {
+        assert_eq!(
+            text.matches(&format!("# TYPE {family} ")).count(),
+            1,
+            "{family} declared once in:\n{text}"
+        );
+    }
+    // The PUT is counted by its route template, never by its path.
+    assert!(
+        text.contains("route=\"/v1/tenants/{tenant_id}/users/{external_id}\""),
+        "{text}"
+    );
+    assert!(!text.contains("/users/m1"), "a path id reached a label");
+    assert!(
+        text.contains("operation=\"create_app\",outcome=\"ok\"")
+            || text.contains("outcome=\"ok\",operation=\"create_app\""),
+        "{text}"
+    );
+    assert!(!text.contains(&secret) && !text.contains(crate::helpers::SIM_PAT));
+    assert!(
+        !text.contains(&app.sim.base_url()),
+        "an upstream base URL reached a label"
+    );
+    assert!(
+        !text.contains(crate::helpers::SIM_USER),
+        "an upstream user id reached a label"
+    );
 
     // /docs: a self-contained reference page; /docs/problems: the problem types.
     let d = app.call(Method::GET, "/docs", None, None).await;

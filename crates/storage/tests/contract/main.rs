@@ -47,6 +47,7 @@ contract!(
     tenants::tenant_insert_get_update_and_duplicate,
     tenants::a_tenant_update_with_an_old_version_fails_and_changes_nothing,
     tenants::maintenance_tasks_are_recorded_once,
+    tenants::periodic_work_is_claimed_by_one_holder_until_its_claim_lapses,
     tenants::tenants_list_in_id_order_with_keyset_pagination,
     tenants::profiles_are_created_replaced_listed_and_deleted,
     tenants::delete_tenant_refuses_live_users_and_cascades,

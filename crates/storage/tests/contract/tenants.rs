@@ -401,3 +401,56 @@ pub async fn maintenance_tasks_are_recorded_once(store: &SqlStore) {
     );
     assert!(!store.maintenance_done("other").await.expect("read"));
 }
+
+pub async fn periodic_work_is_claimed_by_one_holder_until_its_claim_lapses(store: &SqlStore) {
+    use std::time::Duration;
+    let long = Duration::from_secs(60);
+    assert!(
+        store.claim_periodic("drift", "a", long).await.unwrap(),
+        "free: taken"
+    );
+    assert!(
+        !store.claim_periodic("drift", "b", long).await.unwrap(),
+        "held by a"
+    );
+    assert!(
+        store.claim_periodic("drift", "a", long).await.unwrap(),
+        "a renews its own"
+    );
+    assert!(
+        store.claim_periodic("other", "b", long).await.unwrap(),
+        "claims are per name"
+    );
+    // A short claim lapses, and then someone else takes it (and the old holder has lost it).
+    assert!(
+        store
+            .claim_periodic("short", "a", Duration::from_millis(150))
+            .await
+            .unwrap()
+    );
+    assert!(!store.claim_periodic("short", "b", long).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        store.claim_periodic("short", "b", long).await.unwrap(),
+        "lapsed: taken"
+    );
+    assert!(
+        !store.claim_periodic("short", "a", long).await.unwrap(),
+        "a lost it"
+    );
+    // Many replicas at once: exactly one wins a free claim.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.claim_periodic("race", &format!("r{i}"), long)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.unwrap());
+    }
+    assert_eq!(winners, 1, "one replica holds the claim");
+}

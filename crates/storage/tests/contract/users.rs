@@ -286,6 +286,8 @@ pub async fn count_users_by_status_counts_one_tenant(store: &SqlStore) {
         .await
         .expect("count");
     counts.sort_by_key(|(s, _)| s.as_str());
+    let mut all = store.count_all_users_by_status().await.expect("count all");
+    all.sort_by_key(|(t, s, _)| (t.as_str().to_owned(), s.as_str()));
 
     // Assert
     assert_eq!(
@@ -295,6 +297,16 @@ pub async fn count_users_by_status_counts_one_tenant(store: &SqlStore) {
             (UserStatus::Failed, 1),
             (UserStatus::Provisioning, 1)
         ]
+    );
+    assert_eq!(
+        all,
+        [
+            (tid("acme"), UserStatus::Active, 2),
+            (tid("acme"), UserStatus::Failed, 1),
+            (tid("acme"), UserStatus::Provisioning, 1),
+            (tid("other"), UserStatus::Provisioning, 1),
+        ],
+        "every tenant in one read"
     );
     assert!(
         store

@@ -1,6 +1,6 @@
 //! Reconciliation: compares the store with a tenant's upstream account and reports — or, when
-//! asked, repairs — orphan apps and keys, missing apps and keys, and scope drift (docs/architecture.md,
-//! "Provisioning, step by step"; docs/api.md, "Drift and compromise").
+//! asked, repairs — orphan apps and keys, missing apps and keys, and scope drift (docs/design.md,
+//! "Leases and fencing"; docs/api.md, "Drift and compromise").
 //!
 //! What is compared:
 //! - *Managed apps* are the apps of the account whose metadata marker names the tenant. Only
