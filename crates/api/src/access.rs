@@ -2,7 +2,7 @@
 //!
 //! The line goes to the log target `provisioner::access` with the method, the route template
 //! (`/v1/tenants/{tenant_id}/users/{external_id}`, never the path with its ids), the status,
-//! the duration, the request id and the tenant the caller was authorized for (recorded by the
+//! the duration, the request id, the W3C trace id and the tenant the caller was authorized for (recorded by the
 //! auth extractors; empty before authentication). Probes (`/healthz`, `/readyz`) log at debug.
 //! Metrics: `provisioner_http_requests_total{route,method,status}` and
 //! `provisioner_http_request_duration_seconds{route,method}`; a path no route matches counts
@@ -14,6 +14,8 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpRequest};
+
+use provisioner_core::trace::TraceContext;
 
 use crate::request_id::RequestId;
 
@@ -39,13 +41,16 @@ pub async fn access_middleware(
     let method = req.method().clone();
     let res = next.call(req).await;
     let elapsed = started.elapsed();
-    let (status, route, request_id, tenant) = match &res {
+    let (status, route, request_id, trace_id, tenant) = match &res {
         Ok(r) => {
             let rq = r.request();
             (
                 r.status().as_u16(),
                 rq.match_pattern(),
                 rq.extensions().get::<RequestId>().map(|r| r.0.clone()),
+                rq.extensions()
+                    .get::<TraceContext>()
+                    .map(|t| t.trace_id().to_owned()),
                 rq.extensions()
                     .get::<AuthorizedTenant>()
                     .map(|t| t.0.clone()),
@@ -56,16 +61,18 @@ pub async fn access_middleware(
             None,
             None,
             None,
+            None,
         ),
     };
     let route = route.unwrap_or_else(|| String::from("unmatched"));
     let duration_ms = elapsed.as_secs_f64() * 1000.0;
     let request_id = request_id.unwrap_or_default();
+    let trace_id = trace_id.unwrap_or_default();
     let tenant = tenant.unwrap_or_default();
     if matches!(route.as_str(), "/healthz" | "/readyz") {
-        tracing::debug!(target: ACCESS_TARGET, method = %method, route = %route, status, duration_ms, request_id = %request_id, tenant = %tenant, "request");
+        tracing::debug!(target: ACCESS_TARGET, method = %method, route = %route, status, duration_ms, request_id = %request_id, trace_id = %trace_id, tenant = %tenant, "request");
     } else {
-        tracing::info!(target: ACCESS_TARGET, method = %method, route = %route, status, duration_ms, request_id = %request_id, tenant = %tenant, "request");
+        tracing::info!(target: ACCESS_TARGET, method = %method, route = %route, status, duration_ms, request_id = %request_id, trace_id = %trace_id, tenant = %tenant, "request");
     }
     // Only standard methods become label values; callers cannot grow the label set.
     let method = match method.as_str() {

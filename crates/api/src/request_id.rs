@@ -12,11 +12,15 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpRequest};
+use provisioner_core::trace::{self, TraceContext};
 use tracing::Span;
 use tracing::field::Empty;
 use tracing_actix_web::RootSpanBuilder;
 
 use crate::problem::{Problem, render};
+
+/// Name of the W3C trace context header.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
 
 /// Name of the request id header.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -59,9 +63,20 @@ pub async fn request_id_middleware(
         .map(str::to_owned)
         .unwrap_or_else(new_id);
     req.extensions_mut().insert(RequestId(id.clone()));
+    // The caller's trace (W3C `traceparent`), or a new one: logged, and passed on to the
+    // upstream calls the request makes.
+    let trace = req
+        .headers()
+        .get(TRACEPARENT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceContext::parse)
+        .unwrap_or_else(TraceContext::generate);
+    req.extensions_mut().insert(trace.clone());
     // Handlers and extractors turn their errors into responses, so `Err` here is rare (a
     // middleware failing); it is passed on and rendered by actix without the header.
-    let res = next.call(req).await?.map_into_boxed_body();
+    let res = trace::scope(trace, next.call(req))
+        .await?
+        .map_into_boxed_body();
     Ok(finish(res, &id))
 }
 
@@ -91,6 +106,11 @@ impl RootSpanBuilder for RootSpan {
             .get::<RequestId>()
             .map(|r| r.0.clone())
             .unwrap_or_default();
+        let trace_id = req
+            .extensions()
+            .get::<TraceContext>()
+            .map(|t| t.trace_id().to_owned())
+            .unwrap_or_default();
         let route = req.match_pattern().unwrap_or_else(|| "default".into());
         let method = req.method().as_str().to_owned();
         let probe = matches!(route.as_str(), "/healthz" | "/readyz");
@@ -103,6 +123,7 @@ impl RootSpanBuilder for RootSpan {
                     http.route = %route,
                     http.status_code = Empty,
                     request_id = %request_id,
+                    trace_id = %trace_id,
                     tenant.id = Empty,
                     error.message = Empty,
                 )

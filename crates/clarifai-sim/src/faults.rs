@@ -117,6 +117,17 @@ async fn inject_inner(
     shared
         .requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Some(tp) = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+    {
+        let mut log = lock(&shared.traceparents);
+        if log.len() >= crate::shared::TRACE_LOG {
+            log.pop_front();
+        }
+        log.push_back(tp.to_owned());
+    }
     let (delay, fault, settings) = {
         let mut engine = lock(&shared.faults);
         let (delay, fault) = engine.draw();

@@ -186,6 +186,14 @@ impl Simulator {
         self.shared.state().keys_where(user_id, |_| true)
     }
 
+    /// The `traceparent` headers of the last requests on `/v2` that had one, oldest first.
+    pub fn traceparents(&self) -> Vec<String> {
+        crate::shared::lock(&self.shared.traceparents)
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     /// Requests seen on `/v2` routes (admin routes excluded).
     pub fn request_count(&self) -> u64 {
         self.shared.request_count()

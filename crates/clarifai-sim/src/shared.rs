@@ -8,6 +8,9 @@ use crate::faults::FaultEngine;
 use crate::ratelimit::RateLimiter;
 use crate::state::State;
 
+/// How many `traceparent` headers the simulator keeps.
+pub(crate) const TRACE_LOG: usize = 1000;
+
 /// Everything the handlers share. Each mutex is held for one short, synchronous step only.
 pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
@@ -15,6 +18,8 @@ pub(crate) struct Shared {
     pub(crate) limiter: Mutex<RateLimiter>,
     pub(crate) counts: Mutex<FaultCounts>,
     pub(crate) requests: AtomicU64,
+    /// The last `traceparent` headers seen on `/v2` (at most [`TRACE_LOG`]).
+    pub(crate) traceparents: Mutex<std::collections::VecDeque<String>>,
     pub(crate) throttle_code_numeric: AtomicBool,
 }
 
@@ -28,6 +33,7 @@ impl Shared {
             limiter: Mutex::new(RateLimiter::new(config.rate_limit_per_sec)),
             counts: Mutex::new(FaultCounts::default()),
             requests: AtomicU64::new(0),
+            traceparents: Mutex::default(),
             throttle_code_numeric: AtomicBool::new(false),
         }
     }

@@ -283,6 +283,10 @@ impl ClarifaiClient {
             .header(AUTHORIZATION, auth)
             .header(ACCEPT, "application/json")
             .timeout(limit);
+        // The caller's trace, when the call is made for a request (W3C trace context).
+        if let Some(trace) = provisioner_core::trace::current() {
+            req = req.header("traceparent", trace.child_header());
+        }
         if let Some(body) = &call.body {
             req = req
                 .header(CONTENT_TYPE, "application/json")

@@ -21,5 +21,6 @@ pub mod service;
 mod simulation;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod trace;
 
 pub use error::{DomainError, ParseError, StoreError, UpstreamError};

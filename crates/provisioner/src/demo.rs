@@ -191,6 +191,7 @@ fn banner(
         r#"
 Provisioner demo is running.
   API          {base}   (OpenAPI: {base}/openapi.json; --listen or PROVISIONER_LISTEN sets it)
+  Docs         {base}/docs   (the API reference; open it in a browser)
   Metrics      {metrics}
   Simulator    {sim}   (Clarifai account "{SIM_USER}", PAT "{SIM_PAT}")
   New apps     the simulator {minting}
@@ -215,8 +216,9 @@ Try it:
   curl -s {sim}/_sim/state
   # the audit trail
   curl -s "$PROV/v1/audit-events?tenant_id=demo" -H "Authorization: Bearer $TENANT_TOKEN"
-  # a second tenant on the same Clarifai account (admin)
-  curl -s -X POST "$PROV/v1/tenants" -H "Authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' -d '{{"id":"acme","display_name":"Acme Corp","upstream":{{"base_url":"{sim}","user_id":"{SIM_USER}","pat":"{SIM_PAT}"}},"app_defaults":{{"id_prefix":"acme-","default_workflow":"Empty","description":"Provisioned for {{external_id}}"}},"allowed_scopes":["Predict","Inputs:Get"],"default_scope_profile":"standard","scope_profiles":{{"standard":["Predict","Inputs:Get"]}}}}'
+  # a second tenant on the same Clarifai account (admin); only id, upstream and allowed_scopes
+  # are required (display name, app defaults, rate limit and a `default` profile are derived)
+  curl -s -X POST "$PROV/v1/tenants" -H "Authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' -d '{{"id":"acme","upstream":{{"base_url":"{sim}","user_id":"{SIM_USER}","pat":"{SIM_PAT}"}},"allowed_scopes":["Predict","Inputs:Get"]}}'
 
 Ctrl-C stops it.
 "#,
