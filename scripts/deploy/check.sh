@@ -31,6 +31,11 @@ fail() {
 }
 skip() { echo "skip  $*"; }
 
+for tool in python3 kubectl; do
+  command -v "$tool" >/dev/null || { echo "FAIL  $tool is not installed (needed for these checks)" >&2; exit 1; }
+done
+python3 -c 'import yaml' 2>/dev/null || { echo "FAIL  PyYAML is not installed (python3 -c 'import yaml')" >&2; exit 1; }
+
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
@@ -134,7 +139,8 @@ for doc in docs:
             secret_dirs = [m["mountPath"] for m in c.get("volumeMounts", []) if m["name"] in mounts_ok]
             for n in ("PROVISIONER_MASTER_KEY_FILE", "PROVISIONER_JWT_HS256_SECRET_FILE",
                       "PROVISIONER_DATABASE_URL_FILE"):
-                if c in pod.get("containers", []) and "args" in c and "serve" in c["args"]:
+                # Every main container, whether it runs `serve` through args or the image's CMD.
+                if c in pod.get("containers", []):
                     v = env.get(n, {}).get("value", "")
                     if not any(v.startswith(d.rstrip("/") + "/") for d in secret_dirs):
                         problems.append(f"{cw}: {n} is not a file of a mounted Secret")
@@ -192,13 +198,20 @@ echo "== 4. systemd unit"
 unit=deploy/systemd/provisioner.service
 for want in 'UMask=0077' 'StateDirectory=provisioner' 'StateDirectoryMode=0700' \
   'DynamicUser=yes' 'NoNewPrivileges=yes' 'ProtectSystem=strict' 'ProtectHome=yes' \
-  'PrivateTmp=yes' 'PrivateDevices=yes' 'CapabilityBoundingSet=' 'RestrictAddressFamilies=' \
+  'PrivateTmp=yes' 'PrivateDevices=yes' 'CapabilityBoundingSet=' \
+  'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX' \
   'SystemCallFilter=@system-service' \
   'LoadCredential=master-key:' 'LoadCredential=jwt-hs256-secret:' 'LoadCredential=database-url:' \
   'Environment=PROVISIONER_MASTER_KEY_FILE=%d/master-key' \
   'Environment=PROVISIONER_JWT_HS256_SECRET_FILE=%d/jwt-hs256-secret' \
   'Environment=PROVISIONER_DATABASE_URL_FILE=%d/database-url'; do
-  if grep -qxF -- "$want" "$unit" || grep -q -- "^${want}" "$unit"; then :; else fail "$unit lacks $want"; fi
+  # Whole lines (an empty `CapabilityBoundingSet=` must not pass as a prefix of a granted one),
+  # except the credential names, whose source paths are the operator's.
+  if [[ "$want" == *: ]]; then
+    grep -qF -- "$want" <(grep -E '^LoadCredential=' "$unit") || fail "$unit lacks $want"
+  else
+    grep -qxF -- "$want" "$unit" || fail "$unit lacks the line $want"
+  fi
 done
 for secret in PROVISIONER_MASTER_KEY PROVISIONER_JWT_HS256_SECRET PROVISIONER_DATABASE_URL; do
   if grep -qE "^Environment=\"?${secret}=" "$unit"; then fail "$unit sets $secret as a variable"; fi

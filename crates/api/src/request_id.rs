@@ -129,11 +129,18 @@ impl RootSpanBuilder for RootSpan {
                 )
             };
         }
-        if probe {
+        let span = if probe {
             span!(tracing::Level::DEBUG)
         } else {
             span!(tracing::Level::INFO)
+        };
+        // Exported spans (feature `otel`) join the request's trace: the caller's, or the one
+        // started for it, which the logs and the upstream calls carry too.
+        #[cfg(feature = "otel")]
+        if let Some(t) = req.extensions().get::<TraceContext>() {
+            set_remote_parent(&span, t);
         }
+        span
     }
 
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
@@ -152,6 +159,30 @@ impl RootSpanBuilder for RootSpan {
             }
         }
     }
+}
+
+/// Makes `trace`'s span (the caller's) the OpenTelemetry parent of `span`, before it starts.
+/// A span that is filtered out, or a subscriber without the OpenTelemetry layer, is left alone.
+#[cfg(feature = "otel")]
+fn set_remote_parent(span: &Span, trace: &TraceContext) {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+    };
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let (Ok(trace_id), Ok(span_id)) = (
+        TraceId::from_hex(trace.trace_id()),
+        SpanId::from_hex(trace.parent_id()),
+    ) else {
+        return;
+    };
+    let parent = SpanContext::new(
+        trace_id,
+        span_id,
+        TraceFlags::new(trace.flags()),
+        true,
+        TraceState::default(),
+    );
+    let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
 }
 
 /// Records the tenant on the request's root span.

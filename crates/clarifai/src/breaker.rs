@@ -96,8 +96,8 @@ impl fmt::Display for BreakerState {
 pub struct BreakerStatus {
     /// The account without secrets: base URL (no credentials, query or fragment) and user id.
     pub account: String,
-    /// The current state (an open breaker whose time is up still reads `Open` until the next
-    /// call probes it).
+    /// The current state (an open breaker whose time is up reads `HalfOpen`: the next call
+    /// probes it).
     pub state: BreakerState,
     /// Consecutive failures counted while closed.
     pub consecutive_failures: u32,
@@ -274,9 +274,17 @@ impl AccountBreaker {
 
     /// The current state.
     pub fn status(&self) -> BreakerStatus {
+        self.status_at(Instant::now())
+    }
+
+    /// The state at `now`: an open breaker whose time is up reads half-open (the next call
+    /// probes), so a gauge does not show an account open long after its outage when no call
+    /// came to move it on.
+    fn status_at(&self, now: Instant) -> BreakerStatus {
         let inner = self.lock();
         let (state, consecutive_failures) = match inner.phase {
             Phase::Closed { failures } => (BreakerState::Closed, failures),
+            Phase::Open { until } if now >= until => (BreakerState::HalfOpen, 0),
             Phase::Open { .. } => (BreakerState::Open, 0),
             Phase::HalfOpen { .. } => (BreakerState::HalfOpen, 0),
         };
@@ -438,6 +446,15 @@ mod tests {
         let s = b.status();
         assert_eq!((s.state, s.times_opened), (BreakerState::Open, 1));
         assert!(b.admit_at(t + Duration::from_secs(9)).is_none());
+        // Once its time is up it reads half-open, even with no call to move it on.
+        assert_eq!(
+            b.status_at(t + Duration::from_secs(9)).state,
+            BreakerState::Open
+        );
+        assert_eq!(
+            b.status_at(t + Duration::from_secs(11)).state,
+            BreakerState::HalfOpen
+        );
     }
 
     #[test]

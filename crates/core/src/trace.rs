@@ -87,6 +87,11 @@ impl TraceContext {
         &self.parent_id
     }
 
+    /// The trace flags (bit 0: sampled).
+    pub fn flags(&self) -> u8 {
+        self.flags
+    }
+
     /// A `traceparent` for an outgoing call: the same trace, a new span id, the same flags.
     pub fn child_header(&self) -> String {
         format!("00-{}-{}-{:02x}", self.trace_id, random_hex(8), self.flags)

@@ -111,6 +111,11 @@ pub struct Settings {
     /// `PROVISIONER_DRIFT_CHECK_INTERVAL_SECS`: pause between periodic drift checks of every
     /// tenant (report only, counts in `/metrics`; 0 = off).
     pub drift_check_interval_secs: u64,
+    /// `PROVISIONER_OTLP_ENDPOINT`: an OpenTelemetry collector's OTLP/HTTP base URL (e.g.
+    /// `http://127.0.0.1:4318`); spans are posted in batches to `{endpoint}/v1/traces`. Needs a
+    /// build with the `otlp` feature (`serve` refuses it otherwise); unset: nothing is exported.
+    #[serde(serialize_with = "serialize_opt_url")]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for Settings {
@@ -150,6 +155,7 @@ impl Default for Settings {
             breaker_threshold: 5,
             breaker_open_secs: 10,
             drift_check_interval_secs: 21_600,
+            otlp_endpoint: None,
         }
     }
 }
@@ -179,7 +185,11 @@ impl std::fmt::Debug for Settings {
             .field("jwt_jwks_file", &self.jwt_jwks_file)
             .field(
                 "jwt_jwks_url",
-                &self.jwt_jwks_url.as_deref().map(redact_url),
+                &self.jwt_jwks_url.as_deref().map(redact_url_query),
+            )
+            .field(
+                "otlp_endpoint",
+                &self.otlp_endpoint.as_deref().map(redact_url_query),
             )
             .finish_non_exhaustive()
     }
@@ -225,7 +235,16 @@ fn serialize_url<S: Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
 }
 
 fn serialize_opt_url<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
-    v.as_deref().map(redact_url).serialize(s)
+    v.as_deref().map(redact_url_query).serialize(s)
+}
+
+/// [`redact_url`] with the whole query hidden: a URL such as a JWKS URL may carry a token in
+/// any parameter (`?access_token=`, a presigned signature).
+pub fn redact_url_query(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{}?***", redact_url(base)),
+        None => redact_url(url),
+    }
 }
 
 /// The contents of the file a `{var}_FILE` setting names, without its trailing newline. Errors
@@ -301,6 +320,7 @@ const KNOWN_VARS: &[&str] = &[
     "BREAKER_THRESHOLD",
     "BREAKER_OPEN_SECS",
     "DRIFT_CHECK_INTERVAL_SECS",
+    "OTLP_ENDPOINT",
 ];
 
 /// Variables that command-line flags read rather than the settings (`import --url`, `--token`).
@@ -394,6 +414,14 @@ impl Settings {
             })
             .map(|k| format!("PROVISIONER_{k}"))
             .collect()
+    }
+
+    /// `PROVISIONER_OTLP_ENDPOINT`, unless unset or blank.
+    pub fn otlp_endpoint(&self) -> Option<&str> {
+        self.otlp_endpoint
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
     }
 
     /// The master key, from `PROVISIONER_MASTER_KEY` or `PROVISIONER_MASTER_KEY_FILE`.
@@ -553,6 +581,23 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_jwks_url_is_shown_without_its_query_or_credentials() {
+        let s = Settings {
+            jwt_jwks_url: Some("https://u:pw@idp.example/jwks?access_token=SECRET1".into()),
+            ..Settings::default()
+        };
+        let shown = format!("{s:?} {}", serde_json::to_string(&s).unwrap());
+        assert!(
+            !shown.contains("SECRET1") && !shown.contains(":pw@"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("https://u:***@idp.example/jwks?***"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn database_urls_are_printed_without_their_passwords() {

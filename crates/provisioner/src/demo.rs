@@ -57,8 +57,9 @@ pub async fn run(listen: Listen, data_dir: &Path, auto_app_key: bool) -> anyhow:
     let (Listen::Requested(addr) | Listen::Default(addr)) = &listen;
     let settings = Settings {
         listen: addr.clone(),
-        // A free port beside the API: a demo never fails over a running service's 9464.
-        metrics_listen: with_port(addr, 0),
+        // A free port on loopback: a demo never fails over a running service's 9464, and
+        // metrics (which name tenants) stay off whatever address the API listens on.
+        metrics_listen: "127.0.0.1:0".into(),
         database_url: format!("sqlite://{}/provisioner.db", data_dir.display()),
         master_key: Some(SecretString::from(MasterKey::generate().to_base64())),
         jwt_hs256_secret: Some(jwt_secret.clone()),
@@ -217,7 +218,8 @@ Try it:
   # the audit trail
   curl -s "$PROV/v1/audit-events?tenant_id=demo" -H "Authorization: Bearer $TENANT_TOKEN"
   # a second tenant on the same Clarifai account (admin); only id, upstream and allowed_scopes
-  # are required (display name, app defaults, rate limit and a `default` profile are derived)
+  # are required (display name, app defaults and rate limit are derived; without
+  # profiles, a PUT naming no scopes gets all of allowed_scopes)
   curl -s -X POST "$PROV/v1/tenants" -H "Authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' -d '{{"id":"acme","upstream":{{"base_url":"{sim}","user_id":"{SIM_USER}","pat":"{SIM_PAT}"}},"allowed_scopes":["Predict","Inputs:Get"]}}'
 
 Ctrl-C stops it.

@@ -32,6 +32,36 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
+/// Whether the URL names this host or a private network: `localhost`, or a loopback,
+/// private, link-local, unique-local or unspecified IP address.
+fn is_internal(url: &Url) -> bool {
+    if is_loopback(url) {
+        return true;
+    }
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    match host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        Ok(IpAddr::V4(ip)) => {
+            ip.is_private() || ip.is_link_local() || ip.is_unspecified() || ip.is_broadcast()
+        }
+        Ok(IpAddr::V6(ip)) => {
+            let first = ip.segments()[0];
+            ip.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || ip
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| v4.is_private() || v4.is_loopback() || v4.is_link_local())
+        }
+        Err(_) => false,
+    }
+}
+
 /// Why `url` may not serve the keys tokens are verified with, if it may not: only `https`, or
 /// `http` to a loopback address (an attacker on the path could otherwise swap the keys).
 fn refusal(url: &Url) -> Option<&'static str> {
@@ -105,6 +135,14 @@ impl HttpJwksSource {
                     attempt.error("too many redirects")
                 } else if let Some(why) = refusal(attempt.url()) {
                     attempt.error(format!("redirected to a URL that {why}"))
+                } else if attempt
+                    .previous()
+                    .first()
+                    .is_some_and(|first| !is_loopback(first) && is_internal(attempt.url()))
+                {
+                    // A public identity provider (or an open redirect on its domain) must not
+                    // turn the fetch towards this host or its private network.
+                    attempt.error("redirected from a public host to a loopback or private address")
                 } else {
                     attempt.follow()
                 }
@@ -131,7 +169,7 @@ impl JwksSource for HttpJwksSource {
             .get(self.url.clone())
             .header(ACCEPT, "application/jwk-set+json, application/json");
         Box::pin(async move {
-            let mut resp = request.send().await.map_err(|e| describe_error(&e))?;
+            let mut resp = request.send().await.map_err(describe_error)?;
             let status = resp.status();
             if !status.is_success() {
                 return Err(format!("the JWKS URL answered {status}"));
@@ -144,7 +182,7 @@ impl JwksSource for HttpJwksSource {
             }
             let max_age = max_age(resp.headers());
             let mut body = Vec::new();
-            while let Some(chunk) = resp.chunk().await.map_err(|e| describe_error(&e))? {
+            while let Some(chunk) = resp.chunk().await.map_err(describe_error)? {
                 if body.len() + chunk.len() > MAX_JWKS_BYTES {
                     return Err(format!("the JWKS is larger than {MAX_JWKS_BYTES} bytes"));
                 }
@@ -174,14 +212,16 @@ pub async fn start(remote: Arc<RemoteJwks>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(remote.run())
 }
 
-/// A transport error, with its causes (reqwest's top-level message alone says little).
-fn describe_error(e: &reqwest::Error) -> String {
+/// A transport error, with its causes (reqwest's top-level message alone says little), without
+/// the URL (its query may hold a credential).
+fn describe_error(e: reqwest::Error) -> String {
+    let e = e.without_url();
     let mut text = if e.is_timeout() {
         "timed out".to_owned()
     } else {
         e.to_string()
     };
-    let mut source = std::error::Error::source(e);
+    let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         text.push_str(": ");
         text.push_str(&s.to_string());
@@ -193,6 +233,26 @@ fn describe_error(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn internal_addresses_are_recognised() {
+        for internal in [
+            "http://127.0.0.1:9464/metrics",
+            "http://localhost/x",
+            "https://10.1.2.3/jwks",
+            "https://192.168.0.1/",
+            "https://169.254.169.254/latest/meta-data",
+            "https://[::1]/",
+            "https://[fd00::1]/",
+            "https://[::ffff:10.0.0.1]/",
+            "https://0.0.0.0/",
+        ] {
+            assert!(is_internal(&Url::parse(internal).unwrap()), "{internal}");
+        }
+        for public in ["https://idp.example.com/jwks", "https://8.8.8.8/"] {
+            assert!(!is_internal(&Url::parse(public).unwrap()), "{public}");
+        }
+    }
     use reqwest::header::HeaderValue;
 
     #[test]

@@ -122,12 +122,19 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let settings = Settings::load()?;
-    telemetry::init(
+    // Only `serve` exports spans (PROVISIONER_OTLP_ENDPOINT, feature `otlp`); shut down below
+    // (or when dropped) to send the last ones.
+    let export_to = match cli.command {
+        Command::Serve if cfg!(feature = "otlp") => settings.otlp_endpoint(),
+        _ => None,
+    };
+    let mut export = telemetry::init_exporting(
         &settings.log,
         settings.log_format == "json",
         std::io::IsTerminal::is_terminal(&std::io::stderr()),
         std::io::stderr,
-    );
+        export_to,
+    )?;
     // `config check` lists them itself, on stdout with the settings.
     if !matches!(cli.command, Command::Config { .. }) {
         for var in Settings::unknown_env_vars() {
@@ -137,7 +144,12 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => {
             let app = Application::build(&settings).await?;
-            app.run_until_stopped().await
+            if export.is_active() {
+                tracing::info!("exporting spans over OTLP/HTTP (PROVISIONER_OTLP_ENDPOINT)");
+            }
+            let result = app.run_until_stopped().await;
+            export.shutdown();
+            result
         }
         Command::Migrate => {
             let store = provisioner_storage::SqlStore::connect(&settings.database_url)

@@ -38,6 +38,18 @@ fn handle() -> &'static PrometheusHandle {
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was already installed; /metrics shows only what this one records");
         }
+        // Histogram samples are folded into their buckets at each scrape, or here: without
+        // this a service nobody scrapes (metrics off, or no Prometheus yet) keeps them all.
+        let upkeep = handle.clone();
+        std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                }
+            })
+            .ok();
         describe();
         metrics::gauge!("provisioner_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         handle

@@ -277,7 +277,30 @@ pub fn check_settings(settings: &Settings) -> anyhow::Result<()> {
     check_address("PROVISIONER_LISTEN", &settings.listen)?;
     match settings.metrics_listen.trim() {
         "off" | "" => {}
+        addr if addr == settings.listen.trim() && !addr.ends_with(":0") => anyhow::bail!(
+            "PROVISIONER_METRICS_LISTEN {addr:?} is the API's address (PROVISIONER_LISTEN): metrics need a listener of their own"
+        ),
         addr => check_address("PROVISIONER_METRICS_LISTEN", addr)?,
+    }
+    if !matches!(settings.log_format.as_str(), "text" | "json") {
+        anyhow::bail!(
+            "PROVISIONER_LOG_FORMAT {:?} is neither `text` nor `json`",
+            settings.log_format
+        );
+    }
+    tracing_subscriber::EnvFilter::try_new(&settings.log).map_err(|e| {
+        anyhow::anyhow!(
+            "PROVISIONER_LOG {:?} is not a log filter: {e}",
+            settings.log
+        )
+    })?;
+    if let Some(endpoint) = settings.otlp_endpoint() {
+        if !cfg!(feature = "otlp") {
+            anyhow::bail!(
+                "PROVISIONER_OTLP_ENDPOINT is set, but this build has no OTLP exporter: build with `--features otlp`, or unset it"
+            );
+        }
+        crate::telemetry::otlp_traces_url(endpoint)?;
     }
     Ok(())
 }
@@ -408,12 +431,15 @@ async fn drift_worker(
     // which all replicas would otherwise repeat against the same accounts): the claim is held
     // for an interval and renewed after each tenant; a replica that dies lets it lapse.
     let holder = uuid::Uuid::new_v4().to_string();
-    let claim = |store: SqlStore, holder: String| async move {
+    // `Some(held)`, or `None` when the database could not say (a failed check, not a move:
+    // the counts shown stay as they are).
+    let claim = |store: SqlStore, holder: String, metrics: Arc<Metrics>| async move {
         match store.claim_periodic(DRIFT_CLAIM, &holder, interval).await {
-            Ok(held) => held,
+            Ok(held) => Some(held),
             Err(e) => {
                 tracing::warn!(error.message = %e, "drift check: could not claim the check");
-                false
+                metrics.record_drift_failure();
+                None
             }
         }
     };
@@ -422,10 +448,14 @@ async fn drift_worker(
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
         }
-        if !claim(store.clone(), holder.clone()).await {
-            tracing::debug!("drift check: another replica holds the check");
-            metrics.clear_drift();
-            continue;
+        match claim(store.clone(), holder.clone(), metrics.clone()).await {
+            Some(true) => {}
+            Some(false) => {
+                tracing::debug!("drift check: another replica holds the check");
+                metrics.clear_drift();
+                continue;
+            }
+            None => continue,
         }
         let mut cursor: Option<String> = None;
         'pass: loop {
@@ -455,11 +485,16 @@ async fn drift_worker(
                         metrics.record_drift_failure();
                     }
                 }
-                if !claim(store.clone(), holder.clone()).await {
-                    tracing::info!(
-                        "drift check: the claim moved to another replica; stopping this pass"
-                    );
-                    break 'pass;
+                match claim(store.clone(), holder.clone(), metrics.clone()).await {
+                    Some(true) => {}
+                    Some(false) => {
+                        tracing::info!(
+                            "drift check: the claim moved to another replica; stopping this pass"
+                        );
+                        metrics.clear_drift();
+                        break 'pass;
+                    }
+                    None => break 'pass,
                 }
             }
             match page.next_cursor {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt as _;
 use futures::future::{BoxFuture, Shared};
 
-use super::{VerifyKey, jwks_keys, log_skipped};
+use super::{VerifyKey, log_skipped, usable_jwks_keys};
 
 /// A fetched JWKS document.
 #[derive(Clone, Debug)]
@@ -272,7 +272,9 @@ impl RemoteJwks {
                 )),
             };
         let parsed = fetched.and_then(|doc| {
-            jwks_keys(&doc.json)
+            // A document that parses is the identity provider's word: one with no usable key
+            // withdraws every key (a failed fetch keeps the last good ones).
+            usable_jwks_keys(&doc.json)
                 .map(|(keys, skipped)| (keys, skipped, doc.max_age))
                 .map_err(|e| e.to_string())
         });
@@ -291,7 +293,10 @@ impl RemoteJwks {
                 );
                 let changed = kids(&old) != kids(&self.keys());
                 let period = self.policy.period(max_age);
-                if changed {
+                if count == 0 {
+                    log_skipped(&skipped);
+                    tracing::warn!(%source, "JWKS holds no usable key: every token it verified is refused until it publishes one");
+                } else if changed {
                     log_skipped(&skipped);
                     tracing::info!(%source, keys = count, key_ids = ?self.key_ids(), next_refresh_secs = period.as_secs(), "JWKS loaded");
                 } else {

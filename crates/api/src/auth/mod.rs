@@ -412,6 +412,18 @@ fn log_skipped(skipped: &[Skipped]) {
 /// The usable keys of a JWKS document and the skipped ones; an error when it does not parse or
 /// holds no usable key.
 fn jwks_keys(json: &str) -> Result<(Vec<VerifyKey>, Vec<Skipped>), AuthConfigError> {
+    let (keys, skipped) = usable_jwks_keys(json)?;
+    if keys.is_empty() {
+        log_skipped(&skipped);
+        return Err(AuthConfigError::BadJwks(
+            "it holds no key this service can verify signatures with".into(),
+        ));
+    }
+    Ok((keys, skipped))
+}
+
+/// The keys of a JWKS this service can verify with (possibly none), and those it skipped.
+fn usable_jwks_keys(json: &str) -> Result<(Vec<VerifyKey>, Vec<Skipped>), AuthConfigError> {
     let set: JwkSet =
         serde_json::from_str(json).map_err(|e| AuthConfigError::BadJwks(e.to_string()))?;
     let mut keys = Vec::new();
@@ -458,12 +470,6 @@ fn jwks_keys(json: &str) -> Result<(Vec<VerifyKey>, Vec<Skipped>), AuthConfigErr
             algorithms,
             kid: jwk.common.key_id.clone(),
         });
-    }
-    if keys.is_empty() {
-        log_skipped(&skipped);
-        return Err(AuthConfigError::BadJwks(
-            "it holds no key this service can verify signatures with".into(),
-        ));
     }
     Ok((keys, skipped))
 }

@@ -196,8 +196,8 @@ pub struct TenantIn {
     /// Scopes the tenant's keys may ever hold.
     #[schema(example = json!(["Predict", "Inputs:Get"]))]
     pub allowed_scopes: Vec<String>,
-    /// Profile used when a PUT names neither a profile nor scopes. With neither this nor
-    /// `scope_profiles`, the tenant gets a profile `default` of all of `allowed_scopes`.
+    /// Profile used when a PUT names neither a profile nor scopes. A tenant with no profiles
+    /// at all gives such a PUT all of `allowed_scopes`.
     #[schema(pattern = "^[a-z][a-z0-9-]{0,31}$", example = "standard")]
     pub default_scope_profile: Option<String>,
     /// Initial scope profiles, by name.

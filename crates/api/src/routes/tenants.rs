@@ -43,7 +43,7 @@ pub async fn create_tenant(
         None => None,
         Some(k) => {
             // The canonical body holds the PAT's SHA-256, never the PAT.
-            let canonical = json!({
+            let mut canonical = json!({
                 "id": body.id, "display_name": body.display_name,
                 "base_url": body.upstream.base_url, "user_id": body.upstream.user_id,
                 "pat_sha256": provisioner_core::secret::fingerprint(&body.upstream.pat),
@@ -52,6 +52,10 @@ pub async fn create_tenant(
                 "default_scope_profile": body.default_scope_profile,
                 "scope_profiles": body.scope_profiles,
             });
+            // Only when given, so keys stored before it counted keep their hash.
+            if let Some(check) = &body.auto_key_check {
+                canonical["auto_key_check"] = json!(check);
+            }
             let target = format!("tenants/{}", body.id);
             Some(keyed_request(
                 k,

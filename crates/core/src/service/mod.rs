@@ -39,7 +39,7 @@ pub use reconcile::{
 };
 pub use recovery::RecoveryReport;
 pub use reseal::{ResealFailure, ResealReport, SEALING_UPGRADE};
-pub use tenants::{DEFAULT_PROFILE, NewTenant, TenantPatch, TenantView, default_app_defaults};
+pub use tenants::{NewTenant, TenantPatch, TenantView, default_app_defaults};
 pub use users::{ProvisionRequest, Provisioned, ScopeRequest};
 
 /// Timing policy of the state machine.

@@ -81,9 +81,6 @@ pub struct TenantView {
     pub profiles: Vec<ScopeProfile>,
 }
 
-/// The profile a tenant created without profiles gets: all of its allowed scopes.
-pub const DEFAULT_PROFILE: &str = "default";
-
 impl Provisioner {
     /// Creates a tenant after verifying its PAT upstream.
     pub async fn create_tenant(
@@ -93,16 +90,6 @@ impl Provisioner {
     ) -> Result<TenantView, DomainError> {
         check_text("display_name", &new.display_name, 200)?;
         check_base_url(&new.base_url)?;
-        // A tenant created with no profiles gets one, `default`, of all its allowed scopes, so
-        // a PUT naming no scopes works from the start.
-        let mut new = new;
-        if new.scope_profiles.is_empty() && new.default_scope_profile.is_none() {
-            let name = ProfileName::parse(DEFAULT_PROFILE)
-                .map_err(|e| DomainError::Validation(e.to_string()))?;
-            new.scope_profiles
-                .insert(name.clone(), new.allowed_scopes.clone());
-            new.default_scope_profile = Some(name);
-        }
         let app_defaults = match new.app_defaults {
             Some(d) => d,
             None => default_app_defaults(&new.id),

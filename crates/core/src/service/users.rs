@@ -412,6 +412,11 @@ impl Provisioner {
             ScopeRequest::Profile(name) => self.profile_scopes(tenant, name).await?,
             ScopeRequest::Default => match &tenant.default_scope_profile {
                 Some(name) => self.profile_scopes(tenant, name).await?,
+                // A tenant without profiles: its default is all of its allowed scopes (as
+                // they are now, so a PATCH of `allowed_scopes` is followed).
+                None if self.store.list_profiles(&tenant.id).await?.is_empty() => {
+                    tenant.allowed_scopes.clone()
+                }
                 None => {
                     return Err(DomainError::Validation(
                         "no scope_profile or scopes given, and the tenant has no default_scope_profile".into(),

@@ -72,6 +72,33 @@ fn serve_refuses_to_start_without_a_master_key_or_a_jwt_verifier() {
     assert!(!err.contains(short), "{err}");
 }
 
+/// Without the `otlp` feature, an OTLP endpoint is refused rather than silently not used.
+#[cfg(not(feature = "otlp"))]
+#[test]
+fn serve_refuses_an_otlp_endpoint_in_a_build_without_the_exporter() {
+    let (url, _dir) = provisioner_storage::testing::fresh_sqlite_url();
+    let out = clean_env(&mut Command::new(BIN))
+        .arg("serve")
+        .env("PROVISIONER_LISTEN", "127.0.0.1:0")
+        .env("PROVISIONER_METRICS_LISTEN", "off")
+        .env("PROVISIONER_DATABASE_URL", &url)
+        .env("PROVISIONER_MASTER_KEY", MasterKey::generate().to_base64())
+        .env(
+            "PROVISIONER_JWT_HS256_SECRET",
+            "a-jwt-secret-for-tests-0123456789",
+        )
+        .env("PROVISIONER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "serve started");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("this build has no OTLP exporter: build with `--features otlp`"),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_token_serve_and_sigterm_work_end_to_end() {
     let (url, dir) = provisioner_storage::testing::fresh_sqlite_url();

@@ -15,6 +15,8 @@ mod jwks;
 mod kill9;
 mod observability;
 mod operations;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod process;
 mod reconcile;
 mod replicas;

@@ -225,7 +225,7 @@ fn config_check_prints_the_settings_redacted_and_fails_on_a_bad_one() {
     let hs_short = dir.path().join("hs256-short");
     std::fs::write(&hs_short, short).unwrap();
     type Tweak<'a> = &'a dyn Fn(&mut Command);
-    let bad: [(&str, Tweak); 7] = [
+    let bad: [(&str, Tweak); 10] = [
         ("at least 32 bytes", &|c| {
             c.env_remove("PROVISIONER_JWT_HS256_SECRET_FILE")
                 .env("PROVISIONER_JWT_HS256_SECRET", short);
@@ -248,6 +248,16 @@ fn config_check_prints_the_settings_redacted_and_fails_on_a_bad_one() {
         }),
         ("PROVISIONER_METRICS_LISTEN", &|c| {
             c.env("PROVISIONER_METRICS_LISTEN", "127.0.0.1:port");
+        }),
+        ("is the API's address", &|c| {
+            c.env("PROVISIONER_LISTEN", "127.0.0.1:18080")
+                .env("PROVISIONER_METRICS_LISTEN", "127.0.0.1:18080");
+        }),
+        ("PROVISIONER_LOG_FORMAT", &|c| {
+            c.env("PROVISIONER_LOG_FORMAT", "jsn");
+        }),
+        ("PROVISIONER_LOG", &|c| {
+            c.env("PROVISIONER_LOG", "info,[[[");
         }),
     ];
     for (named, tweak) in bad {

@@ -32,7 +32,8 @@ async fn a_tenant_needs_only_id_upstream_and_allowed_scopes(app: TestApp) {
         r.body["upstream_rate_limit"],
         json!({"requests_per_second": 15, "max_concurrency": 8})
     );
-    assert_eq!(r.body["default_scope_profile"], "default");
+    // No profile is made up: a PUT naming no scopes gets all of the allowed scopes.
+    assert!(r.body["default_scope_profile"].is_null(), "{}", r.text);
 
     // One app-defaults field given: the others still take their defaults.
     let body = json!({
@@ -50,8 +51,23 @@ async fn a_tenant_needs_only_id_upstream_and_allowed_scopes(app: TestApp) {
         r.body["app_defaults"],
         json!({"id_prefix": "half-", "default_workflow": "General", "description": "Provisioned for {external_id}"})
     );
-    // Profiles were given, so no `default` profile is made up.
     assert!(r.body["default_scope_profile"].is_null(), "{}", r.text);
+    // Profiles but no default: a PUT naming no scopes is refused, as before.
+    let wh = app.token("provisioner:write", Some("half"));
+    let u = app.put_user("half", "u0", &wh, json!({})).await;
+    assert_problem(&u, 422, "validation_failed");
+
+    // Allowed scopes that are not a valid key on their own (Inputs:Add needs Inputs:Get) are
+    // still a valid tenant; only a key made of them is refused.
+    let body = json!({
+        "id": "deps",
+        "upstream": {"base_url": app.sim.base_url(), "user_id": crate::helpers::SIM_USER, "pat": SIM_PAT},
+        "allowed_scopes": ["Predict", "Inputs:Add"]
+    });
+    let r = app
+        .call(Method::POST, "/v1/tenants", Some(&app.admin), Some(body))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
 
     // A PUT naming no scopes gets all of the allowed scopes.
     let w = app.token("provisioner:write", Some("mini"));
@@ -60,6 +76,19 @@ async fn a_tenant_needs_only_id_upstream_and_allowed_scopes(app: TestApp) {
     let mut scopes: Vec<String> = serde_json::from_value(u.body["key"]["scopes"].clone()).unwrap();
     scopes.sort();
     assert_eq!(scopes, ["Inputs:Get", "Predict"]);
+    // The default follows the allowed scopes as they are now.
+    let p = app
+        .call(
+            Method::PATCH,
+            "/v1/tenants/mini",
+            Some(&app.admin),
+            Some(json!({"allowed_scopes": ["Predict"]})),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.text);
+    let u = app.put_user("mini", "u2", &w, json!({})).await;
+    assert_eq!(u.status, StatusCode::CREATED, "{}", u.text);
+    assert_eq!(u.body["key"]["scopes"], json!(["Predict"]));
     // An unknown field is still refused, and nothing is created.
     let bad = json!({
         "id": "typo",
