@@ -130,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut export = telemetry::init_exporting(
         &settings.log,
-        settings.log_format == "json",
+        settings.log_format.eq_ignore_ascii_case("json"),
         std::io::IsTerminal::is_terminal(&std::io::stderr()),
         std::io::stderr,
         export_to,

@@ -282,7 +282,10 @@ pub fn check_settings(settings: &Settings) -> anyhow::Result<()> {
         ),
         addr => check_address("PROVISIONER_METRICS_LISTEN", addr)?,
     }
-    if !matches!(settings.log_format.as_str(), "text" | "json") {
+    if !matches!(
+        settings.log_format.to_ascii_lowercase().as_str(),
+        "text" | "json"
+    ) {
         anyhow::bail!(
             "PROVISIONER_LOG_FORMAT {:?} is neither `text` nor `json`",
             settings.log_format
