@@ -163,7 +163,7 @@ fn replayed(r: ReplayedResponse, location: &impl Fn(&Value) -> Option<String>) -
     }
     Answer {
         status,
-        location: (status == StatusCode::CREATED)
+        location: matches!(status, StatusCode::CREATED | StatusCode::ACCEPTED)
             .then(|| location(&body))
             .flatten(),
         body,

@@ -13,7 +13,7 @@ use super::Check;
 use crate::problem::ApiError;
 
 /// One user of a batch: the fields of a `PUT` body plus its external id.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchUserIn {
     /// The caller's id of the user (1-128 characters, no control characters).
@@ -31,7 +31,7 @@ pub struct BatchUserIn {
 }
 
 /// `POST /v1/tenants/{tenant_id}/users:batch` body: 1-10,000 users.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchIn {
     /// The users to onboard, each at most once.

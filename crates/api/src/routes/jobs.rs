@@ -2,9 +2,10 @@
 //! /v1/jobs/{job_id}`, `GET /v1/tenants/{tenant_id}/jobs` and `POST /v1/jobs/{job_id}/cancel`
 //! follow it. Jobs are tenant-bound like users: another tenant's job is 404.
 
+use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
-use actix_web::{HttpResponse, web};
-use provisioner_core::service::BatchUser;
+use actix_web::{HttpRequest, HttpResponse, web};
+use provisioner_core::service::{BatchUser, IdempotentOperation};
 use serde::Deserialize;
 
 use crate::ApiState;
@@ -13,6 +14,7 @@ use crate::body::JsonBody;
 use crate::dto::{
     BatchIn, JobCreatedOut, JobIdParam, JobListQuery, JobOut, JobPage, JobStatusDto, TenantIdParam,
 };
+use crate::idempotency::{Answer, keyed_request, read_key, run_keyed};
 use crate::openapi::responses::*;
 use crate::problem::ApiError;
 
@@ -33,7 +35,7 @@ pub struct JobPath {
 #[utoipa::path(
     post, path = "/v1/tenants/{tenant_id}/users:batch", tag = "jobs",
     request_body = BatchIn,
-    params(TenantIdParam),
+    params(TenantIdParam, crate::routes::users::IdempotencyKeyHeader),
     security(("bearer" = [])),
     responses(
         (status = 202, description = "The job, running",
@@ -41,16 +43,54 @@ pub struct JobPath {
         (status = 400, response = BadRequest), (status = 401, response = Unauthenticated),
         (status = 403, response = Forbidden), (status = 404, response = NotFound),
         (status = 409, response = Conflict), (status = 413, response = PayloadTooLarge),
-        (status = 422, response = ValidationFailed), (status = 429, response = RateLimited),
+        (status = 422, response = ValidationFailedOrKeyReused), (status = 429, response = RateLimited),
     )
 )]
 #[tracing::instrument(skip_all)]
 pub async fn submit_batch(
     state: web::Data<ApiState>,
     auth: TenantAccess<Write>,
+    http: HttpRequest,
     JsonBody(body): JsonBody<BatchIn>,
 ) -> Result<HttpResponse, ApiError> {
+    let keyed = match read_key(&http)? {
+        None => None,
+        Some(k) => Some(keyed_request(
+            k,
+            IdempotentOperation::SubmitBatch,
+            Some(&auth.tenant),
+            format!("{}/users:batch", auth.tenant),
+            &body,
+        )?),
+    };
     let users: Vec<BatchUser> = body.try_into()?;
+    if let Some(keyed) = keyed {
+        // A repeat gets the first answer (the same job); the job's users are each provisioned
+        // once whatever happens, so a repeat after a lost answer that starts a second job
+        // provisions nobody twice.
+        let actor = auth.caller.actor();
+        let (svc, a, tenant) = (&state.service, &actor, &auth.tenant);
+        return run_keyed(
+            svc,
+            a,
+            keyed,
+            move |_ticket| async move { svc.submit_batch(a, tenant, users).await },
+            |job| {
+                let location = format!("/v1/jobs/{}", job.id);
+                let mut answer = Answer::json(
+                    StatusCode::ACCEPTED,
+                    &JobCreatedOut {
+                        job_id: job.id,
+                        status: JobStatusDto::from(job.status),
+                    },
+                )?;
+                answer.location = Some(location);
+                Ok(answer)
+            },
+            |b| b["job_id"].as_str().map(|id| format!("/v1/jobs/{id}")),
+        )
+        .await;
+    }
     let job = state
         .service
         .submit_batch(&auth.caller.actor(), &auth.tenant, users)

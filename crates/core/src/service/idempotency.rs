@@ -46,6 +46,8 @@ pub enum IdempotentOperation {
     RotateKey,
     /// `POST /v1/tenants`.
     CreateTenant,
+    /// `POST .../users:batch`.
+    SubmitBatch,
 }
 
 impl IdempotentOperation {
@@ -55,6 +57,7 @@ impl IdempotentOperation {
             IdempotentOperation::Provision => "user.provision",
             IdempotentOperation::RotateKey => "user.rotate_key",
             IdempotentOperation::CreateTenant => "tenant.create",
+            IdempotentOperation::SubmitBatch => "job.create",
         }
     }
 }

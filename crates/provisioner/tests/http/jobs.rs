@@ -14,8 +14,73 @@ use crate::process::{Server, ServerEnv, call, free_port, simulator, tenant_body}
 
 crate::on_both_backends!(
     a_batch_becomes_a_job_that_provisions_everyone_once,
-    a_bad_batch_is_refused_whole
+    a_bad_batch_is_refused_whole,
+    a_keyed_batch_repeated_answers_the_same_job
 );
+
+async fn a_keyed_batch_repeated_answers_the_same_job(app: TestApp) {
+    app.create_tenant("acme").await;
+    let w = app.token("provisioner:write", Some("acme"));
+    let body = json!({"users": [{"external_id": "k1"}, {"external_id": "k2"}]});
+    let send = |body: Value, key: &'static str| {
+        let (http, base, w) = (app.http.clone(), app.base.clone(), w.clone());
+        async move {
+            let r = http
+                .post(format!("{base}/v1/tenants/acme/users:batch"))
+                .bearer_auth(&w)
+                .header("Idempotency-Key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let location = r
+                .headers()
+                .get("location")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, location, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s1, l1, b1) = send(body.clone(), "batch-key-1").await;
+    assert_eq!(s1, StatusCode::ACCEPTED, "{b1}");
+    let (s2, l2, b2) = send(body.clone(), "batch-key-1").await;
+    assert_eq!(s2, StatusCode::ACCEPTED, "{b2}");
+    assert_eq!(
+        b1["job_id"], b2["job_id"],
+        "the repeat answers the same job"
+    );
+    assert_eq!(l1, l2);
+    assert_eq!(
+        l1.unwrap(),
+        format!("/v1/jobs/{}", b1["job_id"].as_str().unwrap())
+    );
+    let list = app
+        .call(Method::GET, "/v1/tenants/acme/jobs", Some(&w), None)
+        .await;
+    assert_eq!(
+        list.body["items"].as_array().unwrap().len(),
+        1,
+        "{}",
+        list.text
+    );
+    // The same key with another body is refused, and starts nothing.
+    let (s3, _, b3) = send(json!({"users": [{"external_id": "k3"}]}), "batch-key-1").await;
+    assert_eq!(s3.as_u16(), 422, "{b3}");
+    assert_eq!(b3["code"], "idempotency_key_reused");
+    let job = wait_job(
+        &app,
+        &w,
+        b1["job_id"].as_str().unwrap(),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(job["done"], 2, "{job}");
+    assert_eq!(
+        app.sim.apps(SIM_USER).len(),
+        2,
+        "each user provisioned once"
+    );
+}
 
 /// Polls the job until it has finished (or panics after `within`).
 async fn wait_job(app: &TestApp, token: &str, id: &str, within: Duration) -> Value {
