@@ -1,506 +1,12 @@
-//! `GET /docs` (an API reference rendered from the OpenAPI document) and `GET /docs/problems`
-//! (the problem types that `type` URIs point to). Plain HTML with inline CSS, rendered here on
-//! the server: no external assets and no JavaScript, so it works offline and under a strict CSP.
-//!
-//! The reference is built from the served OpenAPI JSON: a contents list grouped by tag (in the
-//! document's tag order), then every operation with its Markdown description, parameters,
-//! request body and responses. Schemas are expanded field by field (`$ref`s resolved, cycles
-//! cut) with their types, constraints and examples; a dark side panel shows a `curl` call and an
-//! example answer. Every string taken from the document is HTML-escaped, and descriptions go
-//! through a small Markdown subset ([`markdown`]) that escapes as it renders.
+//! The reference itself: operations grouped by tag, their parameters, bodies and responses,
+//! schemas expanded field by field, and the side panel's examples.
 
-use std::collections::HashSet;
-use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
-
-use actix_web::HttpResponse;
-use actix_web::web::{self, Bytes};
-use serde_json::{Map, Value};
-
-use crate::problem::ProblemKind;
-
-const STYLE: &str = r#"
-:root{--fg:#1f2328;--muted:#59636e;--line:#d8dee4;--soft:#f6f8fa;--link:#0969da;--side:272px;
---get:#1a7f37;--post:#0969da;--put:#9a6700;--patch:#8250df;--delete:#cf222e;--other:#59636e;
---mono:ui-monospace,SFMono-Regular,"SF Mono",Menlo,Consolas,"Liberation Mono","DejaVu Sans Mono",monospace}
-*{box-sizing:border-box}
-html{scroll-padding-top:12px}
-body{margin:0;color:var(--fg);background:#fff;font:15px/1.6 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans","Helvetica Neue",Arial,sans-serif}
-a{color:var(--link);text-decoration:none}a:hover{text-decoration:underline}
-code,pre{font-family:var(--mono);font-size:.85em}
-code{background:rgba(175,184,193,.2);padding:.1em .35em;border-radius:5px}
-pre code{background:none;padding:0}
-p{margin:6px 0}ul,ol{margin:6px 0;padding-left:22px}
-.toc{position:fixed;top:0;bottom:0;left:0;width:var(--side);overflow-y:auto;background:var(--soft);border-right:1px solid var(--line);padding:22px 14px 40px;font-size:14px}
-.toc .brand{display:block;font-weight:700;font-size:17px;color:var(--fg);padding:0 6px}
-.toc .ver{display:block;color:var(--muted);font-size:12px;padding:0 6px 10px}
-.toc .top{display:block;padding:3px 6px;color:var(--fg);border-radius:6px}
-.toc .tg{margin-top:16px}
-.toc .tgn{display:block;padding:2px 6px;font-size:11.5px;font-weight:700;letter-spacing:.07em;text-transform:uppercase;color:var(--muted)}
-.toc ul{list-style:none;margin:2px 0 0;padding:0}
-.toc li a{display:flex;gap:8px;align-items:baseline;padding:3px 6px;border-radius:6px;color:var(--fg);line-height:1.35}
-.toc li a:hover,.toc .top:hover{background:#e8ecf0;text-decoration:none}
-.toc li .m{flex:none;width:44px;text-align:right;font-size:9.5px}
-.toc .dep{text-decoration:line-through;color:var(--muted)}
-main{margin-left:var(--side);padding:0 40px 80px;max-width:calc(var(--side) + 1240px)}
-main.solo{margin:0 auto;max-width:64rem}
-h1{font-size:30px;line-height:1.25;margin:34px 0 8px}
-h2{font-size:24px;line-height:1.3;margin:0 0 4px}
-h3{font-size:19px;line-height:1.35;margin:0 0 8px}
-h4{font-size:12.5px;text-transform:uppercase;letter-spacing:.06em;color:var(--muted);margin:24px 0 6px;padding-bottom:5px;border-bottom:1px solid var(--line)}
-h4 .h4n{text-transform:none;letter-spacing:0;font-weight:400;margin-left:6px}
-h5.mdh{font-size:14px;margin:10px 0 4px}
-.ver1{font-size:13px;font-weight:500;color:var(--muted);border:1px solid var(--line);border-radius:20px;padding:2px 9px;vertical-align:middle;margin-left:6px}
-.intro{padding-bottom:26px}
-.lead{font-size:16px;max-width:50rem}
-.meta{display:flex;flex-wrap:wrap;gap:6px 18px;color:var(--muted);font-size:13.5px;margin-top:12px}
-.box{border:1px solid var(--line);border-radius:10px;padding:6px 16px 10px;margin:10px 0 0;max-width:50rem}
-.box h3{font-size:16px;margin:8px 0 2px}
-.tag{padding-top:44px}
-.tag>h2{padding-bottom:2px}
-.tagd{color:var(--muted);margin-bottom:10px}
-.op{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,23rem);gap:30px;padding:28px 0 34px;border-top:1px solid var(--line)}
-.ep{display:flex;gap:10px;align-items:center;flex-wrap:wrap;margin:0 0 12px}
-.m{font:700 11px/1 var(--mono);letter-spacing:.03em;text-transform:uppercase;color:var(--other)}
-.ep .m{color:#fff;background:var(--other);padding:5px 7px;border-radius:5px}
-.m-get{color:var(--get)}.m-post{color:var(--post)}.m-put{color:var(--put)}.m-patch{color:var(--patch)}.m-delete{color:var(--delete)}
-.ep .m-get{background:var(--get)}.ep .m-post{background:var(--post)}.ep .m-put{background:var(--put)}.ep .m-patch{background:var(--patch)}.ep .m-delete{background:var(--delete)}
-.path{background:none;padding:0;font-size:14.5px;word-break:break-all}
-.pp{color:var(--link)}
-.depb{font-size:11px;font-weight:600;color:#9a6700;border:1px solid #d4a72c;border-radius:20px;padding:1px 7px;margin-left:8px;vertical-align:middle}
-.auth{font-size:13px;color:var(--muted);margin:10px 0 0}
-.auth b{color:var(--fg);font-weight:600}
-.fields{border-top:1px solid var(--line)}
-.fields.top{border-top:0}
-.field{padding:9px 0 10px 2px;border-bottom:1px solid var(--line)}
-.fields>.field:last-child{border-bottom:0}
-.fh{display:flex;flex-wrap:wrap;gap:2px 10px;align-items:baseline}
-.fn{background:none;padding:0;font-weight:650;font-size:14px;color:var(--fg)}
-.ty{font-size:13px;color:var(--muted)}
-.ty a{font-family:var(--mono);font-size:12.5px}
-.rq{font-size:11.5px;font-weight:700;color:#bc4c00}
-.nl,.ro{font-size:11.5px;color:var(--muted)}
-.fd{font-size:14.5px}
-.cons{display:flex;flex-wrap:wrap;gap:4px 6px;margin-top:5px}
-.c{font-size:12px;color:var(--muted);border:1px solid var(--line);border-radius:6px;padding:1px 7px;background:#fff;max-width:100%;overflow-wrap:anywhere}
-.c b{font-weight:600;color:#424a53}
-.c code{font-size:11.5px;padding:0 .3em}
-details>summary{cursor:pointer;list-style:none}
-details>summary::-webkit-details-marker{display:none}
-summary::before{content:"";display:inline-block;border-left:5px solid currentColor;border-top:4px solid transparent;border-bottom:4px solid transparent;margin-right:8px;vertical-align:1px;transition:transform .12s}
-details[open]>summary::before{transform:rotate(90deg)}
-details.sub{margin:8px 0 0;border-left:2px solid var(--line);padding-left:14px}
-details.sub>summary{font-size:13px;color:var(--muted);width:max-content;max-width:100%}
-details.sub>summary:hover{color:var(--fg)}
-.resps{border:1px solid var(--line);border-radius:8px;overflow:hidden;margin:8px 0}
-.resp{border-bottom:1px solid var(--line);font-size:14.5px}
-.resp:last-child{border-bottom:0}
-.resp>summary,.resp>.rh{display:flex;gap:10px;align-items:baseline;padding:7px 12px}
-.resp>.rh{padding-left:25px}
-.resp>summary::before{align-self:center}
-.resp>summary:hover{background:var(--soft)}
-.resp[open]>summary{border-bottom:1px solid var(--line);background:var(--soft)}
-.rd{flex:1;min-width:0}
-.sc{font:700 13px var(--mono)}
-.s2{color:var(--get)}.s3{color:var(--post)}.s4{color:#bc4c00}.s5{color:var(--delete)}
-.rt{font-size:12.5px;color:var(--muted);white-space:nowrap}
-.rb{padding:4px 14px 10px}
-.ct{font-size:13px;color:var(--muted);margin:8px 0 4px}
-.note{font-size:13px;color:var(--muted);margin:6px 0}
-.ox{position:sticky;top:16px;align-self:start;min-width:0}
-.ex{background:#0d1117;color:#e6edf3;border-radius:10px;margin:0 0 16px;overflow:hidden}
-.exh{display:flex;justify-content:space-between;gap:8px;font-size:11px;font-weight:600;letter-spacing:.06em;text-transform:uppercase;color:#9198a1;background:#161b22;padding:8px 14px}
-.exh span:last-child{text-transform:none;letter-spacing:0;font-weight:400;min-width:0;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
-.ex pre{margin:0;padding:12px 14px;overflow:auto;max-height:520px;font-size:12.5px;line-height:1.55}
-.ex pre.wrap{white-space:pre-wrap;overflow-wrap:anywhere}
-.jk{color:#7ee787}.js{color:#a5d6ff}.jn{color:#79c0ff}.jl{color:#ff7b72}.cm{color:#9198a1}
-.schemas{padding-top:44px}
-.schema{padding:18px 0;border-top:1px solid var(--line)}
-.schema h3{font-family:var(--mono);font-size:16px;margin:0 0 4px}
-.variant{margin:8px 0;padding:4px 0 4px 12px;border-left:3px solid var(--line)}
-.vh{font-size:13px;font-weight:600;color:var(--muted)}
-table{border-collapse:collapse;margin:12px 0;width:100%}
-td,th{border-bottom:1px solid var(--line);padding:7px 10px;text-align:left;vertical-align:top}
-th{font-size:12.5px;text-transform:uppercase;letter-spacing:.05em;color:var(--muted)}
-tr:target{background:#fff8c5}
-@media (max-width:1180px){.op{grid-template-columns:minmax(0,1fr)}.ox{position:static}}
-@media (max-width:820px){.toc{position:static;width:auto;border-right:0;border-bottom:1px solid var(--line)}main{margin-left:0;padding:0 18px 60px}}
-@media print{.toc{display:none}main{margin:0}.ox{position:static}}
-"#;
-
-/// The methods of a path item, in the order an operation group lists them.
-const METHODS: [&str; 8] = [
-    "put", "post", "get", "patch", "delete", "head", "options", "trace",
-];
-
-/// How deep schemas nest on the page before the rest is cut.
-const MAX_DEPTH: usize = 12;
-
-/// Escapes text for HTML (element content and double-quoted attributes).
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        push_esc(&mut out, c);
-    }
-    out
-}
-
-fn push_esc(out: &mut String, c: char) {
-    match c {
-        '&' => out.push_str("&amp;"),
-        '<' => out.push_str("&lt;"),
-        '>' => out.push_str("&gt;"),
-        '"' => out.push_str("&quot;"),
-        '\'' => out.push_str("&#39;"),
-        c => out.push(c),
-    }
-}
-
-/// A whole HTML page with the shared style.
-fn html(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{}</title><style>{STYLE}</style></head><body>{body}</body></html>",
-        esc(title)
-    )
-}
-
-fn page(html: impl Into<Bytes>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(html.into())
-}
-
-/// The rendered reference and the document it was rendered from.
-type Rendered = Option<(Arc<String>, Bytes)>;
-
-/// The API reference, rendered from the OpenAPI document.
-#[utoipa::path(
-    get, path = "/docs", tag = "operations",
-    responses((status = 200, description = "The API reference (HTML, no external assets)", content_type = "text/html"))
-)]
-pub async fn docs(doc: web::Data<String>) -> HttpResponse {
-    // The document never changes in a process: render it once (and again only for another).
-    static RENDERED: Mutex<Rendered> = Mutex::new(None);
-    let doc = doc.into_inner();
-    let cached = RENDERED.lock().ok().and_then(|c| {
-        c.as_ref()
-            .filter(|(d, _)| d == &doc)
-            .map(|(_, page)| page.clone())
-    });
-    page(cached.unwrap_or_else(|| {
-        let spec: Value = serde_json::from_str(&doc).unwrap_or(Value::Null);
-        let title = spec["info"]["title"].as_str().unwrap_or("API");
-        let rendered = Bytes::from(html(
-            &format!("{title} reference"),
-            &render_reference(&spec),
-        ));
-        if let Ok(mut c) = RENDERED.lock() {
-            *c = Some((doc, rendered.clone()));
-        }
-        rendered
-    }))
-}
-
-/// The problem types (`type` of every error body points here).
-#[utoipa::path(
-    get, path = "/docs/problems", tag = "operations",
-    responses((status = 200, description = "The problem types (HTML)", content_type = "text/html"))
-)]
-pub async fn problems() -> HttpResponse {
-    let mut b = String::from(
-        "<main class=\"solo\"><h1>Problem types</h1><p>Errors are RFC 9457 problem details \
-        (<code>application/problem+json</code>) with a stable <code>code</code> and the \
-        <code>request_id</code> also sent as <code>x-request-id</code>.</p>\
-        <table><tr><th>status</th><th>code</th><th>title</th></tr>",
-    );
-    for kind in ProblemKind::ALL {
-        let (status, code, title) = kind.meta();
-        let _ = write!(
-            b,
-            "<tr id=\"{code}\"><td>{}</td><td><code>{code}</code></td><td>{}</td></tr>",
-            status.as_u16(),
-            esc(title)
-        );
-    }
-    b.push_str("</table><p><a href=\"/docs\">API reference</a></p></main>");
-    page(html("Provisioner problem types", &b))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Markdown subset
-// ---------------------------------------------------------------------------------------------
-
-/// Renders a Markdown subset to HTML: paragraphs, `-`/`*`/`+` and numbered lists, fenced code
-/// blocks and `#` headings, with [`inline`] spans. Anything else is text, and all text is
-/// escaped.
-fn markdown(src: &str) -> String {
-    let lines: Vec<&str> = src.lines().collect();
-    let mut out = String::new();
-    let mut para: Vec<&str> = Vec::new();
-    let mut i = 0;
-    while i < lines.len() {
-        let t = lines[i].trim();
-        if t.is_empty() {
-            flush_paragraph(&mut out, &mut para);
-            i += 1;
-        } else if t.starts_with("```") {
-            flush_paragraph(&mut out, &mut para);
-            let indent = lines[i].len() - lines[i].trim_start().len();
-            let mut code: Vec<&str> = Vec::new();
-            i += 1;
-            while i < lines.len() && !lines[i].trim_start().starts_with("```") {
-                let l = lines[i];
-                let cut = l.len() - l.trim_start().len();
-                code.push(&l[cut.min(indent)..]);
-                i += 1;
-            }
-            i += 1;
-            let _ = write!(out, "<pre><code>{}</code></pre>", esc(&code.join("\n")));
-        } else if let Some(text) = heading(t) {
-            flush_paragraph(&mut out, &mut para);
-            let _ = write!(out, "<h5 class=\"mdh\">{}</h5>", inline(text));
-            i += 1;
-        } else if let Some((ordered, _)) = list_item(t).filter(|(o, rest)| {
-            // Inside a paragraph only a bullet or a list starting at 1 begins a list.
-            para.is_empty() || !o || rest.0 == 1
-        }) {
-            flush_paragraph(&mut out, &mut para);
-            let mut items: Vec<String> = Vec::new();
-            while i < lines.len() {
-                let t = lines[i].trim();
-                if t.is_empty() {
-                    let mut j = i;
-                    while j < lines.len() && lines[j].trim().is_empty() {
-                        j += 1;
-                    }
-                    if j < lines.len()
-                        && list_item(lines[j].trim()).is_some_and(|(o, _)| o == ordered)
-                    {
-                        i = j;
-                        continue;
-                    }
-                    break;
-                }
-                match list_item(t) {
-                    Some((o, (_, rest))) if o == ordered => items.push(rest.to_owned()),
-                    Some(_) => break,
-                    None if t.starts_with("```") || heading(t).is_some() => break,
-                    None => {
-                        if let Some(last) = items.last_mut() {
-                            last.push('\n');
-                            last.push_str(t);
-                        }
-                    }
-                }
-                i += 1;
-            }
-            let tag = if ordered { "ol" } else { "ul" };
-            let _ = write!(out, "<{tag}>");
-            for item in &items {
-                let _ = write!(out, "<li>{}</li>", inline(item));
-            }
-            let _ = write!(out, "</{tag}>");
-        } else {
-            para.push(t);
-            i += 1;
-        }
-    }
-    flush_paragraph(&mut out, &mut para);
-    out
-}
-
-fn flush_paragraph(out: &mut String, para: &mut Vec<&str>) {
-    if !para.is_empty() {
-        let _ = write!(out, "<p>{}</p>", inline(&para.join("\n")));
-        para.clear();
-    }
-}
-
-/// `# Title` (1-6 `#`s and a space) -> `Title`.
-fn heading(t: &str) -> Option<&str> {
-    let level = t.bytes().take_while(|&b| b == b'#').count();
-    (1..=6).contains(&level).then_some(())?;
-    t[level..].strip_prefix(' ').map(str::trim)
-}
-
-/// A list item line -> (ordered, (number, the text after the marker)).
-fn list_item(t: &str) -> Option<(bool, (u64, &str))> {
-    for bullet in ["- ", "* ", "+ "] {
-        if let Some(rest) = t.strip_prefix(bullet) {
-            return Some((false, (0, rest.trim_start())));
-        }
-    }
-    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
-    if (1..=9).contains(&digits) {
-        let rest = &t[digits..];
-        let rest = rest
-            .strip_prefix(". ")
-            .or_else(|| rest.strip_prefix(") "))?;
-        return Some((true, (t[..digits].parse().ok()?, rest.trim_start())));
-    }
-    None
-}
-
-/// Renders inline Markdown: `code`, **bold**, *emphasis*, [links](url), <autolinks> and
-/// backslash escapes. Everything else is escaped text.
-fn inline(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 16);
-    let mut i = 0;
-    while let Some(c) = s[i..].chars().next() {
-        let rest = &s[i..];
-        match c {
-            '\\' => {
-                if let Some(n) = rest[1..].chars().next().filter(char::is_ascii_punctuation) {
-                    push_esc(&mut out, n);
-                    i += 2;
-                    continue;
-                }
-            }
-            '`' => {
-                let n = rest.bytes().take_while(|&b| b == b'`').count();
-                if let Some(end) = backtick_run(&rest[n..], n) {
-                    let code = rest[n..n + end].replace('\n', " ");
-                    let code = match code.strip_prefix(' ').and_then(|c| c.strip_suffix(' ')) {
-                        Some(inner) if !inner.trim().is_empty() => inner,
-                        _ => &code,
-                    };
-                    let _ = write!(out, "<code>{}</code>", esc(code));
-                    i += 2 * n + end;
-                } else {
-                    out.push_str(&rest[..n]);
-                    i += n;
-                }
-                continue;
-            }
-            '*' => {
-                if let Some(inner) = rest.strip_prefix("**") {
-                    if let Some(end) = inner.find("**").filter(|&e| delimits(&inner[..e])) {
-                        let _ = write!(out, "<strong>{}</strong>", inline(&inner[..end]));
-                        i += 4 + end;
-                        continue;
-                    }
-                    out.push_str("**");
-                    i += 2;
-                    continue;
-                }
-                if let Some(end) = rest[1..].find('*').filter(|&e| delimits(&rest[1..1 + e])) {
-                    let _ = write!(out, "<em>{}</em>", inline(&rest[1..1 + end]));
-                    i += 2 + end;
-                    continue;
-                }
-            }
-            '[' => {
-                if let Some((text, url, used)) = link(rest) {
-                    match safe_url(url) {
-                        Some(href) => {
-                            let _ = write!(out, "<a href=\"{}\">{}</a>", esc(&href), inline(text));
-                        }
-                        None => out.push_str(&inline(text)),
-                    }
-                    i += used;
-                    continue;
-                }
-            }
-            '<' => {
-                if let Some(end) = rest.find('>') {
-                    let url = &rest[1..end];
-                    let auto = ["http://", "https://", "mailto:"]
-                        .iter()
-                        .any(|p| url.to_ascii_lowercase().starts_with(p));
-                    if auto && !url.chars().any(|c| c.is_whitespace() || c == '<') {
-                        let _ = write!(out, "<a href=\"{0}\">{0}</a>", esc(url));
-                        i += end + 1;
-                        continue;
-                    }
-                }
-            }
-            _ => {}
-        }
-        push_esc(&mut out, c);
-        i += c.len_utf8();
-    }
-    out
-}
-
-/// Whether `inner` can sit between emphasis delimiters (not empty, no space at either edge).
-fn delimits(inner: &str) -> bool {
-    !inner.is_empty()
-        && !inner.starts_with(char::is_whitespace)
-        && !inner.ends_with(char::is_whitespace)
-}
-
-/// The offset of the next run of exactly `n` backticks in `s`.
-fn backtick_run(s: &str, n: usize) -> Option<usize> {
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'`' {
-            let m = b[i..].iter().take_while(|&&c| c == b'`').count();
-            if m == n {
-                return Some(i);
-            }
-            i += m;
-        } else {
-            i += 1;
-        }
-    }
-    None
-}
-
-/// `[text](url)` at the start of `s` -> (text, url, bytes used).
-fn link(s: &str) -> Option<(&str, &str, usize)> {
-    let close = s.find(']')?;
-    let after = s[close + 1..].strip_prefix('(')?;
-    let end = after.find(')')?;
-    let inside = after[..end].trim();
-    let url = match inside.split_once(char::is_whitespace) {
-        // A title may follow the destination; anything else means this is not a link.
-        Some((url, title)) if title.trim_start().starts_with(['"', '\'']) => url,
-        Some(_) => return None,
-        None => inside,
-    };
-    Some((&s[1..close], url, close + 2 + end + 1))
-}
-
-/// The URL when it is safe in an `href`: http(s), mailto or relative; never `javascript:` and
-/// the like (control characters and spaces, which browsers drop, are dropped first).
-fn safe_url(url: &str) -> Option<String> {
-    let url: String = url
-        .chars()
-        .filter(|c| !c.is_whitespace() && !c.is_control())
-        .collect();
-    if url.is_empty() {
-        return None;
-    }
-    let lower = url.to_ascii_lowercase();
-    let scheme_end = lower.find(':');
-    let first_sep = lower.find(['/', '?', '#']).unwrap_or(lower.len());
-    let allowed = ["http://", "https://", "mailto:"]
-        .iter()
-        .any(|p| lower.starts_with(p))
-        || scheme_end.is_none_or(|c| c > first_sep);
-    allowed.then_some(url)
-}
-
-/// Markdown for a short text in a line (a response's description): inline spans when it is a
-/// single paragraph, blocks otherwise.
-fn short_markdown(s: &str) -> String {
-    let s = s.trim();
-    let blocks = s.contains("\n\n")
-        || s.lines()
-            .any(|l| list_item(l.trim()).is_some() || l.trim_start().starts_with("```"));
-    if blocks { markdown(s) } else { inline(s) }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Schemas
-// ---------------------------------------------------------------------------------------------
+use super::markdown::*;
+use super::*;
 
 /// A schema with its `$ref`s resolved and nullability unwrapped: `s` holds the inner schema's
 /// keywords with the outer layers' (a property's `description` beside its `$ref`) on top.
-struct Shape {
+pub(super) struct Shape {
     s: Map<String, Value>,
     /// The component it came from (the last `$ref` followed).
     name: Option<String>,
@@ -572,7 +78,7 @@ impl Shape {
     }
 }
 
-fn json_type(v: &Value) -> &'static str {
+pub(super) fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "boolean",
@@ -584,12 +90,12 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-fn is_null_schema(v: &Value) -> bool {
+pub(super) fn is_null_schema(v: &Value) -> bool {
     v["type"] == "null" || v["enum"].as_array().is_some_and(|e| e == &[Value::Null])
 }
 
 /// A short, single-line rendering of a JSON value (strings quoted, long ones cut).
-fn short_json(v: &Value) -> String {
+pub(super) fn short_json(v: &Value) -> String {
     let s = v.to_string();
     if s.chars().count() > 160 {
         let cut: String = s.chars().take(157).collect();
@@ -600,12 +106,12 @@ fn short_json(v: &Value) -> String {
 }
 
 /// `#/components/schemas/TenantIn` -> `TenantIn`.
-fn ref_name(r: &str) -> &str {
+pub(super) fn ref_name(r: &str) -> &str {
     r.rsplit('/').next().unwrap_or(r)
 }
 
 /// An `id` attribute value: letters, digits, `-` and `_` only.
-fn slug(s: &str) -> String {
+pub(super) fn slug(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
@@ -618,7 +124,7 @@ fn slug(s: &str) -> String {
 }
 
 /// `put_user` -> `Create or replace user`, `openapi_json` -> `OpenAPI JSON`.
-fn humanize(id: &str) -> String {
+pub(super) fn humanize(id: &str) -> String {
     let mut spaced = String::new();
     let mut prev_lower = false;
     for c in id.chars() {
@@ -659,7 +165,7 @@ fn humanize(id: &str) -> String {
 }
 
 /// An operation of the document, ready to render.
-struct Op<'a> {
+pub(super) struct Op<'a> {
     path: &'a str,
     method: &'static str,
     op: &'a Value,
@@ -669,19 +175,19 @@ struct Op<'a> {
 }
 
 /// The operations of one tag.
-struct Group<'a> {
+pub(super) struct Group<'a> {
     name: String,
     description: Option<&'a str>,
     ops: Vec<Op<'a>>,
 }
 
 /// Renders the reference page's body (contents, operations, schemas) from a parsed document.
-fn render_reference(spec: &Value) -> String {
+pub(super) fn render_reference(spec: &Value) -> String {
     Renderer { spec }.render()
 }
 
-struct Renderer<'a> {
-    spec: &'a Value,
+pub(super) struct Renderer<'a> {
+    pub(super) spec: &'a Value,
 }
 
 impl<'a> Renderer<'a> {
@@ -1132,7 +638,13 @@ impl<'a> Renderer<'a> {
     /// built from its type. `all` includes optional fields (answers); without it only required
     /// fields, so a request example stays valid (optional fields may exclude each other), unless
     /// there are none: then the optional ones with an `example`.
-    fn example(&self, v: &Value, all: bool, stack: &mut Vec<String>, depth: usize) -> Value {
+    pub(super) fn example(
+        &self,
+        v: &Value,
+        all: bool,
+        stack: &mut Vec<String>,
+        depth: usize,
+    ) -> Value {
         let sh = self.shape(v);
         if let Some(x) = explicit_example(&sh) {
             return x;
@@ -1837,7 +1349,7 @@ impl<'a> Renderer<'a> {
 
 /// Where an operation goes within its tag: create (or replace), read one, list, updates and
 /// other actions, delete.
-fn crud_rank(method: &str, path: &str) -> u8 {
+pub(super) fn crud_rank(method: &str, path: &str) -> u8 {
     let mut segments = path.trim_end_matches('/').rsplit('/');
     let is_param = |s: Option<&str>| s.is_some_and(|s| s.starts_with('{') && s.ends_with('}'));
     let last = segments.next();
@@ -1856,7 +1368,7 @@ fn crud_rank(method: &str, path: &str) -> u8 {
 }
 
 /// Keywords of an outer layer that a `$ref`'s target does not override.
-fn absorb(over: &mut Map<String, Value>, layer: Map<String, Value>) {
+pub(super) fn absorb(over: &mut Map<String, Value>, layer: Map<String, Value>) {
     for (k, v) in layer {
         over.entry(k).or_insert(v);
     }
@@ -1864,7 +1376,7 @@ fn absorb(over: &mut Map<String, Value>, layer: Map<String, Value>) {
 
 /// Merges an `allOf` part into a schema: properties and `required` united, other keywords kept
 /// when already set.
-fn merge_all_of(m: &mut Map<String, Value>, part: Map<String, Value>) {
+pub(super) fn merge_all_of(m: &mut Map<String, Value>, part: Map<String, Value>) {
     for (k, v) in part {
         match (k.as_str(), m.get_mut(&k), v) {
             ("properties", Some(Value::Object(mine)), Value::Object(theirs)) => {
@@ -1887,7 +1399,7 @@ fn merge_all_of(m: &mut Map<String, Value>, part: Map<String, Value>) {
     }
 }
 
-fn explicit_example(sh: &Shape) -> Option<Value> {
+pub(super) fn explicit_example(sh: &Shape) -> Option<Value> {
     sh.get("example")
         .or_else(|| sh.get("examples").and_then(|e| e.get(0)))
         .or_else(|| sh.get("const"))
@@ -1897,7 +1409,7 @@ fn explicit_example(sh: &Shape) -> Option<Value> {
 }
 
 /// A `min`/`max` pair as one chip: `1 – 200`, `≥ 1`, `≤ 200`.
-fn range(
+pub(super) fn range(
     chip: &mut impl FnMut(&str, String),
     label: &str,
     min: Option<String>,
@@ -1913,7 +1425,7 @@ fn range(
 }
 
 /// `HTTP bearer, JWT`, `API key in header X-Key`, ...
-fn scheme_label(s: &Value) -> String {
+pub(super) fn scheme_label(s: &Value) -> String {
     match s["type"].as_str().unwrap_or("") {
         "http" => {
             let scheme = s["scheme"].as_str().unwrap_or("");
@@ -1933,7 +1445,7 @@ fn scheme_label(s: &Value) -> String {
     }
 }
 
-fn capitalize(s: &str) -> String {
+pub(super) fn capitalize(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
         Some(f) => f.to_uppercase().chain(c).collect(),
@@ -1942,7 +1454,7 @@ fn capitalize(s: &str) -> String {
 }
 
 /// A path with its `{parameters}` highlighted.
-fn path_html(path: &str) -> String {
+pub(super) fn path_html(path: &str) -> String {
     let mut out = String::new();
     let mut rest = path;
     while let Some(open) = rest.find('{') {
@@ -1962,7 +1474,7 @@ fn path_html(path: &str) -> String {
 }
 
 /// Pretty JSON as highlighted HTML.
-fn json_html(v: &Value, indent: usize, out: &mut String) {
+pub(super) fn json_html(v: &Value, indent: usize, out: &mut String) {
     let pad = |n: usize| "  ".repeat(n);
     match v {
         Value::Null | Value::Bool(_) => {
@@ -1999,116 +1511,5 @@ fn json_html(v: &Value, indent: usize, out: &mut String) {
             }
             let _ = write!(out, "{}}}", pad(indent));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn markdown_renders_paragraphs_lists_code_bold_and_links() {
-        let html = markdown(
-            "Intro with `code` and **bold**,\nwrapped.\n\n- one *em*\n- two\n  continued\n\n1. first\n2. [docs](https://example.com/a?b=1&c=2)\n\n```\nlet x = a < b;\n```",
-        );
-        assert_eq!(
-            html,
-            "<p>Intro with <code>code</code> and <strong>bold</strong>,\nwrapped.</p>\
-             <ul><li>one <em>em</em></li><li>two\ncontinued</li></ul>\
-             <ol><li>first</li><li><a href=\"https://example.com/a?b=1&amp;c=2\">docs</a></li></ol>\
-             <pre><code>let x = a &lt; b;</code></pre>"
-        );
-    }
-
-    #[test]
-    fn markdown_escapes_and_refuses_unsafe_links() {
-        assert_eq!(
-            inline("<b>x</b> & `<i>` [a](javascript:alert(1)) [b](java\tscript:x) [c](/docs#x)"),
-            "&lt;b&gt;x&lt;/b&gt; &amp; <code>&lt;i&gt;</code> a) [b](java\tscript:x) <a href=\"/docs#x\">c</a>"
-        );
-        assert_eq!(inline("a ** b * c `d"), "a ** b * c `d");
-        assert_eq!(inline("snake_case_name"), "snake_case_name");
-        assert_eq!(
-            inline("<https://x.example/?a=\"b\">"),
-            "<a href=\"https://x.example/?a=&quot;b&quot;\">https://x.example/?a=&quot;b&quot;</a>"
-        );
-    }
-
-    #[test]
-    fn humanized_titles() {
-        assert_eq!(humanize("put_user"), "Create or replace user");
-        assert_eq!(humanize("openapi_json"), "OpenAPI JSON");
-        assert_eq!(humanize("listTenants"), "List tenants");
-    }
-
-    fn hostile_spec() -> Value {
-        json!({
-            "openapi": "3.1.0",
-            "info": {"title": "<script>alert('t')</script>", "version": "1\"><evil-v>",
-                "description": "Has <evil-img src=x onerror=alert(1)> and `<code>`"},
-            "tags": [{"name": "<evil-tag>", "description": "**<evil-i>bold</evil-i>**"}],
-            "paths": {
-                "/x/{id}\"><script>": {
-                    "post": {
-                        "tags": ["<evil-tag>"],
-                        "operationId": "\"><script>op",
-                        "summary": "Sum <script>alert(2)</script>",
-                        "parameters": [{"name": "id<evil-p>", "in": "path", "required": true,
-                            "description": "[x](javascript:alert(3))",
-                            "schema": {"type": "string", "pattern": "^<evil-pat>$", "enum": ["<evil-e>"]}}],
-                        "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Node"}}}},
-                        "responses": {"200": {"description": "ok <evil-r>",
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Node"}}}}}
-                    }
-                }
-            },
-            "components": {"schemas": {
-                "Node": {"type": "object", "description": "A <evil-node>", "required": ["name"], "properties": {
-                    "name": {"type": "string", "example": "</code><script>", "maxLength": 10},
-                    "child": {"oneOf": [{"$ref": "#/components/schemas/Node"}, {"type": "null"}]},
-                    "kids": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}}
-                }},
-                "Loop": {"$ref": "#/components/schemas/Loop"}
-            }}
-        })
-    }
-
-    #[test]
-    fn everything_from_the_document_is_escaped() {
-        let html = render_reference(&hostile_spec());
-        for raw in ["<script", "<evil", "javascript:"] {
-            assert!(!html.contains(raw), "{raw} unescaped in {html}");
-        }
-        assert!(html.contains("&lt;script&gt;alert(&#39;t&#39;)&lt;/script&gt;"));
-        assert!(html.contains("/x/<span class=\"pp\">{id}</span>&quot;&gt;&lt;script&gt;"));
-        assert!(html.contains("<code>&lt;code&gt;</code>"));
-        assert!(html.contains("<strong>&lt;evil-i&gt;bold&lt;/evil-i&gt;</strong>"));
-        assert!(html.contains("<code>^&lt;evil-pat&gt;$</code>"));
-    }
-
-    #[test]
-    fn recursive_schemas_are_cut_where_they_close() {
-        let html = render_reference(&hostile_spec());
-        assert!(html.contains("Recursive: the fields of <a href=\"#schema-Node\">Node</a>"));
-        assert!(html.contains("id=\"schema-Loop\""));
-        // The nullable self-reference is unwrapped to its component.
-        assert!(html.contains("<code class=\"fn\">child</code><span class=\"ty\">object <a href=\"#schema-Node\">Node</a></span><span class=\"nl\">nullable</span>"));
-    }
-
-    #[test]
-    fn examples_are_built_from_schemas() {
-        let spec = hostile_spec();
-        let r = Renderer { spec: &spec };
-        let node = json!({"$ref": "#/components/schemas/Node"});
-        assert_eq!(
-            r.example(&node, false, &mut Vec::new(), 0),
-            json!({"name": "</code><script>"})
-        );
-        assert_eq!(
-            r.example(&node, true, &mut Vec::new(), 0),
-            json!({"name": "</code><script>", "child": null, "kids": [null]})
-        );
     }
 }
