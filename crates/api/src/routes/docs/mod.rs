@@ -21,6 +21,7 @@ use crate::problem::ProblemKind;
 
 mod markdown;
 mod render;
+mod schema;
 
 use render::*;
 
