@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod marker;
 pub mod model;
 pub mod ports;
+pub mod scim;
 pub mod scope;
 pub mod secret;
 pub mod service;

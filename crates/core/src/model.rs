@@ -62,6 +62,14 @@ text_enum!(
         Rotating => "rotating",
         /// Key and app are being deleted upstream.
         Deprovisioning => "deprovisioning",
+        /// Deactivated through SCIM (policy `revoke_key`): the key is being deleted upstream,
+        /// the app is kept.
+        Suspending => "suspending",
+        /// Deactivated through SCIM (policy `revoke_key`): no key; the app and its data are
+        /// kept. Reactivation creates a new key with the same scopes.
+        Suspended => "suspended",
+        /// Reactivated through SCIM: a new key (same scopes) is being created for the kept app.
+        Reactivating => "reactivating",
         /// Key and app are gone upstream.
         Deleted => "deleted",
         /// Provisioning failed for a reason retrying will not fix; a new PUT starts over.

@@ -14,6 +14,7 @@ use crate::model::UpstreamAccount;
 use crate::model::{
     AuditEvent, AutoKeyLearning, Lease, ScopeProfile, Tenant, Timestamp, User, UserStatus,
 };
+use crate::scim::{ScimConfig, ScimQuery, ScimSyncOutcome, ScimToken, ScimUser};
 use crate::scope::ScopeSet;
 use crate::secret::KeySecret;
 
@@ -385,10 +386,101 @@ pub trait JobStore: Send + Sync {
     async fn release_job_items(&self, owner_prefix: &str) -> Result<u64, StoreError>;
 }
 
+/// SCIM settings, tokens and user resources (see [`crate::scim`]).
+#[async_trait]
+pub trait ScimStore: Send + Sync {
+    /// A tenant's SCIM settings, `None` when never set.
+    async fn get_scim_config(&self, tenant: &TenantId) -> Result<Option<ScimConfig>, StoreError>;
+    /// Inserts or replaces a tenant's SCIM settings, with the audit event.
+    async fn put_scim_config(
+        &self,
+        config: &ScimConfig,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+    /// Inserts a token and, in the same transaction, makes every other token of its tenant
+    /// expire at `others_expire_at` at the latest (an expiry already earlier stays).
+    async fn insert_scim_token(
+        &self,
+        token: &ScimToken,
+        others_expire_at: Timestamp,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+    /// A tenant's tokens, oldest first (expired ones included).
+    async fn list_scim_tokens(&self, tenant: &TenantId) -> Result<Vec<ScimToken>, StoreError>;
+    /// The token whose secret hashes to `hash`, whatever its tenant or expiry.
+    async fn find_scim_token(&self, hash: &str) -> Result<Option<ScimToken>, StoreError>;
+    /// Deletes one of a tenant's tokens with the audit event; false if it did not exist.
+    async fn delete_scim_token(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
+    /// Inserts a SCIM user with the audit event. [`StoreError::AlreadyExists`] when another
+    /// SCIM user of the tenant that is not deleted has the same case-folded `userName` or the
+    /// same provisioning external id (the database enforces both).
+    async fn insert_scim_user(&self, user: &ScimUser, audit: &AuditEvent)
+    -> Result<(), StoreError>;
+    /// Writes a SCIM user's attributes, `profile`, `deleted` and `updated_at` and the sync
+    /// fields as given, with the audit event, if the row still has `read_version`; the stored
+    /// version becomes `read_version + 1` (`user.version` is ignored). [`StoreError::Stale`]
+    /// if it changed, [`StoreError::NotFound`] if it is gone, [`StoreError::AlreadyExists`]
+    /// on a `userName` clash. The id, tenant, external id and `created_at` never change.
+    async fn update_scim_user(
+        &self,
+        user: &ScimUser,
+        read_version: i64,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+    /// One SCIM user of the tenant by id, deleted ones included (callers hide them).
+    async fn get_scim_user(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<ScimUser>, StoreError>;
+    /// The tenant's SCIM users that are not deleted and match every condition of `query`,
+    /// ordered by id: `count` of them after skipping `offset`, and how many match in all.
+    async fn list_scim_users(
+        &self,
+        tenant: &TenantId,
+        query: &ScimQuery,
+        offset: u64,
+        count: u32,
+    ) -> Result<(Vec<ScimUser>, u64), StoreError>;
+    /// Claims up to `limit` SCIM users whose version is not synced and whose `next_sync_at`
+    /// is unset or not after `now`, deleted ones included, by setting their `next_sync_at` to
+    /// `claim_until` in the same statement (concurrent claimers never get the same row;
+    /// PostgreSQL: `FOR UPDATE SKIP LOCKED`). Oldest `updated_at` first. The rows are returned
+    /// as stored after the claim.
+    async fn claim_scim_sync(
+        &self,
+        now: Timestamp,
+        claim_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ScimUser>, StoreError>;
+    /// Records how a sync of `id` ended. `Synced`: `synced_version` becomes `version` (if
+    /// larger), `sync_error` is set as given, `sync_attempts` 0 and `next_sync_at` unset; a
+    /// deleted row whose deletion is now synced is removed. `Retry`: `sync_attempts + 1`,
+    /// `sync_error` and `next_sync_at` set. Never touches attributes or `version`.
+    async fn finish_scim_sync(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        outcome: &ScimSyncOutcome,
+    ) -> Result<(), StoreError>;
+}
+
 /// Everything the service stores; implemented for SQLite and PostgreSQL by crates/storage.
 #[async_trait]
 pub trait Store:
-    TenantStore + UserStore + AuditStore + MaintenanceStore + IdempotencyStore + AccountStore + JobStore
+    TenantStore
+    + UserStore
+    + AuditStore
+    + MaintenanceStore
+    + IdempotencyStore
+    + AccountStore
+    + JobStore
+    + ScimStore
 {
     /// Whether the database is reachable and migrated.
     async fn ready(&self) -> Result<(), StoreError>;

@@ -433,7 +433,11 @@ impl Provisioner {
                 }
                 UserStatus::Failed if ours => return Err(failed(&user)),
                 UserStatus::Failed => return Err(superseded()),
-                UserStatus::Deprovisioning | UserStatus::Deleted => return Err(superseded()),
+                UserStatus::Deprovisioning
+                | UserStatus::Deleted
+                | UserStatus::Suspending
+                | UserStatus::Suspended
+                | UserStatus::Reactivating => return Err(superseded()),
             }
         }
     }

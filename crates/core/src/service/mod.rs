@@ -12,7 +12,10 @@ mod reconcile;
 mod recovery;
 mod reseal;
 mod rotation;
+mod scim;
+mod scim_sync;
 mod steps;
+mod suspension;
 mod tenants;
 mod users;
 
@@ -39,6 +42,11 @@ pub use reconcile::{
 };
 pub use recovery::RecoveryReport;
 pub use reseal::{ResealFailure, ResealReport, SEALING_UPGRADE};
+pub use scim::{
+    IssuedScimToken, MAX_TOKEN_OVERLAP_SECONDS, SCIM_TOKEN_PREFIX, ScimApplyError, scim_token_hash,
+};
+pub use scim_sync::ScimSyncReport;
+pub use suspension::Transition;
 pub use tenants::{NewTenant, TenantPatch, TenantView, default_app_defaults};
 pub use users::{ProvisionRequest, Provisioned, ScopeRequest};
 
@@ -87,6 +95,8 @@ pub struct Provisioner {
     config: ServiceConfig,
     /// Prefix of every lease owner token of this instance (one per process).
     instance: String,
+    /// Wakes this instance's SCIM sync worker after a SCIM write.
+    scim_wake: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Provisioner {
@@ -114,6 +124,7 @@ impl Provisioner {
             sealer,
             config,
             instance,
+            scim_wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -304,6 +315,8 @@ mod reconcile_tests;
 mod reconcile_unmarked_tests;
 #[cfg(test)]
 mod reseal_tests;
+#[cfg(test)]
+mod scim_tests;
 #[cfg(test)]
 mod sealing_tests;
 #[cfg(test)]

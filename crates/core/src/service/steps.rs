@@ -166,6 +166,18 @@ impl Provisioner {
                     }
                     Err(e) => Err(e),
                 },
+                // A suspension: every key goes, the app stays.
+                Step::DeleteKey if user.status == UserStatus::Suspending => {
+                    self.step_revoke_keys(run, &user).await.map(|()| {
+                        // A key create that got no answer before the suspension may land
+                        // after this listing: look once more when it must have.
+                        sweep_later = true;
+                        user.status = UserStatus::Suspended;
+                        user.step = Step::Idle;
+                        user.key = None;
+                        user.retired_key = None;
+                    })
+                }
                 Step::DeleteKey => self.step_delete_keys(run, &user).await.map(|()| {
                     user.step = Step::DeleteApp;
                 }),
@@ -217,7 +229,7 @@ impl Provisioner {
         // A create that timed out (or was cut off) may still be processed upstream after the
         // look-up that settled the key: look again once it must have landed. Recorded before
         // anything else is written, so no later failure can lose it.
-        if sweep_later && user.status == UserStatus::Active {
+        if sweep_later && matches!(user.status, UserStatus::Active | UserStatus::Suspended) {
             user.step = Step::SweepKeys;
             user.next_attempt_at = Some(self.clock.now() + self.backoff(1));
         }
@@ -409,6 +421,17 @@ impl Provisioner {
         Ok(())
     }
 
+    /// A suspension's step: deletes the recorded keys, then every other key on the app that
+    /// carries one of its markers (a create that got no answer may have landed). Keys without
+    /// a marker are not this service's to delete (the drift check reports them).
+    async fn step_revoke_keys(&self, run: &Run<'_>, user: &User) -> Result<(), Fail> {
+        self.step_delete_keys(run, user).await?;
+        let mut bare = user.clone();
+        bare.key = None;
+        bare.retired_key = None;
+        self.step_sweep_keys(run, &bare).await
+    }
+
     /// Deletes the keys on the user's app that carry one of its markers but are neither its
     /// current nor its retired key: late effects of creates that got no answer.
     async fn step_sweep_keys(&self, run: &Run<'_>, user: &User) -> Result<(), Fail> {
@@ -578,9 +601,20 @@ impl Provisioner {
                     // that cannot be deleted: the user must not look settled with an all-scope
                     // key on its app. Keep the intent and retry with backoff (visible in
                     // `last_error`), like a deletion.
-                    (UserStatus::Rotating, Step::PurgeKeys) => {
+                    (UserStatus::Rotating | UserStatus::Reactivating, Step::PurgeKeys) => {
                         user.attempts += 1;
                         user.next_attempt_at = Some(now + self.backoff(user.attempts));
+                    }
+                    // A reactivation that cannot create the key: suspended again (no key), and
+                    // a create that got no answer is swept once it must have landed.
+                    (UserStatus::Reactivating, _) => {
+                        user.status = UserStatus::Suspended;
+                        if run.look_first {
+                            user.step = Step::SweepKeys;
+                            user.next_attempt_at = Some(now + self.backoff(1));
+                        } else {
+                            user.step = Step::Idle;
+                        }
                     }
                     (UserStatus::Rotating, _) => {
                         // Back to the current key. A key still in its grace period stays

@@ -160,6 +160,13 @@ impl Provisioner {
                         "user is being deprovisioned; repeat the DELETE to finish it first".into(),
                     ));
                 }
+                UserStatus::Suspending | UserStatus::Suspended | UserStatus::Reactivating => {
+                    return Err(DomainError::Conflict(format!(
+                        "user is {} (deactivated through SCIM); its identity provider \
+                         reactivates it, or DELETE deprovisions it",
+                        user.status
+                    )));
+                }
                 UserStatus::Rotating => {
                     // A rotation that stalled: finish it, then answer as for an active user
                     // (the next pass carries the new secret, which reached no one yet).

@@ -612,3 +612,101 @@ impl Store for SimStore {
         Ok(())
     }
 }
+
+/// SCIM resources are not simulated (their sync goes through the use cases, which are): plain
+/// delegation.
+#[async_trait]
+impl crate::ports::ScimStore for SimStore {
+    async fn get_scim_config(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<crate::scim::ScimConfig>, StoreError> {
+        self.inner.get_scim_config(tenant).await
+    }
+    async fn put_scim_config(
+        &self,
+        config: &crate::scim::ScimConfig,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        self.inner.put_scim_config(config, audit).await
+    }
+    async fn insert_scim_token(
+        &self,
+        token: &crate::scim::ScimToken,
+        others_expire_at: Timestamp,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .insert_scim_token(token, others_expire_at, audit)
+            .await
+    }
+    async fn list_scim_tokens(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<crate::scim::ScimToken>, StoreError> {
+        self.inner.list_scim_tokens(tenant).await
+    }
+    async fn find_scim_token(
+        &self,
+        hash: &str,
+    ) -> Result<Option<crate::scim::ScimToken>, StoreError> {
+        self.inner.find_scim_token(hash).await
+    }
+    async fn delete_scim_token(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        self.inner.delete_scim_token(tenant, id, audit).await
+    }
+    async fn insert_scim_user(
+        &self,
+        user: &crate::scim::ScimUser,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        self.inner.insert_scim_user(user, audit).await
+    }
+    async fn update_scim_user(
+        &self,
+        user: &crate::scim::ScimUser,
+        read_version: i64,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        self.inner.update_scim_user(user, read_version, audit).await
+    }
+    async fn get_scim_user(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<crate::scim::ScimUser>, StoreError> {
+        self.inner.get_scim_user(tenant, id).await
+    }
+    async fn list_scim_users(
+        &self,
+        tenant: &TenantId,
+        query: &crate::scim::ScimQuery,
+        offset: u64,
+        count: u32,
+    ) -> Result<(Vec<crate::scim::ScimUser>, u64), StoreError> {
+        self.inner
+            .list_scim_users(tenant, query, offset, count)
+            .await
+    }
+    async fn claim_scim_sync(
+        &self,
+        now: Timestamp,
+        claim_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<crate::scim::ScimUser>, StoreError> {
+        self.inner.claim_scim_sync(now, claim_until, limit).await
+    }
+    async fn finish_scim_sync(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        outcome: &crate::scim::ScimSyncOutcome,
+    ) -> Result<(), StoreError> {
+        self.inner.finish_scim_sync(tenant, id, outcome).await
+    }
+}

@@ -14,6 +14,7 @@ use crate::secret::{AesGcmSealer, MasterKey, Sealer};
 use crate::service::{Provisioner, ServiceConfig};
 
 mod jobs;
+mod scim;
 mod store;
 mod upstream;
 

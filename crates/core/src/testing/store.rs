@@ -26,7 +26,7 @@ use super::lock;
 
 #[derive(Default)]
 pub(super) struct MemState {
-    tenants: BTreeMap<TenantId, Tenant>,
+    pub(super) tenants: BTreeMap<TenantId, Tenant>,
     profiles: BTreeMap<(TenantId, ProfileName), ScopeProfile>,
     users: BTreeMap<(TenantId, ExternalId), User>,
     audit: Vec<AuditEvent>,
@@ -35,6 +35,9 @@ pub(super) struct MemState {
     accounts: BTreeMap<String, AutoKeyLearning>,
     pub(super) jobs: BTreeMap<String, Job>,
     pub(super) items: BTreeMap<(String, i64), (JobItem, Option<Lease>)>,
+    pub(super) scim_configs: BTreeMap<TenantId, crate::scim::ScimConfig>,
+    pub(super) scim_tokens: BTreeMap<String, crate::scim::ScimToken>,
+    pub(super) scim_users: BTreeMap<String, crate::scim::ScimUser>,
 }
 
 impl MemState {
@@ -201,6 +204,9 @@ impl TenantStore for MemStore {
         // Its jobs go with it (ON DELETE CASCADE in SQL).
         st.jobs.retain(|_, j| &j.tenant_id != id);
         st.items.retain(|_, (i, _)| &i.tenant_id != id);
+        st.scim_configs.remove(id);
+        st.scim_tokens.retain(|_, t| &t.tenant_id != id);
+        st.scim_users.retain(|_, u| &u.tenant_id != id);
         Ok(TenantDeletion::Deleted)
     }
     async fn put_profile(

@@ -116,6 +116,12 @@ impl FakeUpstream {
     pub fn fault_at(&self, index: usize, fault: Fault) {
         lock(&self.state).at_index.insert(index, fault);
     }
+    /// Removes every fault not triggered yet.
+    pub fn clear_faults(&self) {
+        let mut st = lock(&self.state);
+        st.at_index.clear();
+        st.by_call.clear();
+    }
     /// Injects `fault` on the next `times` calls of kind `call`.
     pub fn fault_on(&self, call: Call, fault: Fault, times: u32) {
         lock(&self.state)

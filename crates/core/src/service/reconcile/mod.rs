@@ -541,6 +541,9 @@ fn holds_app(user: &User) -> bool {
             | UserStatus::Rotating
             | UserStatus::Provisioning
             | UserStatus::Deprovisioning
+            | UserStatus::Suspending
+            | UserStatus::Suspended
+            | UserStatus::Reactivating
     )
 }
 
