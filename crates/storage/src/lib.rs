@@ -20,6 +20,7 @@ mod idempotency;
 mod jobs;
 mod maintenance;
 mod rows;
+mod scim;
 mod store;
 mod tenants;
 pub mod testing;

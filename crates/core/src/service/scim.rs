@@ -22,6 +22,9 @@ pub const MAX_TOKEN_OVERLAP_SECONDS: u32 = 2_592_000;
 /// Prefix of every SCIM token secret (so a leaked one is recognisable, e.g. by secret scanners).
 pub const SCIM_TOKEN_PREFIX: &str = "scim_";
 
+/// Longest wait before a failed SCIM sync is tried again (a write waits for it too).
+pub(super) const MAX_SYNC_BACKOFF: chrono::Duration = chrono::Duration::seconds(60);
+
 /// Tries of a SCIM write that keeps meeting concurrent writes of the same resource.
 const MAX_WRITE_TRIES: usize = 8;
 
@@ -327,7 +330,7 @@ impl Provisioner {
             next.updated_at = self.clock.now();
             next.version = current.version + 1;
             next.sync_attempts = 0;
-            next.next_sync_at = None;
+            next.next_sync_at = self.keep_claim(&current);
             if let Some(u) = self
                 .write_scim(actor, &next, current.version, action)
                 .await?
@@ -354,7 +357,7 @@ impl Provisioner {
             next.updated_at = self.clock.now();
             next.version = current.version + 1;
             next.sync_attempts = 0;
-            next.next_sync_at = None;
+            next.next_sync_at = self.keep_claim(&current);
             if self
                 .write_scim(actor, &next, current.version, "scim.user.delete")
                 .await?
@@ -408,6 +411,14 @@ impl Provisioner {
         )
     }
 
+    /// The `next_sync_at` a write keeps: a sync of an earlier version may be running under a
+    /// claim (or backing off, at most [`MAX_SYNC_BACKOFF`]); a write never clears it, so two
+    /// workers never sync one SCIM user at once (an older sync finishing last would undo the
+    /// newer one). The newer version is synced once that claim ends.
+    fn keep_claim(&self, current: &ScimUser) -> Option<crate::model::Timestamp> {
+        current.next_sync_at.filter(|t| *t > self.clock.now())
+    }
+
     /// Tells this instance's SCIM worker there is work (other replicas poll).
     pub(super) fn wake_scim_worker(&self) {
         self.scim_wake.notify_one();
@@ -415,10 +426,10 @@ impl Provisioner {
 
     /// How long a claimed sync may run before another worker may take it again.
     pub(super) fn scim_claim_ttl(&self) -> chrono::Duration {
-        chrono::Duration::from_std(
-            self.config.lease_wait + self.config.lease_ttl + Duration::from_secs(30),
-        )
-        .unwrap_or(chrono::Duration::seconds(90))
+        // Each use case a sync runs gives up after `lease_wait` of waiting for another
+        // operation on the user: twice that, and a minute more for the upstream calls.
+        chrono::Duration::from_std(self.config.lease_wait * 2 + Duration::from_secs(60))
+            .unwrap_or(chrono::Duration::seconds(120))
     }
 }
 

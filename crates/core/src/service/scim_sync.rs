@@ -134,7 +134,10 @@ impl Provisioner {
             },
             Step::Retry(error) => ScimSyncOutcome::Retry {
                 error,
-                next_sync_at: now + self.backoff(user.sync_attempts + 1),
+                next_sync_at: now
+                    + self
+                        .backoff(user.sync_attempts + 1)
+                        .min(super::scim::MAX_SYNC_BACKOFF),
             },
         };
         let synced = matches!(outcome, ScimSyncOutcome::Synced { .. });

@@ -528,3 +528,32 @@ async fn marked_keys_the_row_does_not_record_do_not_survive_a_suspension() {
     quiesce(&t).await;
     assert_suspended(&t, "gus");
 }
+
+/// A write while a sync of an earlier version runs does not let a second worker sync the same
+/// SCIM user at once (the older sync, finishing last, would undo the newer state).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_keeps_the_claim_of_a_running_sync() {
+    let t = with_tenant().await;
+    let u = t
+        .service
+        .scim_create_user(&actor(), &tid(), attrs("hal", true), None)
+        .await
+        .unwrap();
+    quiesce(&t).await;
+    set_active(&t, &u.id, false).await;
+    // Worker A claims the deactivation...
+    let now = t.clock.now();
+    let claimed = t
+        .store
+        .claim_scim_sync(now, now + chrono::Duration::seconds(120), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    // ...the person is reactivated meanwhile: no other worker takes the row while A runs.
+    set_active(&t, &u.id, true).await;
+    let r = t.service.run_scim_sync_pass(10).await.unwrap();
+    assert_eq!(r.claimed, 0, "a second worker took a claimed SCIM user");
+    // Once A's claim ends, the newest version is synced.
+    quiesce(&t).await;
+    assert_one_app_one_key(&t, "hal");
+}

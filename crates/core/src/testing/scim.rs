@@ -43,6 +43,9 @@ impl ScimStore for MemStore {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let mut st = lock(&self.state);
+        if !st.tenants.contains_key(&config.tenant_id) {
+            return Err(StoreError::NotFound);
+        }
         self.write_audit(&mut st, Some(audit))?;
         st.scim_configs
             .insert(config.tenant_id.clone(), config.clone());
@@ -55,7 +58,9 @@ impl ScimStore for MemStore {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let mut st = lock(&self.state);
-        if st.scim_tokens.values().any(|t| t.hash == token.hash) {
+        if st.scim_tokens.contains_key(&token.id)
+            || st.scim_tokens.values().any(|t| t.hash == token.hash)
+        {
             return Err(StoreError::AlreadyExists);
         }
         self.write_audit(&mut st, Some(audit))?;
@@ -112,7 +117,7 @@ impl ScimStore for MemStore {
     ) -> Result<(), StoreError> {
         let mut st = lock(&self.state);
         if !st.tenants.contains_key(&user.tenant_id) {
-            return Err(StoreError::Backend("no such tenant (foreign key)".into()));
+            return Err(StoreError::NotFound);
         }
         if st.scim_users.contains_key(&user.id) || st.scim_users.values().any(|o| clashes(o, user))
         {

@@ -9,6 +9,7 @@ mod fixtures;
 mod idempotency;
 mod jobs;
 mod leases;
+mod scim;
 mod sqlite_only;
 mod tenants;
 mod users;
@@ -85,4 +86,14 @@ contract!(
     budget::a_holder_that_stalls_mid_reservation_does_not_block_the_account,
     jobs::a_started_item_of_a_cancelled_job_is_still_claimed_and_the_job_ends,
     jobs::an_item_that_does_not_read_back_fails_alone,
+    scim::scim_config_round_trips_and_is_replaced,
+    scim::a_new_scim_token_cuts_the_others_short_and_tokens_are_found_and_deleted,
+    scim::every_scim_user_field_round_trips,
+    scim::scim_user_names_and_external_ids_are_unique_among_live_users,
+    scim::scim_user_updates_are_conditioned_on_the_version_read,
+    scim::list_scim_users_applies_every_condition_and_pages,
+    scim::the_scim_sync_claim_takes_only_unsynced_due_rows,
+    scim::concurrent_scim_sync_claimers_never_share_a_row,
+    scim::finishing_a_scim_sync_records_its_outcome,
+    scim::a_deleted_tenant_takes_its_scim_records_with_it,
 );
