@@ -140,6 +140,19 @@ impl Provisioner {
                         .min(super::scim::MAX_SYNC_BACKOFF),
             },
         };
+        if let ScimSyncOutcome::Synced {
+            error: Some(reason),
+            ..
+        } = &outcome
+        {
+            // Ids only: SCIM attributes are personal data.
+            tracing::warn!(
+                tenant = %user.tenant_id,
+                scim.id = %user.id,
+                reason = %reason,
+                "a SCIM user's state could not be applied; not retried until its next write"
+            );
+        }
         let synced = matches!(outcome, ScimSyncOutcome::Synced { .. });
         if let Err(e) = self
             .store
