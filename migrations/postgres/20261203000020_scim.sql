@@ -54,8 +54,9 @@ CREATE TABLE scim_users (
 -- users that are not deleted: the database decides races between concurrent creates.
 CREATE UNIQUE INDEX scim_users_user_name ON scim_users (tenant_id, user_name_key)
     WHERE deleted = 0;
-CREATE UNIQUE INDEX scim_users_external_id ON scim_users (tenant_id, external_id)
-    WHERE deleted = 0;
+-- Every SCIM user of a provisioning record, deleted ones included until their deletion is
+-- synced (and the row removed): a person deleted and created again waits for that (409).
+CREATE UNIQUE INDEX scim_users_external_id ON scim_users (tenant_id, external_id);
 -- Listing a tenant's users in id order (SCIM paging), and the `externalId eq` filter.
 CREATE INDEX scim_users_tenant ON scim_users (tenant_id, id) WHERE deleted = 0;
 CREATE INDEX scim_users_scim_external_id ON scim_users (tenant_id, scim_external_id)

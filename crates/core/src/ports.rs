@@ -417,12 +417,15 @@ pub trait ScimStore: Send + Sync {
         audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
     /// Inserts a SCIM user with the audit event. [`StoreError::AlreadyExists`] when another
-    /// SCIM user of the tenant that is not deleted has the same case-folded `userName` or the
-    /// same provisioning external id (the database enforces both).
+    /// SCIM user of the tenant that is not deleted has the same case-folded `userName`, or any
+    /// SCIM user of the tenant (a deleted one too, until its deletion is synced and the row
+    /// removed) has the same provisioning external id (the database enforces both).
     async fn insert_scim_user(&self, user: &ScimUser, audit: &AuditEvent)
     -> Result<(), StoreError>;
-    /// Writes a SCIM user's attributes, `profile`, `deleted` and `updated_at` and the sync
-    /// fields as given, with the audit event, if the row still has `read_version`; the stored
+    /// Writes a SCIM user's attributes, `profile`, `deleted` and `updated_at`, with the audit
+    /// event, and sets `sync_attempts` to 0, if the row still has `read_version`. The other
+    /// sync fields stay as stored: a claim taken since the read (which does not change the
+    /// version) is never cleared by a write made on that read. The stored
     /// version becomes `read_version + 1` (`user.version` is ignored). [`StoreError::Stale`]
     /// if it changed, [`StoreError::NotFound`] if it is gone, [`StoreError::AlreadyExists`]
     /// on a `userName` clash. The id, tenant, external id and `created_at` never change.

@@ -380,13 +380,13 @@ impl ScimStore for SqlStore {
         retrying(|| async move {
             let mut tx = self.begin_write().await?;
             // Conditioned on the version read: a row changed since is not overwritten. The id,
-            // tenant, external id and created_at are never written.
+            // tenant, external id and created_at are never written; nor are the claim and the
+            // synced version (a claim taken since the read does not change the version).
             let done = sqlx::query(
                 "UPDATE scim_users SET user_name_key = $3, scim_external_id = $4, attributes = $5, \
                  email_key = $6, active = $7, profile = $8, deleted = $9, updated_at = $10, \
-                 synced_version = $11, sync_error = $12, sync_attempts = $13, next_sync_at = $14, \
-                 version = $15 \
-                 WHERE tenant_id = $1 AND id = $2 AND version = $16",
+                 sync_attempts = 0, version = $11 \
+                 WHERE tenant_id = $1 AND id = $2 AND version = $12",
             )
             .bind(r.tenant_id.clone())
             .bind(r.id.clone())
@@ -398,10 +398,6 @@ impl ScimStore for SqlStore {
             .bind(r.profile.clone())
             .bind(r.deleted)
             .bind(r.updated_at)
-            .bind(r.synced_version)
-            .bind(r.sync_error.clone())
-            .bind(r.sync_attempts)
-            .bind(r.next_sync_at)
             .bind(read_version.saturating_add(1))
             .bind(read_version)
             .execute(&mut *tx)
@@ -534,7 +530,7 @@ impl ScimStore for SqlStore {
             let sql = format!(
                 "WITH picked AS {materialized} ( \
                      SELECT id FROM scim_users WHERE {UNSYNCED_DUE} \
-                     ORDER BY updated_at, id LIMIT $3 {lock}) \
+                     ORDER BY COALESCE(next_sync_at, updated_at), id LIMIT $3 {lock}) \
                  UPDATE scim_users SET next_sync_at = $2 \
                  WHERE id IN (SELECT id FROM picked) AND {UNSYNCED_DUE} \
                  RETURNING {USER_COLUMNS}"

@@ -11,7 +11,9 @@
 //!
 //! A record busy with another operation (an operation recovery still owes) is tried again
 //! later; a refusal retrying cannot fix (unknown profile, other scopes, an app id held by
-//! someone else) is recorded on the SCIM user and not retried until its next write. A crash
+//! someone else) is tried again with a backoff of at most a minute; only a refusal of the
+//! request itself (an unknown profile, scopes no longer allowed) is recorded on the SCIM user
+//! and not retried until its next write. A crash
 //! leaves the version unsynced and its claim lapses: the worker does it again.
 
 use std::time::Duration;
@@ -21,7 +23,7 @@ use tokio::task::JoinSet;
 use crate::budget::Lane;
 use crate::error::DomainError;
 use crate::model::{Actor, TenantStatus, UserStatus};
-use crate::scim::{DeactivatePolicy, ScimQuery, ScimSyncOutcome, ScimUser};
+use crate::scim::{DeactivatePolicy, ScimSyncOutcome, ScimUser};
 
 use super::Provisioner;
 use super::suspension::Transition;
@@ -117,12 +119,12 @@ impl Provisioner {
     async fn sync_scim_user(&self, user: ScimUser) -> bool {
         let step = match self.sync_step(&user).await {
             Ok(step) => step,
+            // Only a refusal of the request itself is final (an unknown profile, scopes the
+            // tenant no longer allows); anything an operator or time can fix (a refused PAT, a
+            // suspended tenant, a conflicting operation, an app id held by another app) is
+            // tried again, at most every minute.
             Err(e) => match e {
-                DomainError::Invalid(m)
-                | DomainError::Validation(m)
-                | DomainError::Conflict(m)
-                | DomainError::UpstreamRejected(m)
-                | DomainError::Forbidden(m) => Step::Synced(Some(m)),
+                DomainError::Invalid(m) | DomainError::Validation(m) => Step::Synced(Some(m)),
                 other => Step::Retry(other.to_string()),
             },
         };
@@ -187,10 +189,6 @@ impl Provisioner {
             let Some(status) = status else {
                 return Ok(Step::Synced(None));
             };
-            if scim.deleted && self.superseded(scim).await? {
-                // A newer SCIM user drives this provisioning record now.
-                return Ok(Step::Synced(None));
-            }
             return Ok(match (policy, status) {
                 (_, UserStatus::Deleted | UserStatus::Failed) => Step::Synced(None),
                 (DeactivatePolicy::RevokeKey, UserStatus::Suspended) => Step::Synced(None),
@@ -236,34 +234,5 @@ impl Provisioner {
                 Ok(Step::Synced(None))
             }
         }
-    }
-
-    /// Whether another SCIM user that is not deleted drives the same provisioning record (a
-    /// person deleted and created again in the identity provider before the deletion synced).
-    async fn superseded(&self, scim: &ScimUser) -> Result<bool, DomainError> {
-        let ext = scim.external_id.as_str();
-        let queries = [
-            ScimQuery {
-                user_name_key: Some(crate::scim::user_name_key(ext)),
-                ..Default::default()
-            },
-            ScimQuery {
-                external_id: Some(ext.to_owned()),
-                ..Default::default()
-            },
-        ];
-        for q in queries {
-            let (found, _) = self
-                .store
-                .list_scim_users(&scim.tenant_id, &q, 0, 50)
-                .await?;
-            if found
-                .iter()
-                .any(|u| u.id != scim.id && u.external_id == scim.external_id)
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
     }
 }

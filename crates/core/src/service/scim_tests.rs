@@ -340,27 +340,57 @@ async fn tokens_act_for_one_tenant_and_a_new_one_retires_the_old_after_the_overl
     ));
 }
 
+/// A person deleted and created again (same userName) gets a new app and key: the deletion is
+/// never skipped; the new SCIM user is refused (409) until it has been carried out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_person_deleted_and_created_again_before_the_sync_ends_provisioned() {
+async fn a_person_deleted_and_created_again_gets_a_new_app_and_key() {
     let t = with_tenant().await;
-    let u = t
-        .service
-        .scim_create_user(&actor(), &tid(), attrs("eve", true), None)
-        .await
-        .unwrap();
-    quiesce(&t).await;
-    t.service
-        .scim_delete_user(&actor(), &tid(), &u.id)
-        .await
-        .unwrap();
-    let again = t
-        .service
-        .scim_create_user(&actor(), &tid(), attrs("eve", true), None)
-        .await
-        .unwrap();
-    assert_ne!(again.id, u.id, "ids are never reused");
-    quiesce(&t).await;
-    assert_one_app_one_key(&t, "eve");
+    for suspended_first in [false, true] {
+        let name = if suspended_first { "eve2" } else { "eve" };
+        let u = t
+            .service
+            .scim_create_user(&actor(), &tid(), attrs(name, true), None)
+            .await
+            .unwrap();
+        quiesce(&t).await;
+        let before = t.store.get_user(&tid(), &ext(name)).await.unwrap().unwrap();
+        if suspended_first {
+            set_active(&t, &u.id, false).await;
+            quiesce(&t).await;
+        }
+        t.service
+            .scim_delete_user(&actor(), &tid(), &u.id)
+            .await
+            .unwrap();
+        let early = t
+            .service
+            .scim_create_user(&actor(), &tid(), attrs(name, true), None)
+            .await;
+        assert!(matches!(early, Err(DomainError::Conflict(_))), "{early:?}");
+        quiesce(&t).await;
+        let again = t
+            .service
+            .scim_create_user(&actor(), &tid(), attrs(name, true), None)
+            .await
+            .unwrap();
+        assert_ne!(again.id, u.id, "ids are never reused");
+        quiesce(&t).await;
+        assert_one_app_one_key(&t, name);
+        let after = t.store.get_user(&tid(), &ext(name)).await.unwrap().unwrap();
+        assert!(after.generation > before.generation);
+        let old = before.key.unwrap().fingerprint;
+        assert!(
+            t.upstream.keys().iter().all(|k| crate::secret::fingerprint(
+                &secrecy::SecretString::from(k.id.clone())
+            ) != old),
+            "the deleted person's key survived"
+        );
+        t.service
+            .scim_delete_user(&actor(), &tid(), &again.id)
+            .await
+            .unwrap();
+        quiesce(&t).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -556,4 +586,158 @@ async fn a_write_keeps_the_claim_of_a_running_sync() {
     // Once A's claim ends, the newest version is synced.
     quiesce(&t).await;
     assert_one_app_one_key(&t, "hal");
+}
+
+/// A write made on a read taken before a sync claimed the row does not clear that claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_a_read_older_than_the_claim_keeps_the_claim() {
+    let t = with_tenant().await;
+    let u = t
+        .service
+        .scim_create_user(&actor(), &tid(), attrs("ann", true), None)
+        .await
+        .unwrap();
+    let claimed_inside = std::sync::atomic::AtomicBool::new(false);
+    t.service
+        .scim_modify_user(&actor(), &tid(), &u.id, "scim.user.patch", |cur| {
+            if !claimed_inside.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let now = t.clock.now();
+                let got = futures_block(t.store.claim_scim_sync(
+                    now,
+                    now + chrono::Duration::seconds(120),
+                    10,
+                ))
+                .unwrap();
+                assert_eq!(got.len(), 1);
+            }
+            let mut a = cur.attrs.clone();
+            a.active = false;
+            Ok::<_, ()>(a)
+        })
+        .await
+        .unwrap();
+    let now = t.clock.now();
+    let second = t
+        .store
+        .claim_scim_sync(now, now + chrono::Duration::seconds(120), 10)
+        .await
+        .unwrap();
+    assert!(second.is_empty(), "a second worker took a claimed row");
+}
+
+/// A refused PAT is not final: once it works again, the person is provisioned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_refused_by_the_upstream_is_tried_again() {
+    let t = with_tenant().await;
+    t.upstream.fault_on(
+        crate::testing::Call::CreateApp,
+        Fault::Fail(crate::error::UpstreamError::Unauthorized("bad PAT".into())),
+        3,
+    );
+    t.service
+        .scim_create_user(&actor(), &tid(), attrs("ivy", true), None)
+        .await
+        .unwrap();
+    t.service.run_scim_sync_pass(10).await.unwrap();
+    t.upstream.clear_faults();
+    quiesce(&t).await;
+    assert_one_app_one_key(&t, "ivy");
+}
+
+/// A key without this service's marker that reaches only the deactivated person's app (one
+/// the upstream minted with it, or one made by hand) is deleted by the suspension too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspension_deletes_unmarked_keys_that_reach_only_the_app() {
+    let t = with_tenant().await;
+    let u = t
+        .service
+        .scim_create_user(&actor(), &tid(), attrs("kim", true), None)
+        .await
+        .unwrap();
+    quiesce(&t).await;
+    let row = t
+        .store
+        .get_user(&tid(), &u.external_id)
+        .await
+        .unwrap()
+        .unwrap();
+    t.upstream
+        .plant_key(row.app_id.as_str(), "by-hand", "made by hand", &["All"]);
+    t.upstream.plant_shared_key(
+        row.app_id.as_str(),
+        "someone-elses-app",
+        "shared",
+        &["Predict"],
+    );
+    set_active(&t, &u.id, false).await;
+    quiesce(&t).await;
+    let left: Vec<String> = t
+        .upstream
+        .keys()
+        .into_iter()
+        .filter(|k| k.app_id == row.app_id.as_str())
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(
+        left,
+        vec!["shared".to_owned()],
+        "only the key reaching another app stays"
+    );
+}
+
+/// Reactivation after the tenant narrowed its allowed scopes creates no key with scopes it no
+/// longer allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reactivation_respects_the_scopes_the_tenant_allows_now() {
+    let t = with_tenant().await;
+    let u = t
+        .service
+        .scim_create_user(&actor(), &tid(), attrs("lee", true), None)
+        .await
+        .unwrap();
+    quiesce(&t).await;
+    set_active(&t, &u.id, false).await;
+    quiesce(&t).await;
+    let mut row = t
+        .store
+        .get_user(&tid(), &u.external_id)
+        .await
+        .unwrap()
+        .unwrap();
+    row.scopes = crate::scope::ScopeSet::parse(&["Predict", "Models:Add"]).unwrap();
+    let lease_owner = "test-owner";
+    let now = t.clock.now();
+    let leased = t
+        .store
+        .acquire_lease(
+            &tid(),
+            &u.external_id,
+            &crate::model::Lease {
+                owner: lease_owner.into(),
+                expires_at: now + chrono::Duration::seconds(5),
+            },
+            now,
+            None,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    row.version = leased.version;
+    row.lease = None;
+    t.store.update_user(&row, lease_owner, None).await.unwrap();
+    set_active(&t, &u.id, true).await;
+    quiesce(&t).await;
+    assert!(t.upstream.keys().is_empty(), "{:?}", t.upstream.keys());
+    let after = t
+        .store
+        .get_user(&tid(), &u.external_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.status, UserStatus::Suspended);
+    let s = t.store.get_scim_user(&tid(), &u.id).await.unwrap().unwrap();
+    assert!(
+        s.sync_error.is_some_and(|e| e.contains("scope")),
+        "refusal recorded"
+    );
 }

@@ -421,15 +421,48 @@ impl Provisioner {
         Ok(())
     }
 
-    /// A suspension's step: deletes the recorded keys, then every other key on the app that
-    /// carries one of its markers (a create that got no answer may have landed). Keys without
-    /// a marker are not this service's to delete (the drift check reports them).
+    /// A suspension's step: deletes every key on the user's app that carries one of its
+    /// markers (the recorded ones, and any create that got no answer and landed), and, when the
+    /// app carries this user's marker, every key without a marker that reaches this app alone
+    /// (a key the upstream minted with the app, or one made by hand): nothing may reach the
+    /// app of a deactivated person. Needs no recorded secret (the listing names them), so a
+    /// sealed value that will not open does not block it. A key that also reaches another app
+    /// is not this app's to delete (the drift check reports it).
     async fn step_revoke_keys(&self, run: &Run<'_>, user: &User) -> Result<(), Fail> {
-        self.step_delete_keys(run, user).await?;
-        let mut bare = user.clone();
-        bare.key = None;
-        bare.retired_key = None;
-        self.step_sweep_keys(run, &bare).await
+        let ours = match self
+            .fenced(run, user, self.upstream.get_app(&run.account, &user.app_id))
+            .await?
+        {
+            // No app, no keys.
+            Err(UpstreamError::NotFound) => return Ok(()),
+            Err(e) => return Err(e.into()),
+            Ok(app) => app_has_marker(&app.metadata, &user.tenant_id, &user.external_id),
+        };
+        let keys = match self
+            .fenced(
+                run,
+                user,
+                self.upstream.list_app_keys(&run.account, &user.app_id),
+            )
+            .await?
+        {
+            Err(UpstreamError::NotFound) => return Ok(()),
+            other => other?,
+        };
+        for k in keys {
+            let marked = key_generation(&k.description, &user.app_id).is_some();
+            if !(marked || (ours && super::purge::only_on(&k, &user.app_id))) {
+                continue;
+            }
+            match self
+                .fenced(run, user, self.upstream.delete_key(&run.account, &k.secret))
+                .await?
+            {
+                Ok(()) | Err(UpstreamError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     /// Deletes the keys on the user's app that carry one of its markers but are neither its

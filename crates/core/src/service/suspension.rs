@@ -110,6 +110,8 @@ impl Provisioner {
                 _ if resuming => {}
                 status => return Ok(Transition::Busy(status)),
             }
+            // The scopes it had may no longer be allowed (the tenant changed since).
+            super::tenants::check_scopes(&user.scopes, &tenant.allowed_scopes)?;
             let Some(mut u) = self.acquire(&user).await? else {
                 continue;
             };

@@ -14,9 +14,8 @@ use crate::scim::{ScimConfig, ScimQuery, ScimSyncOutcome, ScimToken, ScimUser};
 fn clashes(a: &ScimUser, b: &ScimUser) -> bool {
     a.id != b.id
         && a.tenant_id == b.tenant_id
-        && !a.deleted
-        && !b.deleted
-        && (a.user_name_key() == b.user_name_key() || a.external_id == b.external_id)
+        && (a.external_id == b.external_id
+            || (!a.deleted && !b.deleted && a.user_name_key() == b.user_name_key()))
 }
 
 fn matches(u: &ScimUser, q: &ScimQuery) -> bool {
@@ -150,10 +149,7 @@ impl ScimStore for MemStore {
         next.profile = user.profile.clone();
         next.deleted = user.deleted;
         next.updated_at = user.updated_at;
-        next.synced_version = user.synced_version;
-        next.sync_error = user.sync_error.clone();
-        next.sync_attempts = user.sync_attempts;
-        next.next_sync_at = user.next_sync_at;
+        next.sync_attempts = 0;
         next.version = read_version + 1;
         if st.scim_users.values().any(|o| clashes(o, &next)) {
             return Err(StoreError::AlreadyExists);

@@ -358,12 +358,16 @@ pub async fn scim_user_names_and_external_ids_are_unique_among_live_users(store:
         .await
         .expect("insert in another tenant");
 
-    // Once ann is deleted (not yet removed), both are free again.
+    // Once ann is deleted (not yet removed), her userName is free again; her provisioning
+    // record stays taken until the deletion is synced and the row removed.
     let mut gone = ann.clone();
     gone.deleted = true;
     gone.updated_at = plus(ann.updated_at, 1);
     update(store, &gone, ann.version).await.expect("delete");
-    let again = scim_user("acme", "u-4", "ann@example.com", "ann");
+    let same_record = scim_user("acme", "u-5", "ann@example.com", "ann");
+    let out = insert(store, &same_record).await;
+    assert!(matches!(out, Err(StoreError::AlreadyExists)), "{out:?}");
+    let again = scim_user("acme", "u-4", "ann@example.com", "ann-2");
     insert(store, &again).await.expect("insert after deletion");
     // The deleted row is still there (hidden), and two deleted rows may share both.
     assert!(get(store, "acme", "u-1").await.expect("kept").deleted);
@@ -408,6 +412,8 @@ pub async fn scim_user_updates_are_conditioned_on_the_version_read(store: &SqlSt
     };
     new.profile = Some(pname("annotator"));
     new.updated_at = plus(ann.updated_at, 10);
+    // The sync fields are the store's: a write leaves them (a claim taken since the read stays).
+    let synced_before = (ann.synced_version, ann.sync_error.clone(), ann.next_sync_at);
     new.synced_version = 0;
     new.sync_error = Some("why".into());
     new.sync_attempts = 2;
@@ -422,6 +428,10 @@ pub async fn scim_user_updates_are_conditioned_on_the_version_read(store: &SqlSt
         stored,
         ScimUser {
             version: 2,
+            synced_version: synced_before.0,
+            sync_error: synced_before.1.clone(),
+            sync_attempts: 0,
+            next_sync_at: synced_before.2,
             ..new.clone()
         }
     );
@@ -703,22 +713,34 @@ pub async fn the_scim_sync_claim_takes_only_unsynced_due_rows(store: &SqlStore) 
         f(&mut rows[i]);
         (rows[i].clone(), read)
     };
-    let changes = [
-        set(1, &|u| u.next_sync_at = Some(plus(t0, 50))),
-        set(2, &|u| u.deleted = true),
-        set(3, &|u| u.next_sync_at = Some(plus(t0, 100))),
-        set(4, &|u| u.next_sync_at = Some(plus(t0, 101))),
-        set(5, &|u| u.synced_version = 3),
-        set(6, &|u| u.next_sync_at = Some(plus(t0, 130))),
-    ];
-    for (u, read) in &changes {
-        update(store, u, *read).await.expect("update");
+    let (deleted, read) = set(2, &|u| u.deleted = true);
+    update(store, &deleted, read).await.expect("update");
+    let retry = |at: i64| ScimSyncOutcome::Retry {
+        error: "later".into(),
+        next_sync_at: plus(t0, at),
+    };
+    for (i, outcome) in [
+        (1, retry(50)),
+        (3, retry(100)),
+        (4, retry(101)),
+        (
+            5,
+            ScimSyncOutcome::Synced {
+                version: rows[5].version,
+                error: None,
+            },
+        ),
+        (6, retry(130)),
+    ] {
+        store
+            .finish_scim_sync(&rows[i].tenant_id, &rows[i].id, &outcome)
+            .await
+            .expect("finish");
     }
-    // The updates bumped each version to 3: s-005 is synced at 3.
 
-    // Oldest change first, at most `limit`.
+    // Earliest due first (a retry at its time, a change at its own), at most `limit`.
     let first = store.claim_scim_sync(now_, until, 2).await.expect("claim");
-    assert_eq!(ids(&first), ["s-000", "s-001"]);
+    assert_eq!(ids(&first), ["s-000", "s-002"]);
     for u in &first {
         assert_eq!(
             u.next_sync_at,
@@ -728,12 +750,8 @@ pub async fn the_scim_sync_claim_takes_only_unsynced_due_rows(store: &SqlStore) 
         assert_eq!(get(store, "acme", &u.id).await.as_ref(), Some(u));
     }
     let rest = store.claim_scim_sync(now_, until, 10).await.expect("claim");
-    assert_eq!(
-        ids(&rest),
-        ["s-002", "s-003"],
-        "deleted rows are claimed too"
-    );
-    assert!(rest[0].deleted);
+    assert_eq!(ids(&rest), ["s-001", "s-003"]);
+    assert!(first[1].deleted, "deleted rows are claimed too");
     // Everything due is claimed now.
     assert!(
         store
@@ -758,7 +776,8 @@ pub async fn the_scim_sync_claim_takes_only_unsynced_due_rows(store: &SqlStore) 
     assert_eq!(
         s4,
         ScimUser {
-            version: 3,
+            sync_error: Some("later".into()),
+            sync_attempts: 1,
             next_sync_at: Some(plus(t0, 300)),
             ..rows[4].clone()
         }
