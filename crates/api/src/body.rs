@@ -29,7 +29,8 @@ pub struct JsonBody<T>(pub T);
 #[derive(Debug)]
 pub struct OptionalJsonBody<T>(pub T);
 
-async fn read(req: &HttpRequest, payload: &mut Payload) -> Result<web::Bytes, ApiError> {
+/// Reads a whole body, at most the configured [`BodyLimit`] (413 beyond it).
+pub(crate) async fn read(req: &HttpRequest, payload: &mut Payload) -> Result<web::Bytes, ApiError> {
     let limit = req
         .app_data::<BodyLimit>()
         .copied()

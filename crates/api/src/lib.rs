@@ -1,5 +1,6 @@
 //! Provisioner's REST API (actix-web): routing, JWT auth, JSON <-> domain, RFC 9457 problem
-//! details, request ids, caller rate limit and the OpenAPI 3.1 document.
+//! details, request ids, caller rate limit and the OpenAPI 3.1 document; and the SCIM 2.0
+//! endpoints for identity providers ([`scim`], under `/scim/v2/{tenant_id}`).
 //!
 //! Handlers are thin: permission extractors ([`auth::TenantAccess`], [`auth::Global`]), a
 //! validated body, `TryFrom` into a core command, one call to
@@ -18,6 +19,7 @@ pub mod problem;
 pub mod ratelimit;
 pub mod request_id;
 pub mod routes;
+pub mod scim;
 
 use std::sync::Arc;
 
@@ -105,6 +107,8 @@ impl ApiApp {
             .app_data(self.openapi_json)
             .configure(|cfg| body::extractor_configs(cfg, limit))
             .configure(routes::configure)
+            // SCIM for identity providers: its own token, error format and extractor errors.
+            .configure(scim::configure)
             .default_service(web::to(routes::not_found))
             // Every answer: never sniffed as another type, never stored by a cache (answers
             // carry secrets, tenants' data and per-caller views; a handler may say otherwise).

@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::dto::*;
 use crate::problem::{FieldError, Problem};
-use crate::routes::{docs, jobs, keys, ops, profiles, reconcile, tenants, users};
+use crate::routes::{docs, jobs, keys, ops, profiles, reconcile, scim_admin, tenants, users};
 use responses::*;
 
 /// Reusable problem responses (`components/responses`), named in the handlers' attributes.
@@ -88,6 +88,8 @@ impl Modify for BearerAuth {
         users::put_user, users::get_user, users::list_users, users::rotate_key, users::reveal_key,
         users::delete_user,
         reconcile::reconcile,
+        scim_admin::get_scim_config, scim_admin::put_scim_config, scim_admin::issue_scim_token,
+        scim_admin::list_scim_tokens, scim_admin::revoke_scim_token,
         jobs::submit_batch, jobs::get_job, jobs::list_jobs, jobs::cancel_job,
         keys::lookup_key, keys::list_audit,
         ops::healthz, ops::readyz, ops::openapi_json, docs::docs, docs::problems,
@@ -100,6 +102,8 @@ impl Modify for BearerAuth {
             LookupIn, LookupOut, AuditEventOut, AuditPage, StatusOut, ReconcileIn, ReconcileOut,
             OrphanAppOut, OrphanKeyOut, UnmarkedKeyOut, UserRefOut, ScopeDriftOut, UnmanagedAppOut,
             BatchIn, BatchUserIn, JobCreatedOut, JobStatusDto, JobErrorOut, JobOut, JobPage,
+            ScimConfigIn, ScimConfigOut, ExternalIdSourceDto, DeactivatePolicyDto, ScimTokenIn,
+            ScimTokenCreatedOut, ScimTokenOut, ScimTokenList,
         ),
         responses(
             BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, PayloadTooLarge,
@@ -115,6 +119,10 @@ impl Modify for BearerAuth {
         (name = "keys", description = "Leaked-key look-up"),
         (name = "scope profiles", description = "Named scope sets of a tenant"),
         (name = "jobs", description = "Bulk onboarding: a batch of users as a durable job"),
+        (name = "scim", description = "SCIM provisioning from an identity provider (Okta, Entra ID): a tenant's \
+            settings and SCIM tokens (admin). The SCIM 2.0 endpoints themselves are served under \
+            `/scim/v2/{tenant_id}` (Users, Groups, ServiceProviderConfig, ResourceTypes, Schemas; RFC 7643/7644) \
+            with a SCIM token, SCIM error bodies and `application/scim+json`; they are not part of this document."),
         (name = "audit", description = "The audit log"),
         (name = "operations", description = "Probes and this document (no auth)"),
     )

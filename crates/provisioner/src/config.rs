@@ -93,6 +93,10 @@ pub struct Settings {
     /// `PROVISIONER_JOB_CONCURRENCY`: users of bulk jobs this instance provisions at once (the
     /// upstream client still paces each account); 0 = no job worker on this instance.
     pub job_concurrency: u32,
+    /// `PROVISIONER_SCIM_CONCURRENCY`: SCIM users this instance brings onto their provisioning
+    /// at once after identity-provider writes (the upstream client still paces each account);
+    /// 0 = no SCIM sync worker on this instance.
+    pub scim_concurrency: u32,
     /// `PROVISIONER_UPSTREAM_BUDGET`: where each upstream account's request budget is kept:
     /// `database` (shared by every replica on the database), `local` (this process only: right
     /// for one instance), or `auto` (the default: `database` on PostgreSQL, `local` on SQLite).
@@ -148,6 +152,7 @@ impl Default for Settings {
             lease_wait_secs: 30,
             recovery_interval_secs: 5,
             job_concurrency: 16,
+            scim_concurrency: 8,
             upstream_budget: "auto".into(),
             retry_base_secs: 30,
             upstream_timeout_secs: 15,
@@ -313,6 +318,7 @@ const KNOWN_VARS: &[&str] = &[
     "LEASE_WAIT_SECS",
     "RECOVERY_INTERVAL_SECS",
     "JOB_CONCURRENCY",
+    "SCIM_CONCURRENCY",
     "UPSTREAM_BUDGET",
     "RETRY_BASE_SECS",
     "UPSTREAM_TIMEOUT_SECS",

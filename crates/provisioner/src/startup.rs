@@ -27,6 +27,7 @@ pub struct Application {
     metrics: Arc<Metrics>,
     recovery_interval: Duration,
     job_concurrency: u32,
+    scim_concurrency: u32,
     drift_interval: Duration,
     shutdown_timeout: Duration,
     store: SqlStore,
@@ -153,6 +154,7 @@ impl Application {
             metrics,
             recovery_interval: Duration::from_secs(settings.recovery_interval_secs),
             job_concurrency: settings.job_concurrency,
+            scim_concurrency: settings.scim_concurrency,
             drift_interval: Duration::from_secs(settings.drift_check_interval_secs),
             shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs.max(1)),
             store,
@@ -201,6 +203,13 @@ impl Application {
                 (self.service.clone(), self.job_concurrency, stop_rx.clone());
             workers.push(tokio::spawn(async move {
                 service.run_job_worker(concurrency, stop).await;
+            }));
+        }
+        if self.scim_concurrency > 0 {
+            let (service, concurrency, stop) =
+                (self.service.clone(), self.scim_concurrency, stop_rx.clone());
+            workers.push(tokio::spawn(async move {
+                service.run_scim_worker(concurrency, stop).await;
             }));
         }
         if !self.drift_interval.is_zero() {

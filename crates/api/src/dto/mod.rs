@@ -9,6 +9,7 @@
 mod jobs;
 mod profiles;
 mod reconcile;
+mod scim;
 mod tenants;
 mod users;
 
@@ -23,6 +24,7 @@ use crate::problem::{ApiError, FieldError};
 pub use jobs::*;
 pub use profiles::*;
 pub use reconcile::*;
+pub use scim::*;
 pub use tenants::*;
 pub use users::*;
 
@@ -57,6 +59,16 @@ pub struct ExternalIdParam {
         example = "user-42@acme.example"
     )]
     external_id: String,
+}
+
+/// The `{token_id}` path segment of a SCIM token (documentation only).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct ScimTokenIdParam {
+    /// The token's id (as listed).
+    #[param(example = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")]
+    token_id: String,
 }
 
 /// Default page size of list endpoints.

@@ -26,6 +26,14 @@ pub enum UserStatusDto {
     Rotating,
     /// Key and app are being deleted upstream.
     Deprovisioning,
+    /// Deactivated through SCIM (tenant policy `revoke_key`): the key is being deleted
+    /// upstream, the app is kept.
+    Suspending,
+    /// Deactivated through SCIM (tenant policy `revoke_key`): no key; the app and its data
+    /// are kept. Reactivation creates a new key with the same scopes.
+    Suspended,
+    /// Reactivated through SCIM: a new key (same scopes) is being created for the kept app.
+    Reactivating,
     /// Key and app are gone upstream.
     Deleted,
     /// Failed for a reason retrying will not fix; a new PUT starts over.
@@ -39,6 +47,9 @@ impl From<UserStatus> for UserStatusDto {
             UserStatus::Active => Self::Active,
             UserStatus::Rotating => Self::Rotating,
             UserStatus::Deprovisioning => Self::Deprovisioning,
+            UserStatus::Suspending => Self::Suspending,
+            UserStatus::Suspended => Self::Suspended,
+            UserStatus::Reactivating => Self::Reactivating,
             UserStatus::Deleted => Self::Deleted,
             UserStatus::Failed => Self::Failed,
         }
@@ -52,6 +63,9 @@ impl From<UserStatusDto> for UserStatus {
             UserStatusDto::Active => Self::Active,
             UserStatusDto::Rotating => Self::Rotating,
             UserStatusDto::Deprovisioning => Self::Deprovisioning,
+            UserStatusDto::Suspending => Self::Suspending,
+            UserStatusDto::Suspended => Self::Suspended,
+            UserStatusDto::Reactivating => Self::Reactivating,
             UserStatusDto::Deleted => Self::Deleted,
             UserStatusDto::Failed => Self::Failed,
         }

@@ -6,6 +6,7 @@ pub mod keys;
 pub mod ops;
 pub mod profiles;
 pub mod reconcile;
+pub mod scim_admin;
 pub mod tenants;
 pub mod users;
 
@@ -87,6 +88,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource(
             &format!("{TENANT}/reconcile"),
             [(M::POST, web::to(reconcile::reconcile))],
+        ))
+        .service(resource(
+            &format!("{TENANT}/scim"),
+            [
+                (M::GET, web::to(scim_admin::get_scim_config)),
+                (M::PUT, web::to(scim_admin::put_scim_config)),
+            ],
+        ))
+        .service(resource(
+            &format!("{TENANT}/scim/tokens"),
+            [
+                (M::POST, web::to(scim_admin::issue_scim_token)),
+                (M::GET, web::to(scim_admin::list_scim_tokens)),
+            ],
+        ))
+        .service(resource(
+            &format!("{TENANT}/scim/tokens/{{token_id}}"),
+            [(M::DELETE, web::to(scim_admin::revoke_scim_token))],
         ))
         .service(resource(
             &format!("{TENANT}/users"),

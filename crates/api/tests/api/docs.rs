@@ -93,6 +93,7 @@ async fn the_contents_list_users_and_tenants_first_and_operations_last() {
             "tag-keys",
             "tag-scope-profiles",
             "tag-jobs",
+            "tag-scim",
             "tag-audit",
             "tag-operations",
             "schemas"

@@ -50,6 +50,11 @@ fn tenant_routes() -> Vec<(&'static str, &'static str, Option<Value>, &'static s
             "provisioner:read provisioner:audit",
         ),
         ("POST", "/users/alice/reveal-key", None, "provisioner:write"),
+        ("GET", "/scim", None, ALL_BUT_ADMIN),
+        ("PUT", "/scim", Some(json!({})), ALL_BUT_ADMIN),
+        ("POST", "/scim/tokens", None, ALL_BUT_ADMIN),
+        ("GET", "/scim/tokens", None, ALL_BUT_ADMIN),
+        ("DELETE", "/scim/tokens/t-1", None, ALL_BUT_ADMIN),
     ]
 }
 

@@ -27,6 +27,11 @@ const ROUTES: &[(&str, &str)] = &[
         "/v1/tenants/{tenant_id}/users/{external_id}/reveal-key",
         "post",
     ),
+    ("/v1/tenants/{tenant_id}/scim", "get"),
+    ("/v1/tenants/{tenant_id}/scim", "put"),
+    ("/v1/tenants/{tenant_id}/scim/tokens", "post"),
+    ("/v1/tenants/{tenant_id}/scim/tokens", "get"),
+    ("/v1/tenants/{tenant_id}/scim/tokens/{token_id}", "delete"),
     ("/v1/keys/lookup", "post"),
     ("/v1/audit-events", "get"),
     ("/healthz", "get"),
@@ -92,7 +97,8 @@ async fn every_path_answers_other_methods_with_405_and_an_allow_header_matching_
         let uri = path
             .replace("{tenant_id}", "acme")
             .replace("{name}", "standard")
-            .replace("{external_id}", "alice");
+            .replace("{external_id}", "alice")
+            .replace("{token_id}", "t-1");
 
         // Act
         let r = app.call("TRACE", &uri, Some(&admin()), None).await;
@@ -117,6 +123,8 @@ async fn optional_bodies_are_documented_as_optional() {
             "post",
         ),
         ("/v1/tenants/{tenant_id}/reconcile", "post"),
+        ("/v1/tenants/{tenant_id}/scim", "put"),
+        ("/v1/tenants/{tenant_id}/scim/tokens", "post"),
     ] {
         let body = &doc["paths"][path][method]["requestBody"];
         assert!(body.is_object(), "{method} {path} documents its body");

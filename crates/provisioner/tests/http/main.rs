@@ -20,6 +20,7 @@ mod otlp;
 mod process;
 mod reconcile;
 mod replicas;
+mod scim;
 mod secrets;
 mod tenants;
 mod users;
