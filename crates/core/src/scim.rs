@@ -215,6 +215,8 @@ pub struct ScimQuery {
     pub external_id: Option<String>,
     /// `emails.value eq` / `emails[type eq "work"].value eq` ([`email_needle`]).
     pub email_needle: Option<String>,
+    /// The provisioning external id it drives (not a SCIM filter; the service's own look-up).
+    pub provisioning_id: Option<String>,
 }
 
 /// How a sync ended.

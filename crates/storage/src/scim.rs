@@ -464,6 +464,7 @@ impl ScimStore for SqlStore {
         add(&|n| format!("id = ${n}"), &query.id);
         add(&|n| format!("user_name_key = ${n}"), &query.user_name_key);
         add(&|n| format!("scim_external_id = ${n}"), &query.external_id);
+        add(&|n| format!("external_id = ${n}"), &query.provisioning_id);
         let contains: fn(usize) -> String = match self.backend() {
             Backend::Postgres => |n| format!("strpos(email_key, ${n}) > 0"),
             Backend::Sqlite => |n| format!("instr(email_key, ${n}) > 0"),

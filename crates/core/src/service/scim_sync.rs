@@ -229,7 +229,7 @@ impl Provisioner {
                     display_name,
                     metadata: None,
                 };
-                self.provision_with(&actor, tenant_id, external_id, req, None, false)
+                self.provision_as(&actor, tenant_id, external_id, req, None, false, true)
                     .await?;
                 Ok(Step::Synced(None))
             }

@@ -741,3 +741,30 @@ async fn reactivation_respects_the_scopes_the_tenant_allows_now() {
         "refusal recorded"
     );
 }
+
+/// Under `deprovision`, a person the identity provider deactivated is `deleted`: a /v1 PUT (or
+/// a bulk job) may not provision it anew behind the identity provider's back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_cannot_reprovision_a_user_its_identity_provider_deactivated() {
+    let t = with_tenant().await;
+    set_policy(&t, DeactivatePolicy::Deprovision).await;
+    let u = t
+        .service
+        .scim_create_user(&actor(), &tid(), attrs("max", true), None)
+        .await
+        .unwrap();
+    quiesce(&t).await;
+    set_active(&t, &u.id, false).await;
+    quiesce(&t).await;
+    assert_gone(&t, "max");
+    let put = t
+        .service
+        .provision(&actor(), &tid(), &ext("max"), super::tests::put_default())
+        .await;
+    assert!(matches!(put, Err(DomainError::Conflict(_))), "{put:?}");
+    assert!(t.upstream.apps().is_empty());
+    // Reactivated by the identity provider: provisioned again.
+    set_active(&t, &u.id, true).await;
+    quiesce(&t).await;
+    assert_one_app_one_key(&t, "max");
+}

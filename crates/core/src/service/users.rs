@@ -83,6 +83,24 @@ impl Provisioner {
         keyed: Option<&IdempotencyTicket>,
         delivers: bool,
     ) -> Result<Provisioned, DomainError> {
+        self.provision_as(actor, tenant_id, external_id, req, keyed, delivers, false)
+            .await
+    }
+
+    /// [`Provisioner::provision_with`]; `for_scim`: the SCIM sync bringing a SCIM user's
+    /// active state over. Anyone else may not provision anew a user whose SCIM record says it
+    /// is inactive (its identity provider deactivated it).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn provision_as(
+        &self,
+        actor: &Actor,
+        tenant_id: &TenantId,
+        external_id: &ExternalId,
+        req: ProvisionRequest,
+        keyed: Option<&IdempotencyTicket>,
+        delivers: bool,
+        for_scim: bool,
+    ) -> Result<Provisioned, DomainError> {
         let tenant = self.tenant(tenant_id).await?;
         if tenant.status == TenantStatus::Suspended {
             return Err(DomainError::Conflict(format!(
@@ -193,6 +211,9 @@ impl Provisioner {
                         .await;
                 }
                 UserStatus::Deleted | UserStatus::Failed => {
+                    if !for_scim {
+                        self.refuse_if_scim_inactive(tenant_id, external_id).await?;
+                    }
                     let Some(mut u) = self.acquire(&user).await? else {
                         continue;
                     };
@@ -407,6 +428,25 @@ impl Provisioner {
             .flatten();
         let items = found.into_iter().map(|(e, _)| e).collect();
         Ok(Page { items, next_cursor })
+    }
+
+    /// 409 when a SCIM user that is not deleted drives this record and is inactive.
+    async fn refuse_if_scim_inactive(
+        &self,
+        tenant_id: &TenantId,
+        external_id: &ExternalId,
+    ) -> Result<(), DomainError> {
+        let query = crate::scim::ScimQuery {
+            provisioning_id: Some(external_id.as_str().to_owned()),
+            ..Default::default()
+        };
+        let (found, _) = self.store.list_scim_users(tenant_id, &query, 0, 1).await?;
+        if found.iter().any(|u| !u.attrs.active) {
+            return Err(DomainError::Conflict(
+                "the user's identity provider deactivated it (SCIM); it reactivates it".into(),
+            ));
+        }
+        Ok(())
     }
 
     pub(super) async fn resolve_scopes(

@@ -26,6 +26,9 @@ fn matches(u: &ScimUser, q: &ScimQuery) -> bool {
         && q.external_id
             .as_ref()
             .is_none_or(|e| u.attrs.external_id.as_ref() == Some(e))
+        && q.provisioning_id
+            .as_ref()
+            .is_none_or(|e| u.external_id.as_str() == e)
         && q.email_needle
             .as_ref()
             .is_none_or(|n| u.email_key().contains(n.as_str()))

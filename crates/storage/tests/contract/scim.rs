@@ -578,6 +578,16 @@ pub async fn list_scim_users_applies_every_condition_and_pages(store: &SqlStore)
         (vec![], 0),
         "externalId is exact"
     );
+    // The provisioning record a SCIM user drives (the service's own look-up).
+    assert_eq!(
+        list(q(|q| q.provisioning_id = Some("carol".into())), 0, 10).await,
+        (vec!["u-2".to_owned()], 1)
+    );
+    assert_eq!(
+        list(q(|q| q.provisioning_id = Some("gone".into())), 0, 10).await,
+        (vec![], 0),
+        "deleted users are hidden from it too"
+    );
     assert_eq!(
         list(
             q(|q| q.email_needle = Some(email_needle(None, "ann@example.COM"))),
