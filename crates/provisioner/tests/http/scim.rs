@@ -398,6 +398,29 @@ async fn okta_spec_test_steps(app: TestApp) {
     let found = assert_list(&r, 1);
     assert_eq!(found[0]["id"], new_id.as_str());
 
+    // Okta's connection test and its import paging (`startIndex` + `count` until
+    // `totalResults`): stable pages that together hold every user once.
+    let r = scim(&app, &t, Method::GET, "/Users?startIndex=1&count=2", None).await;
+    assert_eq!(assert_list(&r, 2).len(), 2);
+    let mut paged = Vec::new();
+    for start in 1..=3 {
+        let r = scim(
+            &app,
+            &t,
+            Method::GET,
+            &format!("/Users?startIndex={start}&count=1"),
+            None,
+        )
+        .await;
+        let page = assert_list(&r, 2);
+        assert_eq!(r.body["startIndex"], start, "{}", r.text);
+        paged.extend(page.iter().map(|u| u["id"].as_str().unwrap().to_owned()));
+    }
+    paged.sort();
+    let mut both = vec![id.clone(), new_id.clone()];
+    both.sort();
+    assert_eq!(paged, both);
+
     // 10. Optional: /Groups answers 200 (an empty ListResponse).
     let r = scim(&app, &t, Method::GET, "/Groups", None).await;
     assert_scim_ok(&r, 200);
@@ -566,6 +589,13 @@ async fn okta_request_shapes(app: TestApp) {
         .filter_map(|e| e["action"].as_str())
         .collect();
     assert!(actions.contains(&"scim.user.create"), "{actions:?}");
+    let create = ev.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "scim.user.create")
+        .unwrap();
+    assert_eq!(create["actor"], "scim:acme", "{create}");
     assert!(!ev.text.contains(&password), "a password in the audit log");
     assert!(
         !captured_logs().contains(&password),
@@ -589,6 +619,19 @@ async fn entra_default_dialect(app: TestApp) {
     .await;
     assert_list(&r, 0);
     assert_eq!(r.body["Resources"], json!([]), "{}", r.text);
+    // ... and a group (groups are not stored: an empty list too).
+    let r = scim(
+        &app,
+        &t,
+        Method::GET,
+        &format!(
+            "/Groups?excludedAttributes=members&filter={}",
+            enc(&format!("displayName eq \"{}\"", uuid::Uuid::new_v4()))
+        ),
+        None,
+    )
+    .await;
+    assert_list(&r, 0);
 
     // Create as Entra sends it (core + enterprise schemas, meta, roles).
     let user_name = "Ann.Lee@contoso.example";
@@ -923,6 +966,11 @@ async fn cycle_under_revoke_key(app: TestApp) {
     assert!(v1["key"].is_null(), "{v1}");
     assert_eq!(upstream_app_ids(&app), vec![app_id.clone()]);
     assert_eq!(upstream_keys(&app).len(), 0);
+    // The identity provider decides when the user is active: a /v1 PUT does not revive it.
+    let w = app.token("provisioner:write", Some("acme"));
+    let r = app.put_user("acme", user_name, &w, json!({})).await;
+    assert_problem(&r, 409, "conflict");
+    assert_eq!(upstream_keys(&app).len(), 0);
 
     // Reactivate: a new key, same scopes, on the same app.
     set_active(&app, &t, &id, true).await;
@@ -1102,4 +1150,10 @@ async fn scim_tokens_are_bound_to_scim_and_one_tenant(app: TestApp) {
     // globex's token was never affected.
     let r = scim_as(&app, Method::GET, "globex", "/Users", Some(&auth), None).await;
     assert_list(&r, 0);
+
+    // No token secret reaches the logs, used, refused or revoked.
+    let logs = captured_logs();
+    for secret in [&first, &second, &third, &globex] {
+        assert!(!logs.contains(secret.as_str()), "a SCIM token in the logs");
+    }
 }
