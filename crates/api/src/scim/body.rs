@@ -35,6 +35,18 @@ fn check_content_type(req: &HttpRequest) -> Result<(), ScimError> {
     }
 }
 
+impl ScimBody {
+    /// Reads the body in the handler, after the caller is authenticated (an extractor would be
+    /// polled together with the authentication, so a body error could answer before a 401).
+    pub async fn read(
+        req: &HttpRequest,
+        payload: actix_web::web::Payload,
+    ) -> Result<Value, ScimError> {
+        let mut payload = payload.into_inner();
+        Self::from_request(req, &mut payload).await.map(|b| b.0)
+    }
+}
+
 impl FromRequest for ScimBody {
     type Error = ScimError;
     type Future = LocalBoxFuture<'static, Result<Self, ScimError>>;

@@ -48,6 +48,11 @@ pub(super) fn tokenize(s: &str) -> Result<Vec<Token>, ScimError> {
                 let end = string_end(bytes, i)?;
                 let v: String = serde_json::from_str(&s[i..end])
                     .map_err(|_| invalid("invalid string value in the filter"))?;
+                // No stored value holds a control character (NUL cannot even be stored on
+                // PostgreSQL): refused rather than searched.
+                if v.chars().any(char::is_control) {
+                    return Err(invalid("filter values may not hold control characters"));
+                }
                 out.push(Token::Str(v));
                 i = end;
             }

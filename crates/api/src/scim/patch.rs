@@ -275,6 +275,8 @@ fn apply_operation(attrs: &mut ScimAttributes, op: &Value) -> Result<(), ScimErr
     let path = match get_ci(o, "path") {
         None | Some(Value::Null) => None,
         Some(Value::String(p)) if p.trim().is_empty() => None,
+        // The core schema's URN itself names the whole resource: as a no-path operation.
+        Some(Value::String(p)) if p.trim().eq_ignore_ascii_case(super::resource::USER_URN) => None,
         Some(Value::String(p)) => Some(p.as_str()),
         Some(_) => return Err(ScimError::invalid_path("path must be a string")),
     };

@@ -288,8 +288,10 @@ async fn list_users(
 async fn search_users(
     state: web::Data<ApiState>,
     caller: ScimCaller,
-    ScimBody(body): ScimBody,
+    req: HttpRequest,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ScimError> {
+    let body = ScimBody::read(&req, payload).await?;
     list(&state, &caller, ListParams::from_search(&body)?).await
 }
 
@@ -304,9 +306,12 @@ async fn create_user(
     state: web::Data<ApiState>,
     caller: ScimCaller,
     req: HttpRequest,
-    ScimBody(body): ScimBody,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ScimError> {
+    let body = ScimBody::read(&req, payload).await?;
     let attrs = parse_user(&body, None)?;
+    // Every check before the write: a bad query string must not answer 400 after storing.
+    let projection = projection(&req)?;
     let config = state.service.scim_config(&caller.tenant).await?;
     let hint = config
         .profile_attribute
@@ -316,10 +321,7 @@ async fn create_user(
         .service
         .scim_create_user(&caller.actor, &caller.tenant, attrs, hint)
         .await?;
-    let mut res = scim_json(
-        StatusCode::CREATED,
-        &projection(&req)?.apply(render_user(&user)),
-    );
+    let mut res = scim_json(StatusCode::CREATED, &projection.apply(render_user(&user)));
     if let Ok(v) = user_location(caller.tenant.as_str(), &user.id)
         .parse::<actix_web::http::header::HeaderValue>()
     {
@@ -379,8 +381,9 @@ async fn replace_user(
     caller: ScimCaller,
     path: web::Path<IdPath>,
     req: HttpRequest,
-    ScimBody(body): ScimBody,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ScimError> {
+    let body = ScimBody::read(&req, payload).await?;
     let apply = |current: &ScimAttributes| parse_user(&body, Some(current));
     modify(&state, &caller, &path.id, "scim.user.replace", &req, apply).await
 }
@@ -392,8 +395,9 @@ async fn patch_user(
     caller: ScimCaller,
     path: web::Path<IdPath>,
     req: HttpRequest,
-    ScimBody(body): ScimBody,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ScimError> {
+    let body = ScimBody::read(&req, payload).await?;
     let apply = |current: &ScimAttributes| apply_patch(current, &body);
     modify(&state, &caller, &path.id, "scim.user.patch", &req, apply).await
 }

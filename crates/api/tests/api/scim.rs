@@ -618,3 +618,68 @@ async fn the_profile_attribute_of_a_create_chooses_the_users_profile() {
         Some("annotator")
     );
 }
+
+/// Found in review: a PATCH whose path is the core schema's URN applies its value as a no-path
+/// operation (not silently ignored); a control character in a filter value is refused; a POST
+/// with a bad query string stores nothing.
+#[actix_web::test]
+async fn review_findings_on_paths_filters_and_create_queries() {
+    let (app, t) = acme().await;
+    let created = scim(
+        &app,
+        "POST",
+        "/Users",
+        Some(&t),
+        Some(okta_user("ray@acme.example")),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let r = scim(
+        &app,
+        "PATCH",
+        &format!("/Users/{id}"),
+        Some(&t),
+        Some(json!({"schemas": [PATCH_URN], "Operations": [
+            {"op": "replace", "path": USER_URN, "value": {"active": false}}
+        ]})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["active"],
+        json!(false),
+        "the deactivation was lost"
+    );
+
+    let r = scim(
+        &app,
+        "GET",
+        "/Users?filter=userName%20eq%20%22a%5Cu0000b%22",
+        Some(&t),
+        None,
+    )
+    .await;
+    scim_error(&r, 400, Some("invalidFilter"));
+    let r = scim(&app, "GET", "/Users/a%00b", Some(&t), None).await;
+    scim_error(&r, 404, None);
+
+    let r = scim(
+        &app,
+        "POST",
+        "/Users?count=abc",
+        Some(&t),
+        Some(okta_user("sam@acme.example")),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = scim(
+        &app,
+        "GET",
+        "/Users?filter=userName%20eq%20%22sam@acme.example%22",
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(r.json()["totalResults"], json!(0), "stored before the 400");
+}

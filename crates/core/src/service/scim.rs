@@ -244,7 +244,7 @@ impl Provisioner {
         })?;
         let mut profile = config.scope_profile.clone();
         if let Some(hint) = profile_hint
-            && let Ok(name) = crate::ids::ProfileName::parse(&hint)
+            && let Ok(name) = crate::ids::ProfileName::parse(&hint.trim().to_lowercase())
             && self.store.get_profile(tenant_id, &name).await?.is_some()
         {
             profile = Some(name);
@@ -285,6 +285,11 @@ impl Provisioner {
         tenant_id: &TenantId,
         id: &str,
     ) -> Result<ScimUser, DomainError> {
+        // Ids are UUIDs: anything else (a control character, which PostgreSQL cannot even
+        // compare) is not found without asking the store.
+        if id.is_empty() || id.len() > 64 || id.chars().any(char::is_control) {
+            return Err(DomainError::NotFound(format!("SCIM user {id:?} not found")));
+        }
         self.store
             .get_scim_user(tenant_id, id)
             .await?
@@ -322,7 +327,9 @@ impl Provisioner {
             let current = self.scim_get_user(tenant_id, id).await?;
             let attrs = apply(&current).map_err(ScimApplyError::Apply)?;
             check_attrs(&attrs)?;
-            if attrs == current.attrs {
+            // Unchanged: nothing to write, unless the last sync was refused (the identity
+            // provider sending the same state again is how it asks for another try).
+            if attrs == current.attrs && current.sync_error.is_none() {
                 return Ok(current);
             }
             let mut next = current.clone();

@@ -221,11 +221,15 @@ impl Provisioner {
                     .display_name
                     .clone()
                     .filter(|d| super::check_text("display_name", d, 200).is_ok());
+                // A profile chosen at creation that was deleted since: the tenant's default.
+                let profile = match &scim.profile {
+                    Some(p) if self.store.get_profile(tenant_id, p).await?.is_some() => {
+                        Some(p.clone())
+                    }
+                    _ => None,
+                };
                 let req = ProvisionRequest {
-                    scopes: scim
-                        .profile
-                        .clone()
-                        .map_or(ScopeRequest::Default, ScopeRequest::Profile),
+                    scopes: profile.map_or(ScopeRequest::Default, ScopeRequest::Profile),
                     display_name,
                     metadata: None,
                 };

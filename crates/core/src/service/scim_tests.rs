@@ -768,3 +768,119 @@ async fn v1_cannot_reprovision_a_user_its_identity_provider_deactivated() {
     quiesce(&t).await;
     assert_one_app_one_key(&t, "max");
 }
+
+/// The SCIM profile cannot be deleted from under the settings; a per-user profile deleted
+/// after creation falls back to the default; a refused sync is tried again when the identity
+/// provider sends the same state again; profile names from an attribute match in any case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_in_use_by_scim_and_refused_syncs_recover() {
+    let t = with_tenant().await;
+    let annotator = crate::ids::ProfileName::parse("annotator").unwrap();
+    let mut c = ScimConfig::default_for(&tid());
+    c.scope_profile = Some(annotator.clone());
+    c.profile_attribute = Some("userType".into());
+    t.service.put_scim_config(&actor(), c).await.unwrap();
+    assert!(matches!(
+        t.service.delete_profile(&actor(), &tid(), &annotator).await,
+        Err(DomainError::Conflict(_))
+    ));
+    t.service
+        .put_scim_config(&actor(), ScimConfig::default_for(&tid()))
+        .await
+        .unwrap();
+    let u = t
+        .service
+        .scim_create_user(
+            &actor(),
+            &tid(),
+            attrs("nia", true),
+            Some(" Annotator ".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(u.profile.as_ref(), Some(&annotator), "matched in any case");
+    t.service
+        .delete_profile(&actor(), &tid(), &annotator)
+        .await
+        .unwrap();
+    quiesce(&t).await;
+    // Provisioned with the default profile ("standard") instead.
+    let row = t
+        .store
+        .get_user(&tid(), &u.external_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        row.scopes,
+        crate::scope::ScopeSet::parse(&["Predict", "Inputs:Get"]).unwrap()
+    );
+
+    // A refusal (scopes no longer allowed at reactivation) is retried on an identical write.
+    set_active(&t, &u.id, false).await;
+    quiesce(&t).await;
+    let mut r = t
+        .store
+        .get_user(&tid(), &u.external_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let leased = t
+        .store
+        .acquire_lease(
+            &tid(),
+            &u.external_id,
+            &crate::model::Lease {
+                owner: "o".into(),
+                expires_at: t.clock.now() + chrono::Duration::seconds(5),
+            },
+            t.clock.now(),
+            None,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let good = r.scopes.clone();
+    r.scopes = crate::scope::ScopeSet::parse(&["Predict", "Models:Add"]).unwrap();
+    r.version = leased.version;
+    r.lease = None;
+    t.store.update_user(&r, "o", None).await.unwrap();
+    set_active(&t, &u.id, true).await;
+    quiesce(&t).await;
+    let s = t.store.get_scim_user(&tid(), &u.id).await.unwrap().unwrap();
+    assert!(s.sync_error.is_some());
+    // The operator fixes the cause; the identity provider sends the same state again.
+    let mut r = t
+        .store
+        .get_user(&tid(), &u.external_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let leased = t
+        .store
+        .acquire_lease(
+            &tid(),
+            &u.external_id,
+            &crate::model::Lease {
+                owner: "o2".into(),
+                expires_at: t.clock.now() + chrono::Duration::seconds(5),
+            },
+            t.clock.now(),
+            None,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    r.scopes = good;
+    r.version = leased.version;
+    r.lease = None;
+    t.store.update_user(&r, "o2", None).await.unwrap();
+    set_active(&t, &u.id, true).await;
+    quiesce(&t).await;
+    assert_one_app_one_key(&t, "nia");
+    // A SCIM id that is no UUID is not found without a look-up.
+    assert!(matches!(
+        t.service.scim_get_user(&tid(), "a\u{0}b").await,
+        Err(DomainError::NotFound(_))
+    ));
+}

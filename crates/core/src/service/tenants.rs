@@ -395,7 +395,7 @@ impl Provisioner {
         Ok(self.store.list_profiles(tenant_id).await?)
     }
 
-    /// Deletes a profile that is not the tenant's default.
+    /// Deletes a profile that is neither the tenant's default nor its SCIM profile.
     pub async fn delete_profile(
         &self,
         actor: &Actor,
@@ -406,6 +406,16 @@ impl Provisioner {
         if tenant.default_scope_profile.as_ref() == Some(name) {
             return Err(DomainError::Conflict(format!(
                 "scope profile {name} is the tenant's default_scope_profile; change the default first"
+            )));
+        }
+        if self
+            .store
+            .get_scim_config(tenant_id)
+            .await?
+            .is_some_and(|c| c.scope_profile.as_ref() == Some(name))
+        {
+            return Err(DomainError::Conflict(format!(
+                "scope profile {name} is the tenant's SCIM scope_profile; change the SCIM settings first"
             )));
         }
         let audit = self.audit(

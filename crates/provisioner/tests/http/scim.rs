@@ -18,6 +18,7 @@ crate::on_both_backends!(
     cycle_under_revoke_key,
     cycle_under_deprovision,
     scim_tokens_are_bound_to_scim_and_one_tenant,
+    checks_come_in_order_and_errors_log_no_personal_data,
 );
 
 const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -1156,4 +1157,78 @@ async fn scim_tokens_are_bound_to_scim_and_one_tenant(app: TestApp) {
     for secret in [&first, &second, &third, &globex] {
         assert!(!logs.contains(secret.as_str()), "a SCIM token in the logs");
     }
+}
+
+/// Found in review, on a real store: the token is checked before the body (401, then 404 for
+/// another tenant's path, before any 400 or 413), a NUL in an id or a filter is a 404/400 (not
+/// a PostgreSQL error), and a client error's detail naming a person is never logged.
+async fn checks_come_in_order_and_errors_log_no_personal_data(app: TestApp) {
+    let t = acme_with_token(&app).await;
+    app.create_tenant("globex").await;
+    let (_, globex) = issue_token(&app, "globex", json!({})).await;
+    let text_plain = ("text/plain", &json!({"userName": "x"}));
+    let unknown = "Bearer scim_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let r = scim_as(
+        &app,
+        Method::POST,
+        "acme",
+        "/Users",
+        Some(unknown),
+        Some(text_plain),
+    )
+    .await;
+    assert_scim_error(&r, 401, None);
+    let other = format!("Bearer {globex}");
+    let r = scim_as(
+        &app,
+        Method::POST,
+        "acme",
+        "/Users",
+        Some(&other),
+        Some(("application/scim+json", &json!([1]))),
+    )
+    .await;
+    assert_scim_error(&r, 404, None);
+
+    let r = scim(&app, &t, Method::GET, "/Users/a%00b", None).await;
+    assert_scim_error(&r, 404, None);
+    let r = scim(
+        &app,
+        &t,
+        Method::GET,
+        "/Users?filter=userName%20eq%20%22a%5Cu0000b%22",
+        None,
+    )
+    .await;
+    assert_scim_error(&r, 400, Some("invalidFilter"));
+
+    // Longer than a provisioning id (128), within a userName (256): its detail names it.
+    let long = format!("{}@leak.example", "x".repeat(150));
+    let r = scim(
+        &app,
+        &t,
+        Method::POST,
+        "/Users",
+        Some(okta_user(&long, "Le", "Ak")),
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 400, "{}", r.text);
+    let r = scim(
+        &app,
+        &t,
+        Method::GET,
+        &filter("leak@example.com eq \"x\""),
+        None,
+    )
+    .await;
+    assert_scim_error(&r, 400, Some("invalidFilter"));
+    let logs = captured_logs();
+    assert!(
+        !logs.contains("leak.example"),
+        "a userName reached the logs"
+    );
+    assert!(
+        !logs.contains("leak@example.com"),
+        "a filter value reached the logs"
+    );
 }
