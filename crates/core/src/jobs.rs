@@ -135,3 +135,24 @@ pub enum ItemOutcome {
         detail: String,
     },
 }
+
+impl Job {
+    /// The `job.completed` webhook event of a job that just ended (the stores write it in the
+    /// transaction that ends the job).
+    pub fn completed_event(&self, at: Timestamp) -> crate::webhooks::OutboxEvent {
+        crate::webhooks::OutboxEvent::new(
+            &self.tenant_id,
+            crate::webhooks::EventType::JobCompleted,
+            at,
+            serde_json::json!({
+                "tenant_id": self.tenant_id.as_str(),
+                "job_id": self.id,
+                "status": self.status.as_str(),
+                "total": self.total,
+                "done": self.done,
+                "failed": self.failed,
+                "cancelled": self.cancelled,
+            }),
+        )
+    }
+}

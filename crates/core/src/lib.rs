@@ -23,5 +23,6 @@ mod simulation;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod trace;
+pub mod webhooks;
 
 pub use error::{DomainError, ParseError, StoreError, UpstreamError};

@@ -364,6 +364,11 @@ pub struct AuditEvent {
     pub outcome: String,
     /// The request that caused it.
     pub request_id: Option<String>,
+    /// Events to deliver to the tenant's webhook endpoints, written by the store in the same
+    /// transaction as this audit event (the outbox; crate::webhooks). Not part of the audit
+    /// log itself.
+    #[serde(skip)]
+    pub events: Vec<crate::webhooks::OutboxEvent>,
 }
 
 /// Who is acting, for audit events.

@@ -17,6 +17,9 @@ use crate::model::{
 use crate::scim::{ScimConfig, ScimQuery, ScimSyncOutcome, ScimToken, ScimUser};
 use crate::scope::ScopeSet;
 use crate::secret::KeySecret;
+use crate::webhooks::{
+    AttemptOutcome, Delivery, DeliveryAttempt, DeliveryStatus, OutboxEvent, WebhookEndpoint,
+};
 
 /// Result of deleting a tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -473,6 +476,98 @@ pub trait ScimStore: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
+/// Webhook endpoints, the outbox's events, their deliveries and attempts (crate::webhooks).
+///
+/// The outbox itself has no method: every store writes the [`crate::model::AuditEvent::events`]
+/// of an audit event it writes, in the same transaction, and with each event one `pending`
+/// delivery (due at once) per enabled endpoint of its tenant that wants its type.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Inserts an endpoint with the audit event; [`StoreError::AlreadyExists`] if the id is
+    /// taken.
+    async fn insert_endpoint(
+        &self,
+        endpoint: &WebhookEndpoint,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+    /// One of a tenant's endpoints.
+    async fn get_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<WebhookEndpoint>, StoreError>;
+    /// A tenant's endpoints, oldest first.
+    async fn list_endpoints(&self, tenant: &TenantId) -> Result<Vec<WebhookEndpoint>, StoreError>;
+    /// Writes every mutable field of an endpoint (url, description, event types, enabled,
+    /// disabled reason, secrets, failing_since, updated_at) with the audit event, if the row
+    /// still has `read_version`; the stored version becomes `read_version + 1`.
+    /// [`StoreError::Stale`] if it changed, [`StoreError::NotFound`] if it is gone.
+    async fn update_endpoint(
+        &self,
+        endpoint: &WebhookEndpoint,
+        read_version: i64,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+    /// Deletes an endpoint, its deliveries and their attempts, with the audit event; false if
+    /// it did not exist.
+    async fn delete_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
+    /// An event written through the outbox, with the exact body its deliveries send.
+    async fn get_event(&self, id: &str) -> Result<Option<(OutboxEvent, String)>, StoreError>;
+    /// Claims up to `limit` `pending` deliveries due at `now` (`next_attempt_at` unset or not
+    /// after it) whose endpoint is enabled, by setting `next_attempt_at` to `claim_until` in
+    /// the same statement (concurrent claimers never get the same delivery; PostgreSQL:
+    /// `FOR UPDATE SKIP LOCKED`). Earliest due first. Returned as stored after the claim.
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        claim_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError>;
+    /// Records an attempt in one transaction: inserts the attempt; sets the delivery's status,
+    /// `next_attempt_at`, `last_status`, `last_error`, `attempts + 1` and `updated_at`; sets
+    /// the endpoint's `failing_since`; and with `disable`, disables the endpoint with the
+    /// reason and writes its event through the outbox.
+    async fn record_attempt(
+        &self,
+        tenant: &TenantId,
+        outcome: &AttemptOutcome,
+    ) -> Result<(), StoreError>;
+    /// A tenant's deliveries, newest event first, optionally of one endpoint and one status,
+    /// after the delivery `(event_id, endpoint_id)` of an earlier page.
+    async fn list_deliveries(
+        &self,
+        tenant: &TenantId,
+        endpoint: Option<&str>,
+        status: Option<DeliveryStatus>,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError>;
+    /// The attempts of one event's deliveries (of one endpoint, if given), in order.
+    async fn list_attempts(
+        &self,
+        tenant: &TenantId,
+        event_id: &str,
+        endpoint: Option<&str>,
+    ) -> Result<Vec<DeliveryAttempt>, StoreError>;
+    /// Makes deliveries of `endpoint` `pending` and due at `now`, with the audit event: the
+    /// one of `event_id` whatever its status (a resend), or else every `failed` one whose event
+    /// is not older than `failed_since` (a recovery). How many.
+    async fn requeue_deliveries(
+        &self,
+        tenant: &TenantId,
+        endpoint: &str,
+        event_id: Option<&str>,
+        failed_since: Option<Timestamp>,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError>;
+}
+
 /// Everything the service stores; implemented for SQLite and PostgreSQL by crates/storage.
 #[async_trait]
 pub trait Store:
@@ -484,6 +579,7 @@ pub trait Store:
     + AccountStore
     + JobStore
     + ScimStore
+    + WebhookStore
 {
     /// Whether the database is reachable and migrated.
     async fn ready(&self) -> Result<(), StoreError>;
@@ -535,6 +631,15 @@ pub struct UpstreamKey {
     pub scopes: Vec<String>,
     /// Ids of the apps it is restricted to.
     pub app_ids: Vec<String>,
+}
+
+/// Sends one webhook delivery: signs it per Standard Webhooks 1.0 (`webhook-id`,
+/// `webhook-timestamp`, `webhook-signature` with one `v1,` entry per secret) and POSTs it,
+/// refusing targets the deployment does not allow. Implemented by crates/webhooks.
+#[async_trait]
+pub trait WebhookSender: Send + Sync {
+    /// One attempt; never follows redirects (a 3xx is a failure).
+    async fn send(&self, request: &crate::webhooks::WebhookRequest) -> crate::webhooks::SendResult;
 }
 
 /// The Clarifai REST API, as core needs it. Each call acts for one tenant's account.

@@ -97,6 +97,18 @@ pub struct Settings {
     /// at once after identity-provider writes (the upstream client still paces each account);
     /// 0 = no SCIM sync worker on this instance.
     pub scim_concurrency: u32,
+    /// `PROVISIONER_WEBHOOK_CONCURRENCY`: webhook deliveries this instance sends at once; 0 = no
+    /// delivery worker on this instance.
+    pub webhook_concurrency: u32,
+    /// `PROVISIONER_WEBHOOK_TIMEOUT_SECS`: how long one delivery may take (connect to response
+    /// headers) before it counts as failed.
+    pub webhook_timeout_secs: u64,
+    /// `PROVISIONER_WEBHOOK_ALLOW_PRIVATE_TARGETS`: let endpoints resolve to loopback, private or
+    /// link-local addresses (tests, closed networks). Off by default: a tenant's URL could
+    /// otherwise reach internal services.
+    pub webhook_allow_private_targets: bool,
+    /// `PROVISIONER_WEBHOOK_ALLOW_HTTP`: let endpoints use `http://` URLs. Off by default.
+    pub webhook_allow_http: bool,
     /// `PROVISIONER_UPSTREAM_BUDGET`: where each upstream account's request budget is kept:
     /// `database` (shared by every replica on the database), `local` (this process only: right
     /// for one instance), or `auto` (the default: `database` on PostgreSQL, `local` on SQLite).
@@ -153,6 +165,10 @@ impl Default for Settings {
             recovery_interval_secs: 5,
             job_concurrency: 16,
             scim_concurrency: 8,
+            webhook_concurrency: 8,
+            webhook_timeout_secs: 15,
+            webhook_allow_private_targets: false,
+            webhook_allow_http: false,
             upstream_budget: "auto".into(),
             retry_base_secs: 30,
             upstream_timeout_secs: 15,
@@ -319,6 +335,10 @@ const KNOWN_VARS: &[&str] = &[
     "RECOVERY_INTERVAL_SECS",
     "JOB_CONCURRENCY",
     "SCIM_CONCURRENCY",
+    "WEBHOOK_CONCURRENCY",
+    "WEBHOOK_TIMEOUT_SECS",
+    "WEBHOOK_ALLOW_PRIVATE_TARGETS",
+    "WEBHOOK_ALLOW_HTTP",
     "UPSTREAM_BUDGET",
     "RETRY_BASE_SECS",
     "UPSTREAM_TIMEOUT_SECS",

@@ -28,6 +28,8 @@ pub struct Application {
     recovery_interval: Duration,
     job_concurrency: u32,
     scim_concurrency: u32,
+    webhook_concurrency: u32,
+    deliverer: provisioner_core::service::WebhookDeliverer,
     drift_interval: Duration,
     shutdown_timeout: Duration,
     store: SqlStore,
@@ -86,12 +88,32 @@ impl Application {
                 "a public key or JWKS verifies tokens but PROVISIONER_JWT_AUDIENCE is not set: any token your identity provider signs for another application is accepted too"
             );
         }
+        let sealer: Arc<dyn provisioner_core::secret::Sealer> = Arc::new(sealer);
         let service = Provisioner::new(
             Arc::new(store.clone()),
             upstream,
             Arc::new(SystemClock),
-            Arc::new(sealer),
+            sealer.clone(),
             settings.service(),
+        )
+        .allow_http_webhooks(settings.webhook_allow_http);
+        let sender =
+            provisioner_webhooks::HttpWebhookSender::new(provisioner_webhooks::SenderConfig {
+                timeout: Duration::from_secs(settings.webhook_timeout_secs.max(1)),
+                allow_private_targets: settings.webhook_allow_private_targets,
+                allow_http: settings.webhook_allow_http,
+                ..provisioner_webhooks::SenderConfig::default()
+            })
+            .map_err(|e| anyhow::anyhow!("the webhook client: {e}"))?;
+        let deliverer = provisioner_core::service::WebhookDeliverer::new(
+            Arc::new(store.clone()),
+            Arc::new(sender),
+            sealer,
+            Arc::new(SystemClock),
+            provisioner_core::service::DeliveryConfig {
+                claim_ttl: Duration::from_secs(settings.webhook_timeout_secs.max(1) * 2 + 30),
+                ..Default::default()
+            },
         );
         upgrade_sealing(&service).await?;
         if settings.previous_master_key()?.is_some() {
@@ -155,6 +177,8 @@ impl Application {
             recovery_interval: Duration::from_secs(settings.recovery_interval_secs),
             job_concurrency: settings.job_concurrency,
             scim_concurrency: settings.scim_concurrency,
+            webhook_concurrency: settings.webhook_concurrency,
+            deliverer,
             drift_interval: Duration::from_secs(settings.drift_check_interval_secs),
             shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs.max(1)),
             store,
@@ -210,6 +234,16 @@ impl Application {
                 (self.service.clone(), self.scim_concurrency, stop_rx.clone());
             workers.push(tokio::spawn(async move {
                 service.run_scim_worker(concurrency, stop).await;
+            }));
+        }
+        if self.webhook_concurrency > 0 {
+            let (deliverer, concurrency, stop) = (
+                self.deliverer.clone(),
+                self.webhook_concurrency,
+                stop_rx.clone(),
+            );
+            workers.push(tokio::spawn(async move {
+                deliverer.run(concurrency, stop).await;
             }));
         }
         if !self.drift_interval.is_zero() {

@@ -10,6 +10,7 @@ use sqlx::{Any, AnyConnection};
 use crate::SqlStore;
 use crate::error::{backend, ctx, retrying};
 use crate::rows::{AuditRow, ms};
+use crate::webhooks::insert_outbox;
 
 /// The advisory lock key that orders audit writers on PostgreSQL ("provaudt").
 const AUDIT_ORDER_LOCK: i64 = 0x7072_6f76_6175_6474;
@@ -48,14 +49,23 @@ async fn insert_audit_checked(
     insert_ordered(conn, event, ctx("appending an audit event")).await
 }
 
+/// Writes the audit event's outbox events (and their deliveries), then the audit event itself,
+/// on `conn`, inside the caller's transaction: the change, its audit event and its webhook
+/// events commit together or not at all.
 async fn insert_ordered(
     conn: &mut AnyConnection,
     event: &AuditEvent,
     map_err: impl FnOnce(sqlx::Error) -> StoreError,
 ) -> Result<(), StoreError> {
+    // The outbox goes first, before the ordering lock: its inserts take row locks (the foreign
+    // keys' share locks on the tenant and on the endpoints, which may be being deleted), and a
+    // holder of the ordering lock that waited for a row lock would deadlock with that row's
+    // writer queued on the ordering lock. Nothing reads the outbox in the order of `seq`.
+    insert_outbox(conn, &event.events).await?;
     // PostgreSQL: audit writers commit one at a time, so `seq` is commit order (SQLite has one
     // writer anyway). Held from here to the commit; the audit insert is always a
-    // transaction's last statement, so no other lock is taken while it is held.
+    // transaction's last statement (the outbox is written just before it), so no other lock
+    // is taken while it is held.
     if conn.backend_name() == "PostgreSQL" {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(AUDIT_ORDER_LOCK)

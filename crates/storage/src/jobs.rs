@@ -116,7 +116,7 @@ async fn finish_if_done(
     job_id: &str,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    let ended = sqlx::query(
         "UPDATE jobs SET finished_at = $2, status = CASE WHEN cancel_requested = 1 THEN 'cancelled' \
          WHEN failed > 0 THEN 'failed' ELSE 'succeeded' END \
          WHERE id = $1 AND finished_at IS NULL \
@@ -127,6 +127,16 @@ async fn finish_if_done(
     .execute(&mut **tx)
     .await
     .map_err(backend("ending a job"))?;
+    if ended.rows_affected() > 0 {
+        // Ended now: its `job.completed` webhook event, in the same transaction (the outbox).
+        let job: Job = sqlx::query_as::<_, JobRow>("SELECT * FROM jobs WHERE id = $1")
+            .bind(job_id.to_owned())
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(backend("reading a job that ended"))?
+            .try_into()?;
+        crate::webhooks::insert_outbox(&mut **tx, &[job.completed_event(now)]).await?;
+    }
     Ok(())
 }
 

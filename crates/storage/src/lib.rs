@@ -25,6 +25,7 @@ mod store;
 mod tenants;
 pub mod testing;
 mod users;
+mod webhooks;
 
 pub use audit::AUDIT_TARGET;
 pub use store::{Backend, SqlStore};

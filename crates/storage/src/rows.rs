@@ -337,6 +337,7 @@ impl TryFrom<AuditRow> for AuditEvent {
             target: r.target,
             outcome: r.outcome,
             request_id: r.request_id,
+            events: Vec::new(),
         })
     }
 }

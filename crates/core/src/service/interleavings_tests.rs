@@ -183,6 +183,7 @@ async fn one_bad_row_does_not_stop_recovery_for_everyone() {
         target: "t".into(),
         outcome: "success".into(),
         request_id: None,
+        events: Vec::new(),
     };
     t.store.insert_tenant(&bad, &[], &audit).await.unwrap();
     // Both tenants have a user cut off mid-provisioning; the broken one's row is older.

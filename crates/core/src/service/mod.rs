@@ -3,6 +3,7 @@
 //! [`Provisioner`] owns the ports. Each public method is one use case; the provisioning state
 //! machine (intent first, each upstream step safe to repeat, leases) lives in [`steps`].
 
+mod delivery;
 mod deprovision;
 mod fence;
 mod idempotency;
@@ -18,6 +19,7 @@ mod steps;
 mod suspension;
 mod tenants;
 mod users;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +33,7 @@ use crate::model::{Actor, AuditEvent, Tenant, UpstreamAccount};
 use crate::ports::{Clock, Store, Upstream};
 use crate::secret::{Pat, Sealer};
 
+pub use delivery::{DeliveryConfig, DeliveryReport, WebhookDeliverer};
 pub use idempotency::{
     IdempotencyStart, IdempotencyTicket, IdempotentOperation, IdempotentRequest, ReplayedResponse,
 };
@@ -49,6 +52,7 @@ pub use scim_sync::ScimSyncReport;
 pub use suspension::Transition;
 pub use tenants::{NewTenant, TenantPatch, TenantView, default_app_defaults};
 pub use users::{ProvisionRequest, Provisioned, ScopeRequest};
+pub use webhooks::{EndpointPatch, IssuedEndpoint, MAX_ENDPOINTS, NewEndpoint, SECRET_OVERLAP};
 
 /// Timing policy of the state machine.
 #[derive(Clone, Debug)]
@@ -97,6 +101,8 @@ pub struct Provisioner {
     instance: String,
     /// Wakes this instance's SCIM sync worker after a SCIM write.
     scim_wake: Arc<tokio::sync::Notify>,
+    /// Whether webhook endpoints may use `http://` URLs.
+    webhook_allow_http: bool,
 }
 
 impl std::fmt::Debug for Provisioner {
@@ -125,6 +131,7 @@ impl Provisioner {
             config,
             instance,
             scim_wake: Arc::new(tokio::sync::Notify::new()),
+            webhook_allow_http: false,
         }
     }
 
@@ -165,6 +172,7 @@ impl Provisioner {
             target,
             outcome: outcome.to_owned(),
             request_id: actor.request_id.clone(),
+            events: Vec::new(),
         }
     }
 
@@ -222,7 +230,7 @@ impl KeySlot {
 
 /// Associated data: a kind tag, then each field prefixed by its length in bytes, so no field
 /// can be shifted into another (`a|bc` and `ab|c` encode differently).
-fn bound(kind: &str, fields: &[&str]) -> String {
+pub(crate) fn bound(kind: &str, fields: &[&str]) -> String {
     let mut out = format!("{kind}/v2");
     for f in fields {
         out.push_str(&format!("|{}:{f}", f.len()));
@@ -323,6 +331,8 @@ mod sealing_tests;
 mod tenant_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod webhooks_tests;
 
 /// When work that found the account's budget busy is tried again: soon, with jitter so
 /// waiters do not return together.

@@ -320,8 +320,21 @@ async fn each_kind_of_drift_is_reported_exactly_and_a_report_changes_nothing() {
     assert!(!report.repaired);
     assert!(report.repair_errors.is_empty());
 
-    // Nothing changed: no upstream writes, no store writes (not even an audit event).
-    assert_eq!(snapshot(&t).await, before);
+    // Nothing changed: no upstream writes, no store writes but one audit event that carries
+    // the `drift.detected` event (webhooks).
+    let after = snapshot(&t).await;
+    assert_eq!(
+        (&after.0, &after.1, &after.2),
+        (&before.0, &before.1, &before.2)
+    );
+    assert_eq!(after.3, before.3 + 1);
+    let last = t.store.audit_events().pop().unwrap();
+    assert_eq!(last.action, "reconcile.drift_detected");
+    assert_eq!(last.events.len(), 1);
+    assert_eq!(
+        last.events[0].event_type,
+        crate::webhooks::EventType::DriftDetected
+    );
     assert!(
         t.upstream.calls()[calls_before..]
             .iter()
@@ -351,7 +364,16 @@ async fn each_kind_of_drift_is_reported_exactly_and_a_report_changes_nothing() {
             scope_drift: 1,
         }
     );
-    assert_eq!(snapshot(&t).await, before);
+    let again = snapshot(&t).await;
+    assert_eq!(
+        (&again.0, &again.1, &again.2),
+        (&before.0, &before.1, &before.2)
+    );
+    assert_eq!(
+        again.3,
+        before.3 + 2,
+        "one drift event per check that found drift"
+    );
 
     // The other tenant sees only its own orphan, and none of acme's apps.
     let g = t

@@ -14,6 +14,7 @@ use crate::model::{
 };
 use crate::ports::{NewApp, NewKey, UpstreamKey};
 use crate::secret::KeySecret;
+use crate::webhooks::{EventType, OutboxEvent};
 
 use super::fence::Fenced;
 use super::{KeySlot, Provisioner, key_aad};
@@ -88,7 +89,7 @@ impl From<UpstreamError> for Fail {
                 Fail::Transient("upstream reported a conflict; will look again".into())
             }
             UpstreamError::Unauthorized(m) => Fail::Permanent(DomainError::UpstreamRejected(
-                format!("upstream refused the tenant's credential: {m}"),
+                format!("{CREDENTIAL_REJECTED}: {m}"),
             )),
             UpstreamError::Rejected(m) => Fail::Permanent(DomainError::UpstreamRejected(m)),
         }
@@ -120,6 +121,8 @@ impl Provisioner {
     }
 
     async fn drive_steps(&self, run: &mut Run<'_>, mut user: User) -> Result<Outcome, DomainError> {
+        // The operation's status, for the event its end writes.
+        let started_as = user.status;
         let mut secret = None;
         // Whether an earlier create of the key just settled may still land upstream.
         let mut sweep_later = false;
@@ -260,13 +263,22 @@ impl Provisioner {
             // The answer of this final write carries the secret when the run delivers it.
             user.secret_pending = !run.delivers;
         }
-        let audit = self.audit(
+        let mut audit = self.audit(
             run.actor,
             Some(&run.tenant.id),
             run.action,
             user_target(&user),
             "success",
         );
+        let kind = match (started_as, user.status) {
+            (UserStatus::Provisioning, UserStatus::Active) => Some(EventType::UserProvisioned),
+            (UserStatus::Rotating, UserStatus::Active) => Some(EventType::UserKeyRotated),
+            (UserStatus::Reactivating, UserStatus::Active) => Some(EventType::UserReactivated),
+            (UserStatus::Suspending, UserStatus::Suspended) => Some(EventType::UserKeyRevoked),
+            (UserStatus::Deprovisioning, UserStatus::Deleted) => Some(EventType::UserDeprovisioned),
+            _ => None,
+        };
+        audit.events.extend(kind.map(|k| self.user_event(k, &user)));
         self.save(&run.owner, &mut user, false, Some(&audit))
             .await?;
         Ok(Outcome { user, secret })
@@ -591,6 +603,11 @@ impl Provisioner {
         fail: Fail,
     ) -> Result<Outcome, DomainError> {
         let now = self.clock.now();
+        let failed_as = user.status;
+        let credential_rejected = matches!(
+            &fail,
+            Fail::Permanent(DomainError::UpstreamRejected(m)) if m.starts_with(CREDENTIAL_REJECTED)
+        );
         let (err, outcome) = match fail {
             Fail::LeaseLost => return Err(lease_lost()),
             Fail::Busy(m) => {
@@ -673,13 +690,30 @@ impl Provisioner {
             }
         };
         let audit = outcome.map(|o| {
-            self.audit(
+            let mut a = self.audit(
                 run.actor,
                 Some(&run.tenant.id),
                 "user.operation_failed",
                 user_target(&user),
                 &o,
-            )
+            );
+            if failed_as == UserStatus::Provisioning && user.status == UserStatus::Failed {
+                a.events
+                    .push(self.user_event(EventType::UserProvisioningFailed, &user));
+            }
+            if credential_rejected {
+                a.events.push(OutboxEvent::new(
+                    &run.tenant.id,
+                    EventType::TenantUpstreamCredentialRejected,
+                    now,
+                    serde_json::json!({
+                        "tenant_id": run.tenant.id.as_str(),
+                        "upstream_user_id": run.tenant.upstream_user_id.as_str(),
+                        "pat_fingerprint": run.tenant.pat_fingerprint.get(..8),
+                    }),
+                ));
+            }
+            a
         });
         self.save(&run.owner, &mut user, false, audit.as_ref())
             .await?;
@@ -737,6 +771,9 @@ impl Provisioner {
     }
 }
 
+/// How a refused PAT reads in errors (and what marks the tenant's credential event).
+const CREDENTIAL_REJECTED: &str = "upstream refused the tenant's credential";
+
 pub(super) const VANISHED: &str = "the app vanished upstream; re-creating it";
 
 /// The answer when another holder took the operation over: it finishes it; a retry gets its
@@ -745,6 +782,28 @@ pub(super) fn lease_lost() -> DomainError {
     DomainError::UpstreamUnavailable(
         "the operation was taken over by another worker before it finished; retry".into(),
     )
+}
+
+impl Provisioner {
+    /// A thin user event: ids, state, and the row's version after the write that carries it
+    /// (increasing with every write of the user, so receivers can drop stale events). Never a
+    /// secret: the key appears by its short fingerprint only.
+    pub(super) fn user_event(&self, kind: EventType, user: &User) -> OutboxEvent {
+        OutboxEvent::new(
+            &user.tenant_id,
+            kind,
+            self.clock.now(),
+            serde_json::json!({
+                "tenant_id": user.tenant_id.as_str(),
+                "external_id": user.external_id.as_str(),
+                "status": user.status.as_str(),
+                "app_id": user.app_id.as_str(),
+                "key_fingerprint": user.key.as_ref().and_then(|k| k.fingerprint.get(..8)),
+                "generation": user.generation,
+                "version": user.version + 1,
+            }),
+        )
+    }
 }
 
 /// `users/<external id>`, the audit target of a user.

@@ -710,3 +710,100 @@ impl crate::ports::ScimStore for SimStore {
         self.inner.finish_scim_sync(tenant, id, outcome).await
     }
 }
+
+/// Webhooks are not simulated: plain delegation.
+#[async_trait]
+impl crate::ports::WebhookStore for SimStore {
+    async fn insert_endpoint(
+        &self,
+        endpoint: &crate::webhooks::WebhookEndpoint,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        self.inner.insert_endpoint(endpoint, audit).await
+    }
+    async fn get_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<crate::webhooks::WebhookEndpoint>, StoreError> {
+        self.inner.get_endpoint(tenant, id).await
+    }
+    async fn list_endpoints(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<crate::webhooks::WebhookEndpoint>, StoreError> {
+        self.inner.list_endpoints(tenant).await
+    }
+    async fn update_endpoint(
+        &self,
+        endpoint: &crate::webhooks::WebhookEndpoint,
+        read_version: i64,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .update_endpoint(endpoint, read_version, audit)
+            .await
+    }
+    async fn delete_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        self.inner.delete_endpoint(tenant, id, audit).await
+    }
+    async fn get_event(
+        &self,
+        id: &str,
+    ) -> Result<Option<(crate::webhooks::OutboxEvent, String)>, StoreError> {
+        self.inner.get_event(id).await
+    }
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        claim_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<crate::webhooks::Delivery>, StoreError> {
+        self.inner.claim_deliveries(now, claim_until, limit).await
+    }
+    async fn record_attempt(
+        &self,
+        tenant: &TenantId,
+        outcome: &crate::webhooks::AttemptOutcome,
+    ) -> Result<(), StoreError> {
+        self.inner.record_attempt(tenant, outcome).await
+    }
+    async fn list_deliveries(
+        &self,
+        tenant: &TenantId,
+        endpoint: Option<&str>,
+        status: Option<crate::webhooks::DeliveryStatus>,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<crate::webhooks::Delivery>, StoreError> {
+        self.inner
+            .list_deliveries(tenant, endpoint, status, after, limit)
+            .await
+    }
+    async fn list_attempts(
+        &self,
+        tenant: &TenantId,
+        event_id: &str,
+        endpoint: Option<&str>,
+    ) -> Result<Vec<crate::webhooks::DeliveryAttempt>, StoreError> {
+        self.inner.list_attempts(tenant, event_id, endpoint).await
+    }
+    async fn requeue_deliveries(
+        &self,
+        tenant: &TenantId,
+        endpoint: &str,
+        event_id: Option<&str>,
+        failed_since: Option<Timestamp>,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError> {
+        self.inner
+            .requeue_deliveries(tenant, endpoint, event_id, failed_since, now, audit)
+            .await
+    }
+}

@@ -30,6 +30,8 @@ impl MemState {
                 JobStatus::Succeeded
             };
             job.finished_at = Some(now);
+            let event = job.completed_event(now);
+            super::webhooks::write_event(self, &event);
         }
     }
 }

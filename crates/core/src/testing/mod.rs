@@ -15,9 +15,12 @@ use crate::service::{Provisioner, ServiceConfig};
 
 mod jobs;
 mod scim;
+mod sender;
 mod store;
 mod upstream;
+mod webhooks;
 
+pub use sender::FakeSender;
 pub use store::MemStore;
 pub use upstream::{Call, FakeApp, FakeKey, FakeUpstream, Fault};
 
@@ -67,6 +70,8 @@ pub struct TestService {
     pub upstream: Arc<FakeUpstream>,
     /// Its clock.
     pub clock: Arc<FakeClock>,
+    /// Its sealer.
+    pub sealer: Arc<dyn Sealer>,
 }
 
 /// Builds a [`TestService`] with short waits.
@@ -111,7 +116,7 @@ pub fn service_with_config(
         store.clone(),
         upstream.clone(),
         clock.clone(),
-        sealer,
+        sealer.clone(),
         config,
     );
     TestService {
@@ -119,5 +124,6 @@ pub fn service_with_config(
         store,
         upstream,
         clock,
+        sealer,
     }
 }

@@ -38,6 +38,10 @@ pub(super) struct MemState {
     pub(super) scim_configs: BTreeMap<TenantId, crate::scim::ScimConfig>,
     pub(super) scim_tokens: BTreeMap<String, crate::scim::ScimToken>,
     pub(super) scim_users: BTreeMap<String, crate::scim::ScimUser>,
+    pub(super) endpoints: BTreeMap<String, crate::webhooks::WebhookEndpoint>,
+    pub(super) events: BTreeMap<String, (crate::webhooks::OutboxEvent, String)>,
+    pub(super) deliveries: BTreeMap<(String, String), crate::webhooks::Delivery>,
+    pub(super) attempts: Vec<crate::webhooks::DeliveryAttempt>,
 }
 
 impl MemState {
@@ -117,6 +121,9 @@ impl MemStore {
                 return Err(StoreError::AlreadyExists);
             }
             st.audit.push(a.clone());
+            for e in &a.events {
+                super::webhooks::write_event(st, e);
+            }
         }
         Ok(())
     }
@@ -207,6 +214,9 @@ impl TenantStore for MemStore {
         st.scim_configs.remove(id);
         st.scim_tokens.retain(|_, t| &t.tenant_id != id);
         st.scim_users.retain(|_, u| &u.tenant_id != id);
+        st.endpoints.retain(|_, e| &e.tenant_id != id);
+        st.events.retain(|_, (e, _)| &e.tenant_id != id);
+        st.deliveries.retain(|_, d| &d.tenant_id != id);
         Ok(TenantDeletion::Deleted)
     }
     async fn put_profile(

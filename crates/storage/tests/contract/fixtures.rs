@@ -121,6 +121,7 @@ pub fn event(tenant: Option<&str>, action: &str, target: &str) -> AuditEvent {
         target: target.into(),
         outcome: "success".into(),
         request_id: Some("req-1".into()),
+        events: Vec::new(),
     }
 }
 

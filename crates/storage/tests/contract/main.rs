@@ -13,6 +13,7 @@ mod scim;
 mod sqlite_only;
 mod tenants;
 mod users;
+mod webhooks;
 
 /// Generates `sqlite::<case>` and `postgres::<case>` tests calling `<module>::<case>`.
 macro_rules! contract {
@@ -96,4 +97,15 @@ contract!(
     scim::concurrent_scim_sync_claimers_never_share_a_row,
     scim::finishing_a_scim_sync_records_its_outcome,
     scim::a_deleted_tenant_takes_its_scim_records_with_it,
+    webhooks::webhook_endpoints_round_trip_and_updates_are_conditioned_on_the_version,
+    webhooks::an_audited_write_writes_its_webhook_events_and_one_delivery_per_wanting_endpoint,
+    webhooks::a_write_that_fails_writes_none_of_its_webhook_events,
+    webhooks::the_webhook_delivery_claim_takes_due_deliveries_of_enabled_endpoints_earliest_first,
+    webhooks::concurrent_webhook_delivery_claimers_never_share_a_delivery,
+    webhooks::recording_webhook_attempts_updates_the_delivery_and_the_endpoint,
+    webhooks::disabling_a_webhook_endpoint_writes_its_event_to_the_other_endpoints,
+    webhooks::webhook_deliveries_list_newest_event_first_with_filters_and_pages,
+    webhooks::webhook_requeue_resends_one_delivery_or_recovers_failed_ones,
+    webhooks::deleting_an_endpoint_or_tenant_takes_its_webhook_records,
+    webhooks::a_webhook_endpoint_deleted_during_a_write_gets_no_delivery,
 );

@@ -307,7 +307,20 @@ impl Provisioner {
         // A scan reads the whole account: it queues with bulk work, not ahead of users.
         let account = self.account(&tenant, crate::budget::Lane::Bulk)?;
         let scan = self.scan(&tenant, &account).await?;
+        let drift = self.drift_event(&tenant.id, &scan.report.counts());
         if !repair {
+            if let Some(event) = drift {
+                // Recorded (and delivered to webhooks) only when there is something to see.
+                let mut audit = self.audit(
+                    actor,
+                    Some(tenant_id),
+                    "reconcile.drift_detected",
+                    format!("tenants/{tenant_id}"),
+                    "success",
+                );
+                audit.events.push(event);
+                self.store.append_audit(&audit).await?;
+            }
             return Ok(scan.report);
         }
         let mut report = scan.report;
@@ -322,13 +335,14 @@ impl Provisioner {
             c.missing_keys,
             c.scope_drift
         );
-        let audit = self.audit(
+        let mut audit = self.audit(
             actor,
             Some(tenant_id),
             "reconcile.run",
             format!("tenants/{tenant_id}"),
             &outcome,
         );
+        audit.events.extend(drift);
         self.store.append_audit(&audit).await?;
         let mut errors = Vec::new();
         if !report.orphan_apps.is_empty() {
@@ -355,11 +369,26 @@ impl Provisioner {
     }
 
     /// The counts of each finding (a reconciliation without repair), for a periodic drift check.
-    /// Writes nothing.
+    /// Changes nothing; when it finds drift, writes a `reconcile.drift_detected` audit event
+    /// carrying the `drift.detected` webhook event (best effort: a failed write is logged).
     pub async fn drift_counts(&self, tenant_id: &TenantId) -> Result<DriftCounts, DomainError> {
         let tenant = self.tenant(tenant_id).await?;
         let account = self.account(&tenant, crate::budget::Lane::Bulk)?;
-        Ok(self.scan(&tenant, &account).await?.report.counts())
+        let counts = self.scan(&tenant, &account).await?.report.counts();
+        if let Some(event) = self.drift_event(tenant_id, &counts) {
+            let mut audit = self.audit(
+                &Actor::system("drift-check"),
+                Some(tenant_id),
+                "reconcile.drift_detected",
+                format!("tenants/{tenant_id}"),
+                "success",
+            );
+            audit.events.push(event);
+            if let Err(e) = self.store.append_audit(&audit).await {
+                tracing::warn!(error.message = %e, tenant = %tenant_id, "recording detected drift failed");
+            }
+        }
+        Ok(counts)
     }
 
     /// Reads the account and the store; changes nothing.
@@ -524,6 +553,32 @@ fn is_unmanaged(app: &UpstreamApp, tenant: &Tenant) -> bool {
         app.id
             .strip_prefix(prefix.as_str())
             .is_some_and(|rest| rest.starts_with('-'))
+    }
+}
+
+impl Provisioner {
+    /// The `drift.detected` event of a scan that found something (counts only).
+    fn drift_event(
+        &self,
+        tenant: &crate::ids::TenantId,
+        c: &DriftCounts,
+    ) -> Option<crate::webhooks::OutboxEvent> {
+        (c.total() > 0).then(|| {
+            crate::webhooks::OutboxEvent::new(
+                tenant,
+                crate::webhooks::EventType::DriftDetected,
+                self.clock.now(),
+                serde_json::json!({
+                    "tenant_id": tenant.as_str(),
+                    "orphan_apps": c.orphan_apps,
+                    "orphan_keys": c.orphan_keys,
+                    "unmarked_keys": c.unmarked_keys,
+                    "missing_apps": c.missing_apps,
+                    "missing_keys": c.missing_keys,
+                    "scope_drift": c.scope_drift,
+                }),
+            )
+        })
     }
 }
 

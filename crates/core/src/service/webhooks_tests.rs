@@ -1,0 +1,484 @@
+//! Events through the outbox and their delivery, over in-memory ports and a scripted sender on
+//! a virtual clock: which operations write which events, the retry schedule, disabling,
+//! secret rotation, resend and recover, and at-least-once delivery across a crash.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::tests::{actor, ext, put_default, tid, with_tenant};
+use super::*;
+use crate::error::UpstreamError;
+use crate::ports::{UserStore, WebhookStore};
+use crate::testing::{Call, FakeSender, Fault, TestService};
+use crate::webhooks::{DeliveryStatus, EventType, SendResult};
+
+fn deliverer(t: &TestService, sender: &Arc<FakeSender>) -> WebhookDeliverer {
+    WebhookDeliverer::new(
+        t.store.clone(),
+        sender.clone(),
+        t.sealer.clone(),
+        t.clock.clone(),
+        DeliveryConfig::default(),
+    )
+}
+
+async fn endpoint(t: &TestService, types: &[EventType]) -> IssuedEndpoint {
+    t.service
+        .create_webhook_endpoint(
+            &actor(),
+            &tid(),
+            NewEndpoint {
+                url: "https://hooks.acme.example/provisioner".into(),
+                description: None,
+                event_types: types.to_vec(),
+            },
+        )
+        .await
+        .unwrap()
+}
+
+fn types_sent(sender: &FakeSender) -> Vec<String> {
+    sender
+        .sent()
+        .iter()
+        .map(|s| {
+            serde_json::from_str::<serde_json::Value>(&s.body).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_user_operation_writes_its_event_and_it_is_delivered_signed_and_thin() {
+    let t = with_tenant().await;
+    let ep = endpoint(&t, &[]).await;
+    let sender = Arc::new(FakeSender::default());
+    let d = deliverer(&t, &sender);
+    let e = ext("ann");
+    let p = t
+        .service
+        .provision(&actor(), &tid(), &e, put_default())
+        .await
+        .unwrap();
+    let secret = p.secret.unwrap();
+    let r = t
+        .service
+        .rotate_key(&actor(), &tid(), &e, 0, false)
+        .await
+        .unwrap();
+    let rotated = r.secret.unwrap();
+    t.service.deprovision(&actor(), &tid(), &e).await.unwrap();
+    let report = d.run_pass(10).await.unwrap();
+    assert_eq!(report.delivered, 3);
+    assert_eq!(
+        types_sent(&sender),
+        ["user.provisioned", "user.key_rotated", "user.deprovisioned"]
+    );
+    let mut versions = Vec::new();
+    for s in sender.sent() {
+        assert!(s.msg_id.starts_with("msg_") && !s.msg_id.contains('.'));
+        assert_eq!(
+            s.secrets,
+            vec![secrecy::ExposeSecret::expose_secret(&ep.secret).to_owned()]
+        );
+        // Thin: never a secret.
+        assert!(!s.body.contains(secret.expose()), "{}", s.body);
+        assert!(!s.body.contains(rotated.expose()), "{}", s.body);
+        let v: serde_json::Value = serde_json::from_str(&s.body).unwrap();
+        assert_eq!(v["data"]["external_id"], "ann");
+        assert_eq!(v["data"]["tenant_id"], "acme");
+        versions.push(v["data"]["version"].as_i64().unwrap());
+    }
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+    // Nothing left to send.
+    assert_eq!(d.run_pass(10).await.unwrap().claimed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_failures_and_credentials_and_drift_write_their_events() {
+    let t = with_tenant().await;
+    let _only_failures = endpoint(
+        &t,
+        &[
+            EventType::UserProvisioningFailed,
+            EventType::TenantUpstreamCredentialRejected,
+            EventType::DriftDetected,
+        ],
+    )
+    .await;
+    let sender = Arc::new(FakeSender::default());
+    let d = deliverer(&t, &sender);
+    // Delivered to nobody: filtered out.
+    t.service
+        .provision(&actor(), &tid(), &ext("ok"), put_default())
+        .await
+        .unwrap();
+    // A refused PAT: the provisioning fails for good, and the tenant's credential is flagged.
+    t.upstream.fault_on(
+        Call::CreateApp,
+        Fault::Fail(UpstreamError::Unauthorized("bad PAT".into())),
+        1,
+    );
+    let _ = t
+        .service
+        .provision(&actor(), &tid(), &ext("bad"), put_default())
+        .await;
+    // Drift: a key removed out of band.
+    let u = t.store.get_user(&tid(), &ext("ok")).await.unwrap().unwrap();
+    let key = t
+        .upstream
+        .keys()
+        .into_iter()
+        .find(|k| k.app_id == u.app_id.as_str())
+        .unwrap();
+    t.upstream.remove_key(&key.id);
+    t.service.reconcile(&actor(), &tid(), false).await.unwrap();
+    d.run_pass(10).await.unwrap();
+    let mut got = types_sent(&sender);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "drift.detected",
+            "tenant.upstream_credential_rejected",
+            "user.provisioning_failed"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_follow_the_schedule_then_fail_and_throttling_waits_longer() {
+    let t = with_tenant().await;
+    let ep = endpoint(&t, &[]).await;
+    let sender = Arc::new(FakeSender::default());
+    let d = deliverer(&t, &sender);
+    let schedule = DeliveryConfig::default().schedule;
+    sender.answer((0..=schedule.len()).map(|_| FakeSender::status(500)));
+    t.service
+        .provision(&actor(), &tid(), &ext("ann"), put_default())
+        .await
+        .unwrap();
+    for (i, delay) in schedule.iter().enumerate() {
+        let before = t.clock.now();
+        let r = d.run_pass(10).await.unwrap();
+        assert_eq!(r.retried, 1, "attempt {}", i + 1);
+        let del = t
+            .store
+            .list_deliveries(&tid(), Some(&ep.endpoint.id), None, None, 10)
+            .await
+            .unwrap()
+            .remove(0);
+        let wait = (del.next_attempt_at.unwrap() - before).to_std().unwrap();
+        assert!(
+            wait >= delay.mul_f64(0.79) && wait <= delay.mul_f64(1.21),
+            "attempt {}: waits {wait:?} for {delay:?}",
+            i + 1
+        );
+        // Not due before its time.
+        assert_eq!(d.run_pass(10).await.unwrap().claimed, 0);
+        t.clock.advance(chrono::Duration::from_std(wait).unwrap());
+    }
+    let r = d.run_pass(10).await.unwrap();
+    assert_eq!(r.failed, 1, "the last attempt fails the delivery");
+    let sent = sender.sent();
+    assert_eq!(sent.len(), schedule.len() + 1);
+    assert!(
+        sent.iter().all(|s| s.msg_id == sent[0].msg_id),
+        "same id on every retry"
+    );
+    assert!(sent.windows(2).all(|w| w[0].timestamp < w[1].timestamp));
+    let attempts = t
+        .service
+        .list_webhook_attempts(&tid(), &sent[0].msg_id, None)
+        .await
+        .unwrap();
+    assert_eq!(attempts.len(), schedule.len() + 1);
+    // Throttled: at least a minute, and a Retry-After within [delay, 2 x delay].
+    sender.answer([
+        SendResult::Status {
+            code: 429,
+            retry_after: None,
+        },
+        SendResult::Status {
+            code: 503,
+            retry_after: Some(Duration::from_secs(3600)),
+        },
+    ]);
+    t.service
+        .provision(&actor(), &tid(), &ext("bob"), put_default())
+        .await
+        .unwrap();
+    let before = t.clock.now();
+    d.run_pass(10).await.unwrap();
+    let next = |t: &TestService| {
+        let t = t.store.clone();
+        async move {
+            t.list_deliveries(&tid(), None, Some(DeliveryStatus::Pending), None, 10)
+                .await
+                .unwrap()
+                .remove(0)
+                .next_attempt_at
+                .unwrap()
+        }
+    };
+    let wait = (next(&t).await - before).to_std().unwrap();
+    assert!(wait >= Duration::from_secs(60), "429 waits {wait:?}");
+    t.clock.advance(chrono::Duration::from_std(wait).unwrap());
+    let before = t.clock.now();
+    d.run_pass(10).await.unwrap();
+    let wait = (next(&t).await - before).to_std().unwrap();
+    // Second delay 300 s ± 20 %: Retry-After 3600 s is clamped to at most twice it.
+    assert!(
+        wait >= Duration::from_secs(240) && wait <= Duration::from_secs(720),
+        "Retry-After gives {wait:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gone_disables_at_once_and_five_days_of_failure_disable_too() {
+    let t = with_tenant().await;
+    let gone = endpoint(&t, &[EventType::UserProvisioned]).await;
+    let watcher = endpoint(&t, &[EventType::WebhookEndpointDisabled]).await;
+    let sender = Arc::new(FakeSender::default());
+    let d = deliverer(&t, &sender);
+    sender.answer([FakeSender::status(410)]);
+    t.service
+        .provision(&actor(), &tid(), &ext("ann"), put_default())
+        .await
+        .unwrap();
+    d.run_pass(10).await.unwrap();
+    let ep = t
+        .service
+        .get_webhook_endpoint(&tid(), &gone.endpoint.id)
+        .await
+        .unwrap();
+    assert!(!ep.enabled);
+    assert!(ep.disabled_reason.unwrap().contains("410"));
+    // The operational event reaches the other endpoint.
+    d.run_pass(10).await.unwrap();
+    let last = sender.sent().pop().unwrap();
+    assert!(
+        last.body.contains("webhook_endpoint.disabled"),
+        "{}",
+        last.body
+    );
+    assert_eq!(
+        last.secrets,
+        vec![secrecy::ExposeSecret::expose_secret(&watcher.secret).to_owned()]
+    );
+
+    // Re-enabled; then nothing but failures for five days: disabled again.
+    t.service
+        .update_webhook_endpoint(
+            &actor(),
+            &tid(),
+            &gone.endpoint.id,
+            EndpointPatch {
+                enabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    sender.otherwise(SendResult::NoResponse {
+        error: "connection refused".into(),
+        timed_out: false,
+    });
+    for i in 0..40 {
+        t.service
+            .provision(&actor(), &tid(), &ext(&format!("u{i}")), put_default())
+            .await
+            .unwrap();
+        d.run_pass(50).await.unwrap();
+        t.clock.advance(chrono::Duration::hours(4));
+    }
+    let ep = t
+        .service
+        .get_webhook_endpoint(&tid(), &gone.endpoint.id)
+        .await
+        .unwrap();
+    assert!(!ep.enabled, "still enabled after days of failure: {ep:?}");
+    assert!(ep.disabled_reason.unwrap().contains("5 days"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_signs_beside_the_new_one_for_a_day() {
+    let t = with_tenant().await;
+    let ep = endpoint(&t, &[]).await;
+    let rotated = t
+        .service
+        .rotate_webhook_secret(&actor(), &tid(), &ep.endpoint.id)
+        .await
+        .unwrap();
+    assert!(
+        !format!("{rotated:?}").contains(secrecy::ExposeSecret::expose_secret(&rotated.secret))
+    );
+    let sender = Arc::new(FakeSender::default());
+    let d = deliverer(&t, &sender);
+    let old = secrecy::ExposeSecret::expose_secret(&ep.secret).to_owned();
+    let new = secrecy::ExposeSecret::expose_secret(&rotated.secret).to_owned();
+    t.service
+        .provision(&actor(), &tid(), &ext("ann"), put_default())
+        .await
+        .unwrap();
+    d.run_pass(10).await.unwrap();
+    assert_eq!(sender.sent()[0].secrets, vec![old.clone(), new.clone()]);
+    t.clock
+        .advance(chrono::Duration::hours(24) + chrono::Duration::seconds(1));
+    t.service
+        .provision(&actor(), &tid(), &ext("bob"), put_default())
+        .await
+        .unwrap();
+    d.run_pass(10).await.unwrap();
+    assert_eq!(sender.sent()[1].secrets, vec![new]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_send_and_record_sends_again_with_the_same_id() {
+    let t = with_tenant().await;
+    let ep = endpoint(&t, &[]).await;
+    let sender = Arc::new(FakeSender::default());
+    let d = deliverer(&t, &sender);
+    t.service
+        .provision(&actor(), &tid(), &ext("ann"), put_default())
+        .await
+        .unwrap();
+    // The attempt's record fails (the process dies after sending): nothing is marked.
+    t.store.fail_audit_if(|_| false);
+    let claimed = t
+        .store
+        .claim_deliveries(
+            t.clock.now(),
+            t.clock.now() + chrono::Duration::seconds(60),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "claimed, then the worker dies");
+    // Nothing else takes it while claimed; after the claim lapses it is sent (same id).
+    assert_eq!(d.run_pass(10).await.unwrap().claimed, 0);
+    t.clock.advance(chrono::Duration::seconds(61));
+    assert_eq!(d.run_pass(10).await.unwrap().delivered, 1);
+    let msg = &sender.sent()[0].msg_id;
+    assert_eq!(&claimed[0].event_id, msg);
+    // Resend (same id again), and recovery of what failed.
+    t.service
+        .resend_webhook_message(&actor(), &tid(), &ep.endpoint.id, msg)
+        .await
+        .unwrap();
+    d.run_pass(10).await.unwrap();
+    assert_eq!(sender.sent().len(), 2);
+    assert_eq!(&sender.sent()[1].msg_id, msg);
+    sender.answer([FakeSender::status(410)]);
+    t.service
+        .provision(&actor(), &tid(), &ext("bob"), put_default())
+        .await
+        .unwrap();
+    d.run_pass(10).await.unwrap();
+    t.service
+        .update_webhook_endpoint(
+            &actor(),
+            &tid(),
+            &ep.endpoint.id,
+            EndpointPatch {
+                enabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let n = t
+        .service
+        .recover_webhook_endpoint(
+            &actor(),
+            &tid(),
+            &ep.endpoint.id,
+            t.clock.now() - chrono::Duration::hours(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(d.run_pass(10).await.unwrap().delivered, 1);
+    let page = t
+        .service
+        .list_webhook_messages(&tid(), Some(&ep.endpoint.id), None, None, 10)
+        .await
+        .unwrap();
+    assert!(
+        page.items
+            .iter()
+            .all(|m| m.status == DeliveryStatus::Delivered)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_urls_must_be_https_unless_allowed() {
+    let t = with_tenant().await;
+    for bad in [
+        "http://hooks.example/x",
+        "ftp://x",
+        "https://",
+        "https://a b",
+        "hooks.example",
+    ] {
+        let r = t
+            .service
+            .create_webhook_endpoint(
+                &actor(),
+                &tid(),
+                NewEndpoint {
+                    url: bad.into(),
+                    description: None,
+                    event_types: vec![],
+                },
+            )
+            .await;
+        assert!(matches!(r, Err(DomainError::Validation(_))), "{bad}: {r:?}");
+    }
+    let svc = t.service.clone().allow_http_webhooks(true);
+    svc.create_webhook_endpoint(
+        &actor(),
+        &tid(),
+        NewEndpoint {
+            url: "http://127.0.0.1:9/hook".into(),
+            description: None,
+            event_types: vec![],
+        },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_job_writes_job_completed_once() {
+    let t = with_tenant().await;
+    endpoint(&t, &[EventType::JobCompleted]).await;
+    let sender = Arc::new(FakeSender::default());
+    let d = deliverer(&t, &sender);
+    let users = ["a", "b", "c"]
+        .into_iter()
+        .map(|u| BatchUser {
+            external_id: ext(u),
+            request: crate::jobs::ItemRequest::default(),
+        })
+        .collect();
+    let job = t
+        .service
+        .submit_batch(&actor(), &tid(), users)
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        t.service.run_job_pass(100).await.unwrap();
+        t.clock.advance(chrono::Duration::seconds(60));
+    }
+    d.run_pass(10).await.unwrap();
+    let sent = sender.sent();
+    assert_eq!(sent.len(), 1, "one job.completed");
+    let v: serde_json::Value = serde_json::from_str(&sent[0].body).unwrap();
+    assert_eq!(v["type"], "job.completed");
+    assert_eq!(v["data"]["job_id"], job.id.as_str());
+    assert_eq!(v["data"]["status"], "succeeded");
+    assert_eq!(v["data"]["done"], 3);
+}
