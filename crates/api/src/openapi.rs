@@ -6,7 +6,9 @@ use utoipa::{Modify, OpenApi};
 
 use crate::dto::*;
 use crate::problem::{FieldError, Problem};
-use crate::routes::{docs, jobs, keys, ops, profiles, reconcile, scim_admin, tenants, users};
+use crate::routes::{
+    docs, jobs, keys, ops, profiles, reconcile, scim_admin, tenants, users, webhooks,
+};
 use responses::*;
 
 /// Reusable problem responses (`components/responses`), named in the handlers' attributes.
@@ -91,6 +93,11 @@ impl Modify for BearerAuth {
         scim_admin::get_scim_config, scim_admin::put_scim_config, scim_admin::issue_scim_token,
         scim_admin::list_scim_tokens, scim_admin::revoke_scim_token,
         jobs::submit_batch, jobs::get_job, jobs::list_jobs, jobs::cancel_job,
+        webhooks::create_webhook_endpoint, webhooks::list_webhook_endpoints,
+        webhooks::get_webhook_endpoint, webhooks::patch_webhook_endpoint,
+        webhooks::delete_webhook_endpoint, webhooks::rotate_webhook_secret,
+        webhooks::list_webhook_messages, webhooks::list_webhook_attempts,
+        webhooks::resend_webhook_message, webhooks::recover_webhook_endpoint,
         keys::lookup_key, keys::list_audit,
         ops::healthz, ops::readyz, ops::openapi_json, docs::docs, docs::problems,
     ),
@@ -104,6 +111,10 @@ impl Modify for BearerAuth {
             BatchIn, BatchUserIn, JobCreatedOut, JobStatusDto, JobErrorOut, JobOut, JobPage,
             ScimConfigIn, ScimConfigOut, ExternalIdSourceDto, DeactivatePolicyDto, ScimTokenIn,
             ScimTokenCreatedOut, ScimTokenOut, ScimTokenList,
+            WebhookEventType, WebhookEndpointIn, WebhookEndpointPatchIn, WebhookEndpointOut,
+            WebhookEndpointSecretOut, WebhookEndpointList, WebhookMessageStatusDto, WebhookMessageOut,
+            WebhookMessagePage, WebhookAttemptOut, WebhookAttemptList, WebhookResendOut,
+            WebhookRecoverIn, WebhookRecoverOut,
         ),
         responses(
             BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, PayloadTooLarge,
@@ -123,6 +134,21 @@ impl Modify for BearerAuth {
             settings and SCIM tokens (admin). The SCIM 2.0 endpoints themselves are served under \
             `/scim/v2/{tenant_id}` (Users, Groups, ServiceProviderConfig, ResourceTypes, Schemas; RFC 7643/7644) \
             with a SCIM token, SCIM error bodies and `application/scim+json`; they are not part of this document."),
+        (name = "webhooks", description = "Signed webhooks: a tenant's endpoints receive its events \
+            (`user.provisioned`, `user.key_rotated`, `user.deprovisioned`, `job.completed`, `drift.detected`, ...) \
+            as HTTPS POSTs of `{\"type\", \"timestamp\", \"data\"}`, signed per Standard Webhooks 1.0: headers \
+            `webhook-id` (the event's id, the same on every retry: deduplicate on it), `webhook-timestamp` \
+            (Unix seconds of the attempt) and `webhook-signature` (`v1,` + base64 of HMAC-SHA256 with the \
+            endpoint's `whsec_` secret over `{id}.{timestamp}.{body}`; during the 24 h after a rotation one \
+            signature per secret). Delivery is at least once and unordered (`data` carries a per-user \
+            `version` to drop stale events): any 2xx is a success; redirects are not followed; other answers and \
+            timeouts are retried with back-off and jitter (by default 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h \
+            apart, about 28 h in all; `Retry-After` honoured), then the message is `failed`. An endpoint \
+            answering `410 Gone`, or failing without a success for five days, is disabled (event \
+            `webhook_endpoint.disabled`); a disabled endpoint is sent nothing and is not queued the events \
+            written meanwhile. Failed messages can be resent one by one or recovered since an \
+            instant. Payloads are thin and never carry a secret. Receivers, verification and every event's \
+            `data`: docs/webhooks.md."),
         (name = "audit", description = "The audit log"),
         (name = "operations", description = "Probes and this document (no auth)"),
     )

@@ -111,7 +111,7 @@ impl Application {
             sealer,
             Arc::new(SystemClock),
             provisioner_core::service::DeliveryConfig {
-                claim_ttl: Duration::from_secs(settings.webhook_timeout_secs.max(1) * 2 + 30),
+                claim_ttl: Duration::from_secs(settings.webhook_timeout_secs.max(1) * 2 + 5),
                 ..Default::default()
             },
         );

@@ -12,11 +12,12 @@ mod reconcile;
 mod scim;
 mod tenants;
 mod users;
+mod webhooks;
 
 use std::fmt::Display;
 
 use provisioner_core::scope::ScopeSet;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::problem::{ApiError, FieldError};
@@ -27,6 +28,7 @@ pub use reconcile::*;
 pub use scim::*;
 pub use tenants::*;
 pub use users::*;
+pub use webhooks::*;
 
 /// The `{tenant_id}` path segment (documentation only; [`crate::auth::TenantAccess`] parses it).
 #[derive(IntoParams)]
@@ -152,6 +154,14 @@ fn summary(errors: &[FieldError]) -> String {
         [one] => format!("{}: {}", one.pointer, one.message),
         many => format!("{} fields are invalid", many.len()),
     }
+}
+
+/// Distinguishes `"field": null` (`Some(None)`) from an absent field (`None`) (with
+/// `#[serde(default, deserialize_with = "present")]`).
+pub(crate) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// JSON Pointer escaping of a map key (RFC 6901).

@@ -8,10 +8,10 @@ use provisioner_core::model::{AppDefaults, AutoKeyCheck, Tenant, TenantStatus, U
 use provisioner_core::secret::Pat;
 use provisioner_core::service::{NewTenant, TenantPatch, TenantView, default_app_defaults};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Check, pointer_key, short_fingerprint};
+use super::{Check, pointer_key, present, short_fingerprint};
 use crate::problem::ApiError;
 
 /// Whether a tenant may provision.
@@ -295,13 +295,6 @@ pub struct TenantPatchIn {
     pub upstream_rate_limit: Option<RateLimitDto>,
     /// New policy for keys the upstream mints with a new app.
     pub auto_key_check: Option<AutoKeyCheckDto>,
-}
-
-/// Distinguishes `"field": null` (`Some(None)`) from an absent field (`None`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 impl TryFrom<TenantPatchIn> for TenantPatch {

@@ -9,6 +9,7 @@ pub mod reconcile;
 pub mod scim_admin;
 pub mod tenants;
 pub mod users;
+pub mod webhooks;
 
 use actix_web::http::Method;
 use actix_web::{HttpResponse, Resource, Route, web};
@@ -43,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     use Method as M;
     const TENANT: &str = "/v1/tenants/{tenant_id}";
     let user = format!("{TENANT}/users/{{external_id}}");
+    let endpoint = format!("{TENANT}/webhook-endpoints/{{endpoint_id}}");
     cfg.service(resource("/healthz", [(M::GET, web::to(ops::healthz))]))
         .service(resource("/readyz", [(M::GET, web::to(ops::readyz))]))
         .service(resource("/docs", [(M::GET, web::to(docs::docs))]))
@@ -106,6 +108,41 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource(
             &format!("{TENANT}/scim/tokens/{{token_id}}"),
             [(M::DELETE, web::to(scim_admin::revoke_scim_token))],
+        ))
+        .service(resource(
+            &format!("{TENANT}/webhook-endpoints"),
+            [
+                (M::POST, web::to(webhooks::create_webhook_endpoint)),
+                (M::GET, web::to(webhooks::list_webhook_endpoints)),
+            ],
+        ))
+        .service(resource(
+            &endpoint,
+            [
+                (M::GET, web::to(webhooks::get_webhook_endpoint)),
+                (M::PATCH, web::to(webhooks::patch_webhook_endpoint)),
+                (M::DELETE, web::to(webhooks::delete_webhook_endpoint)),
+            ],
+        ))
+        .service(resource(
+            &format!("{endpoint}/rotate-secret"),
+            [(M::POST, web::to(webhooks::rotate_webhook_secret))],
+        ))
+        .service(resource(
+            &format!("{endpoint}/messages"),
+            [(M::GET, web::to(webhooks::list_webhook_messages))],
+        ))
+        .service(resource(
+            &format!("{endpoint}/messages/{{event_id}}/attempts"),
+            [(M::GET, web::to(webhooks::list_webhook_attempts))],
+        ))
+        .service(resource(
+            &format!("{endpoint}/messages/{{event_id}}/resend"),
+            [(M::POST, web::to(webhooks::resend_webhook_message))],
+        ))
+        .service(resource(
+            &format!("{endpoint}/recover"),
+            [(M::POST, web::to(webhooks::recover_webhook_endpoint))],
         ))
         .service(resource(
             &format!("{TENANT}/users"),

@@ -94,6 +94,7 @@ async fn the_contents_list_users_and_tenants_first_and_operations_last() {
             "tag-scope-profiles",
             "tag-jobs",
             "tag-scim",
+            "tag-webhooks",
             "tag-audit",
             "tag-operations",
             "schemas"
@@ -111,6 +112,23 @@ async fn the_contents_list_users_and_tenants_first_and_operations_last() {
     .map(|a| users.find(a).unwrap_or_else(|| panic!("{a} under users")))
     .collect();
     assert!(order.is_sorted(), "{users}");
+    // A create under a tenant comes first too, though its path looks like an action.
+    let hooks = &nav[nav.find("#tag-webhooks").unwrap()..nav.find("#tag-audit").unwrap()];
+    let order: Vec<usize> = [
+        "#op-create_webhook_endpoint",
+        "#op-get_webhook_endpoint",
+        "#op-list_webhook_endpoints",
+        "#op-rotate_webhook_secret",
+        "#op-delete_webhook_endpoint",
+    ]
+    .iter()
+    .map(|a| {
+        hooks
+            .find(a)
+            .unwrap_or_else(|| panic!("{a} under webhooks"))
+    })
+    .collect();
+    assert!(order.is_sorted(), "{hooks}");
     // The sections follow the contents.
     assert!(page.find("id=\"tag-users\"").unwrap() < page.find("id=\"tag-tenants\"").unwrap());
 }

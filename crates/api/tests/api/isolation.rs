@@ -55,6 +55,51 @@ fn tenant_routes() -> Vec<(&'static str, &'static str, Option<Value>, &'static s
         ("POST", "/scim/tokens", None, ALL_BUT_ADMIN),
         ("GET", "/scim/tokens", None, ALL_BUT_ADMIN),
         ("DELETE", "/scim/tokens/t-1", None, ALL_BUT_ADMIN),
+        (
+            "POST",
+            "/webhook-endpoints",
+            Some(json!({"url": "https://hooks.example/in"})),
+            ALL_BUT_ADMIN,
+        ),
+        ("GET", "/webhook-endpoints", None, ALL_BUT_ADMIN),
+        ("GET", "/webhook-endpoints/ep_1", None, ALL_BUT_ADMIN),
+        (
+            "PATCH",
+            "/webhook-endpoints/ep_1",
+            Some(json!({"enabled": false})),
+            ALL_BUT_ADMIN,
+        ),
+        ("DELETE", "/webhook-endpoints/ep_1", None, ALL_BUT_ADMIN),
+        (
+            "POST",
+            "/webhook-endpoints/ep_1/rotate-secret",
+            None,
+            ALL_BUT_ADMIN,
+        ),
+        (
+            "GET",
+            "/webhook-endpoints/ep_1/messages",
+            None,
+            ALL_BUT_ADMIN,
+        ),
+        (
+            "GET",
+            "/webhook-endpoints/ep_1/messages/msg_1/attempts",
+            None,
+            ALL_BUT_ADMIN,
+        ),
+        (
+            "POST",
+            "/webhook-endpoints/ep_1/messages/msg_1/resend",
+            None,
+            ALL_BUT_ADMIN,
+        ),
+        (
+            "POST",
+            "/webhook-endpoints/ep_1/recover",
+            Some(json!({"since": "2026-01-01T00:00:00Z"})),
+            ALL_BUT_ADMIN,
+        ),
     ]
 }
 

@@ -16,3 +16,4 @@ mod scim_discovery;
 mod server;
 mod tenants;
 mod users;
+mod webhooks;

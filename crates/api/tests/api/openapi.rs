@@ -32,6 +32,40 @@ const ROUTES: &[(&str, &str)] = &[
     ("/v1/tenants/{tenant_id}/scim/tokens", "post"),
     ("/v1/tenants/{tenant_id}/scim/tokens", "get"),
     ("/v1/tenants/{tenant_id}/scim/tokens/{token_id}", "delete"),
+    ("/v1/tenants/{tenant_id}/webhook-endpoints", "post"),
+    ("/v1/tenants/{tenant_id}/webhook-endpoints", "get"),
+    (
+        "/v1/tenants/{tenant_id}/webhook-endpoints/{endpoint_id}",
+        "get",
+    ),
+    (
+        "/v1/tenants/{tenant_id}/webhook-endpoints/{endpoint_id}",
+        "patch",
+    ),
+    (
+        "/v1/tenants/{tenant_id}/webhook-endpoints/{endpoint_id}",
+        "delete",
+    ),
+    (
+        "/v1/tenants/{tenant_id}/webhook-endpoints/{endpoint_id}/rotate-secret",
+        "post",
+    ),
+    (
+        "/v1/tenants/{tenant_id}/webhook-endpoints/{endpoint_id}/messages",
+        "get",
+    ),
+    (
+        "/v1/tenants/{tenant_id}/webhook-endpoints/{endpoint_id}/messages/{event_id}/attempts",
+        "get",
+    ),
+    (
+        "/v1/tenants/{tenant_id}/webhook-endpoints/{endpoint_id}/messages/{event_id}/resend",
+        "post",
+    ),
+    (
+        "/v1/tenants/{tenant_id}/webhook-endpoints/{endpoint_id}/recover",
+        "post",
+    ),
     ("/v1/keys/lookup", "post"),
     ("/v1/audit-events", "get"),
     ("/healthz", "get"),
@@ -98,7 +132,9 @@ async fn every_path_answers_other_methods_with_405_and_an_allow_header_matching_
             .replace("{tenant_id}", "acme")
             .replace("{name}", "standard")
             .replace("{external_id}", "alice")
-            .replace("{token_id}", "t-1");
+            .replace("{token_id}", "t-1")
+            .replace("{endpoint_id}", "ep_1")
+            .replace("{event_id}", "msg_1");
 
         // Act
         let r = app.call("TRACE", &uri, Some(&admin()), None).await;

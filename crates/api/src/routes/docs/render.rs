@@ -167,7 +167,9 @@ impl<'a> Renderer<'a> {
         }
         for g in &mut groups {
             // Stable: the document's order within each kind.
-            g.ops.sort_by_key(|op| crud_rank(op.method, op.path));
+            g.ops.sort_by_key(|op| {
+                crud_rank(op.method, op.path, op.op["responses"]["201"].is_object())
+            });
         }
         groups.retain(|g| !g.ops.is_empty());
         groups
@@ -709,8 +711,9 @@ impl<'a> Renderer<'a> {
 }
 
 /// Where an operation goes within its tag: create (or replace), read one, list, updates and
-/// other actions, delete.
-pub(super) fn crud_rank(method: &str, path: &str) -> u8 {
+/// other actions, delete. A `POST` answering 201 creates, wherever its path is
+/// (`/v1/tenants/{tenant_id}/webhook-endpoints` looks like an action on the tenant).
+pub(super) fn crud_rank(method: &str, path: &str, creates: bool) -> u8 {
     let mut segments = path.trim_end_matches('/').rsplit('/');
     let is_param = |s: Option<&str>| s.is_some_and(|s| s.starts_with('{') && s.ends_with('}'));
     let last = segments.next();
@@ -720,7 +723,7 @@ pub(super) fn crud_rank(method: &str, path: &str) -> u8 {
     let batch = last.is_some_and(|l| l.contains(':'));
     match method {
         "put" if item => 0,
-        "post" if batch || (!item && !action) => 0,
+        "post" if creates || batch || (!item && !action) => 0,
         "get" if item => 1,
         "get" => 2,
         "delete" => 4,
