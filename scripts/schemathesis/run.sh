@@ -79,6 +79,8 @@ export PROVISIONER_DATABASE_URL="sqlite://$work/provisioner.db"
 export PROVISIONER_MASTER_KEY="$(head -c 32 /dev/urandom | base64)"
 export PROVISIONER_JWT_HS256_SECRET="$(head -c 32 /dev/urandom | base64)"
 export PROVISIONER_CALLER_RATE_LIMIT=0
+# The fuzzer creates webhook endpoints with arbitrary https:// URLs: send nothing anywhere.
+export PROVISIONER_WEBHOOK_CONCURRENCY=0
 export PROVISIONER_LOG="${PROVISIONER_LOG:-warn}"
 export PROVISIONER_RECOVERY_INTERVAL_SECS=1
 # Generated tenants name arbitrary upstream URLs: keep the run hermetic and fast. Every upstream
