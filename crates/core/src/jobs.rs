@@ -59,6 +59,19 @@ pub struct ItemRequest {
     /// Optional string metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<BTreeMap<String, String>>,
+    /// Set in a tenant-wide rotation's items: rotate the user's key instead of provisioning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate: Option<RotateItem>,
+}
+
+/// A tenant-wide rotation's item: replace the user's key unless it was created after the job
+/// began (so an item run twice, after a crash, rotates once).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotateItem {
+    /// How long the replaced key stays valid (0-86,400 s).
+    pub grace_seconds: u32,
+    /// Only a key created before this instant is replaced (the job's creation).
+    pub keys_before: Timestamp,
 }
 
 /// A bulk onboarding job.

@@ -58,6 +58,7 @@ impl TryFrom<BatchIn> for Vec<BatchUser> {
                         scopes: u.scopes,
                         display_name: u.display_name,
                         metadata: u.metadata,
+                        rotate: None,
                     },
                 }),
                 _ => out = None,
@@ -65,6 +66,16 @@ impl TryFrom<BatchIn> for Vec<BatchUser> {
         }
         out.ok_or_else(|| c.into_error())
     }
+}
+
+/// The body of `POST /v1/tenants/{tenant_id}/rotate-keys`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKeysIn {
+    /// How long each replaced key stays valid, in seconds (0: deleted at once).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 86400)]
+    pub grace_seconds: u32,
 }
 
 /// The answer of `POST .../users:batch`.

@@ -9,10 +9,11 @@ use provisioner_core::service::{BatchUser, IdempotentOperation};
 use serde::Deserialize;
 
 use crate::ApiState;
-use crate::auth::{Caller, Need, Read, TenantAccess, Write};
+use crate::auth::{Admin, Caller, Need, Read, TenantAccess, Write};
 use crate::body::JsonBody;
 use crate::dto::{
-    BatchIn, JobCreatedOut, JobIdParam, JobListQuery, JobOut, JobPage, JobStatusDto, TenantIdParam,
+    BatchIn, JobCreatedOut, JobIdParam, JobListQuery, JobOut, JobPage, JobStatusDto, RotateKeysIn,
+    TenantIdParam,
 };
 use crate::idempotency::{Answer, keyed_request, read_key, run_keyed};
 use crate::openapi::responses::*;
@@ -94,6 +95,44 @@ pub async fn submit_batch(
     let job = state
         .service
         .submit_batch(&auth.caller.actor(), &auth.tenant, users)
+        .await?;
+    Ok(HttpResponse::Accepted()
+        .insert_header((LOCATION, format!("/v1/jobs/{}", job.id)))
+        .json(JobCreatedOut {
+            job_id: job.id,
+            status: JobStatusDto::from(job.status),
+        }))
+}
+
+/// Starts a job that replaces the key of every user of the tenant active now: the answer to
+/// "our key export leaked". Durable and resumable like a bulk onboarding (follow it at
+/// `/v1/jobs/{job_id}`); each user's rotation is crash-safe, happens once (a key created after
+/// the job began is left alone), keeps the replaced key for `grace_seconds` (0: deleted at
+/// once; a key still in an earlier grace period is deleted first), and sends
+/// `user.key_rotated`. The new secrets are read with `reveal-key`. Admin only.
+#[utoipa::path(
+    post, path = "/v1/tenants/{tenant_id}/rotate-keys", tag = "jobs",
+    request_body = RotateKeysIn,
+    params(TenantIdParam),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "The job, running",
+            headers(("Location" = String, description = "The job's URL")), body = JobCreatedOut),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 409, response = Conflict), (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed), (status = 429, response = RateLimited),
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn rotate_keys(
+    state: web::Data<ApiState>,
+    auth: TenantAccess<Admin>,
+    JsonBody(body): JsonBody<RotateKeysIn>,
+) -> Result<HttpResponse, ApiError> {
+    let job = state
+        .service
+        .rotate_all_keys(&auth.caller.actor(), &auth.tenant, body.grace_seconds)
         .await?;
     Ok(HttpResponse::Accepted()
         .insert_header((LOCATION, format!("/v1/jobs/{}", job.id)))

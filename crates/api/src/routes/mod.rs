@@ -156,6 +156,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .app_data(crate::body::BodyLimit(jobs::BATCH_BODY_LIMIT)),
         )
         .service(resource(
+            &format!("{TENANT}/rotate-keys"),
+            [(M::POST, web::to(jobs::rotate_keys))],
+        ))
+        .service(resource(
             &format!("{TENANT}/jobs"),
             [(M::GET, web::to(jobs::list_jobs))],
         ))

@@ -717,3 +717,75 @@ async fn only_admin_manages_endpoints() {
         1
     );
 }
+
+/// `POST /v1/tenants/{t}/rotate-keys`: admin only, a job over the active users, bounds.
+#[actix_web::test]
+async fn rotate_keys_starts_a_job_for_admins_only() {
+    let app = setup().await;
+    let r = app
+        .call(
+            "POST",
+            "/v1/tenants/acme/rotate-keys",
+            Some(&admin()),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, 409, "no active user yet: {}", r.text());
+    for u in ["ann", "bob"] {
+        let r = app
+            .call(
+                "PUT",
+                &format!("/v1/tenants/acme/users/{u}"),
+                Some(&admin()),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let writer = token("provisioner:write provisioner:read", Some("acme"));
+    let r = app
+        .call(
+            "POST",
+            "/v1/tenants/acme/rotate-keys",
+            Some(&writer),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = app
+        .call(
+            "POST",
+            "/v1/tenants/acme/rotate-keys",
+            Some(&admin()),
+            Some(json!({"grace_seconds": 86401})),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let r = app
+        .call(
+            "POST",
+            "/v1/tenants/acme/rotate-keys",
+            Some(&admin()),
+            Some(json!({"grace": 1})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = app
+        .call(
+            "POST",
+            "/v1/tenants/acme/rotate-keys",
+            Some(&admin()),
+            Some(json!({"grace_seconds": 3600})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some(format!("/v1/jobs/{id}").as_str())
+    );
+    let job = app
+        .call("GET", &format!("/v1/jobs/{id}"), Some(&admin()), None)
+        .await;
+    assert_eq!(job.json()["total"], json!(2));
+}

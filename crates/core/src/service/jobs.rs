@@ -26,7 +26,7 @@ use crate::StoreError;
 use crate::error::DomainError;
 use crate::ids::{ExternalId, ProfileName, TenantId};
 use crate::jobs::{ItemOutcome, ItemRequest, Job, JobItem, JobStatus};
-use crate::model::{Actor, Lease, Page, TenantStatus};
+use crate::model::{Actor, Lease, Page, TenantStatus, UserStatus};
 use crate::scope::ScopeSet;
 
 use super::users::check_user_fields;
@@ -35,6 +35,9 @@ use super::{
 };
 
 /// Users in one batch, at most.
+/// Most users a tenant-wide rotation covers in one job.
+pub const MAX_ROTATION: usize = 100_000;
+
 pub const MAX_BATCH: usize = 10_000;
 /// Failed items shown with a job, at most (the job's `failed` counts them all).
 pub const MAX_ERRORS_SHOWN: u32 = 1000;
@@ -412,6 +415,9 @@ impl Provisioner {
 
     async fn provision_item(&self, actor: &Actor, item: &JobItem) -> Result<(), DomainError> {
         let r = &item.request;
+        if let Some(rot) = &r.rotate {
+            return self.rotate_item(actor, item, rot).await;
+        }
         let req = ProvisionRequest {
             scopes: scope_request(r)?,
             display_name: r.display_name.clone(),
@@ -420,6 +426,140 @@ impl Provisioner {
         self.provision_with(actor, &item.tenant_id, &item.external_id, req, None, false)
             .await
             .map(|_| ())
+    }
+
+    /// A tenant-wide rotation's user: its key is replaced unless it was created after the job
+    /// began (rotated meanwhile, or by an earlier run of this item that was cut off). A key
+    /// still in a grace period goes first (never three keys). A user no longer active is
+    /// skipped (nothing to rotate).
+    pub(super) async fn rotate_item(
+        &self,
+        actor: &Actor,
+        item: &JobItem,
+        rot: &crate::jobs::RotateItem,
+    ) -> Result<(), DomainError> {
+        let user = self.get_user(&item.tenant_id, &item.external_id).await;
+        match user {
+            Err(DomainError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+            Ok(u) if !matches!(u.status, UserStatus::Active | UserStatus::Rotating) => {
+                return Ok(());
+            }
+            Ok(u)
+                if u.status == UserStatus::Active
+                    && u.key
+                        .as_ref()
+                        .is_some_and(|k| k.created_at >= rot.keys_before) =>
+            {
+                return Ok(());
+            }
+            Ok(_) => {}
+        }
+        self.rotate_key_with(
+            actor,
+            &item.tenant_id,
+            &item.external_id,
+            rot.grace_seconds,
+            true,
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Starts a job that rotates the key of every user of the tenant active now (the answer
+    /// to "our key export leaked"): durable and resumable like a bulk onboarding, with
+    /// progress and per-user errors; each rotation writes `user.key_rotated`. The replaced
+    /// keys stay valid for `grace_seconds` (0: deleted at once).
+    pub async fn rotate_all_keys(
+        &self,
+        actor: &Actor,
+        tenant_id: &TenantId,
+        grace_seconds: u32,
+    ) -> Result<Job, DomainError> {
+        if grace_seconds > super::users::MAX_GRACE_SECONDS {
+            return Err(DomainError::Validation(format!(
+                "grace_seconds must be 0-{}",
+                super::users::MAX_GRACE_SECONDS
+            )));
+        }
+        let tenant = self.tenant(tenant_id).await?;
+        if tenant.status == TenantStatus::Suspended {
+            return Err(DomainError::Conflict(format!(
+                "tenant {tenant_id} is suspended"
+            )));
+        }
+        let now = self.clock.now();
+        let mut users = Vec::new();
+        let mut after: Option<ExternalId> = None;
+        loop {
+            let page = self
+                .store
+                .list_users(tenant_id, Some(UserStatus::Active), after.as_ref(), 1000)
+                .await?;
+            let full = page.len() == 1000;
+            after = page.last().map(|u| u.external_id.clone());
+            users.extend(page.into_iter().map(|u| u.external_id));
+            if users.len() > MAX_ROTATION {
+                return Err(DomainError::Conflict(format!(
+                    "a tenant-wide rotation covers at most {MAX_ROTATION} users; rotate the rest with rotate-key"
+                )));
+            }
+            if !full {
+                break;
+            }
+        }
+        if users.is_empty() {
+            return Err(DomainError::Conflict(format!(
+                "tenant {tenant_id} has no active user to rotate"
+            )));
+        }
+        let job = Job {
+            id: uuid::Uuid::now_v7().to_string(),
+            tenant_id: tenant_id.clone(),
+            status: JobStatus::Running,
+            total: i64::try_from(users.len()).unwrap_or(i64::MAX),
+            done: 0,
+            failed: 0,
+            cancelled: 0,
+            cancel_requested: false,
+            created_by: actor.subject.clone(),
+            request_id: actor.request_id.clone(),
+            created_at: now,
+            finished_at: None,
+        };
+        let request = crate::jobs::ItemRequest {
+            rotate: Some(crate::jobs::RotateItem {
+                grace_seconds,
+                keys_before: now,
+            }),
+            ..Default::default()
+        };
+        let items: Vec<JobItem> = users
+            .into_iter()
+            .enumerate()
+            .map(|(i, external_id)| JobItem {
+                job_id: job.id.clone(),
+                idx: i64::try_from(i).unwrap_or(i64::MAX),
+                tenant_id: tenant_id.clone(),
+                external_id,
+                request: request.clone(),
+                status: crate::jobs::ItemStatus::Pending,
+                error_code: None,
+                error_detail: None,
+                attempts: 0,
+                next_attempt_at: None,
+            })
+            .collect();
+        let audit = self.audit(
+            actor,
+            Some(tenant_id),
+            "job.rotate_keys",
+            format!("jobs/{}", job.id),
+            &format!("success: {} users, grace {grace_seconds} s", job.total),
+        );
+        self.store.insert_job(&job, &items, &audit).await?;
+        Ok(job)
     }
 
     fn item_failure(&self, item: &JobItem, e: &DomainError) -> ItemOutcome {

@@ -482,3 +482,121 @@ async fn a_finished_job_writes_job_completed_once() {
     assert_eq!(v["data"]["status"], "succeeded");
     assert_eq!(v["data"]["done"], 3);
 }
+
+/// "Our key export leaked": every active user's key is replaced by one job, each once even
+/// when an item runs twice, with the grace asked for, and each rotation writes its event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_wide_rotation_replaces_every_active_key_once() {
+    let t = with_tenant().await;
+    endpoint(&t, &[EventType::UserKeyRotated, EventType::JobCompleted]).await;
+    let sender = Arc::new(FakeSender::default());
+    let d = deliverer(&t, &sender);
+    let names = ["a", "b", "c", "d"];
+    let mut before = std::collections::BTreeMap::new();
+    for n in names {
+        t.service
+            .provision(&actor(), &tid(), &ext(n), put_default())
+            .await
+            .unwrap();
+        let u = t.store.get_user(&tid(), &ext(n)).await.unwrap().unwrap();
+        before.insert(n, u.key.unwrap().fingerprint);
+    }
+    t.service
+        .deprovision(&actor(), &tid(), &ext("d"))
+        .await
+        .unwrap();
+    t.clock.advance(chrono::Duration::seconds(1));
+    let job = t
+        .service
+        .rotate_all_keys(&actor(), &tid(), 600)
+        .await
+        .unwrap();
+    assert_eq!(job.total, 3, "active users only");
+    // "b" is rotated by hand meanwhile: the job leaves its new key alone.
+    t.service
+        .rotate_key(&actor(), &tid(), &ext("b"), 0, false)
+        .await
+        .unwrap();
+    let b_new = t
+        .store
+        .get_user(&tid(), &ext("b"))
+        .await
+        .unwrap()
+        .unwrap()
+        .key
+        .unwrap()
+        .fingerprint;
+    for _ in 0..5 {
+        t.service.run_job_pass(100).await.unwrap();
+        t.clock.advance(chrono::Duration::seconds(30));
+    }
+    let view = t.service.get_job(&job.id).await.unwrap();
+    assert_eq!(
+        view.job.status,
+        crate::jobs::JobStatus::Succeeded,
+        "{view:?}"
+    );
+    for n in ["a", "c"] {
+        let u = t.store.get_user(&tid(), &ext(n)).await.unwrap().unwrap();
+        assert_ne!(
+            u.key.as_ref().unwrap().fingerprint,
+            before[n],
+            "{n} not rotated"
+        );
+        let retired = u.retired_key.expect("the old key in its grace");
+        assert_eq!(retired.fingerprint, before[n]);
+    }
+    let b = t.store.get_user(&tid(), &ext("b")).await.unwrap().unwrap();
+    assert_eq!(b.key.unwrap().fingerprint, b_new, "rotated twice");
+    // An item run again (a crash before its outcome was kept) rotates nothing twice.
+    let a_key = t
+        .store
+        .get_user(&tid(), &ext("a"))
+        .await
+        .unwrap()
+        .unwrap()
+        .key
+        .unwrap()
+        .fingerprint;
+    let item = crate::jobs::JobItem {
+        job_id: job.id.clone(),
+        idx: 0,
+        tenant_id: tid(),
+        external_id: ext("a"),
+        request: crate::jobs::ItemRequest {
+            rotate: Some(crate::jobs::RotateItem {
+                grace_seconds: 600,
+                keys_before: job.created_at,
+            }),
+            ..Default::default()
+        },
+        status: crate::jobs::ItemStatus::Pending,
+        error_code: None,
+        error_detail: None,
+        attempts: 0,
+        next_attempt_at: None,
+    };
+    let rot = item.request.rotate.clone().unwrap();
+    t.service.rotate_item(&actor(), &item, &rot).await.unwrap();
+    let a_after = t
+        .store
+        .get_user(&tid(), &ext("a"))
+        .await
+        .unwrap()
+        .unwrap()
+        .key
+        .unwrap()
+        .fingerprint;
+    assert_eq!(a_after, a_key, "rotated twice");
+    d.run_pass(50).await.unwrap();
+    let rotated = types_sent(&sender)
+        .iter()
+        .filter(|t| *t == "user.key_rotated")
+        .count();
+    assert_eq!(rotated, 3, "a, c by the job and b by hand");
+    assert!(types_sent(&sender).contains(&"job.completed".to_owned()));
+    assert!(matches!(
+        t.service.rotate_all_keys(&actor(), &tid(), 86_401).await,
+        Err(DomainError::Validation(_))
+    ));
+}
