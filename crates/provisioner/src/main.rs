@@ -165,10 +165,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Reseal => {
             let r = startup::reseal(&settings).await?;
             println!(
-                "re-sealed under the current master key: {} tenant PAT(s), {} user(s) ({} key(s)); {} user(s) skipped (busy); {} failure(s)",
+                "re-sealed under the current master key: {} tenant PAT(s), {} user(s) ({} key(s)), {} webhook endpoint(s); {} user(s) skipped (busy); {} failure(s)",
                 r.tenants,
                 r.users,
                 r.keys,
+                r.webhook_endpoints,
                 r.skipped_busy,
                 r.failures.len()
             );

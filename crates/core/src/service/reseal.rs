@@ -30,6 +30,8 @@ pub struct ResealReport {
     pub users: u64,
     /// Key values re-sealed (current and retired keys).
     pub keys: u64,
+    /// Webhook endpoints whose signing secrets were re-sealed.
+    pub webhook_endpoints: u64,
     /// Users skipped because another operation held their lease; run the re-seal again.
     pub skipped_busy: u64,
     /// Values that could not be re-sealed (they opened under neither key, or the write failed).
@@ -74,6 +76,8 @@ impl Provisioner {
             for tenant in &page {
                 self.reseal_tenant(actor, &tenant.id, &mut report).await?;
                 self.reseal_users(actor, &tenant.id, &mut report).await?;
+                self.reseal_endpoints(actor, &tenant.id, &mut report)
+                    .await?;
             }
             if page.len() < PAGE as usize {
                 break;
@@ -281,6 +285,79 @@ impl Provisioner {
 
     /// Opens a value under its binding or, failing that, under the legacy binding of versions
     /// before it. Only the re-seal may do this: the request path opens under the binding alone.
+    /// Re-seals every webhook endpoint's secrets (on the version read; a concurrent change is
+    /// read again).
+    async fn reseal_endpoints(
+        &self,
+        actor: &Actor,
+        tenant: &TenantId,
+        report: &mut ResealReport,
+    ) -> Result<(), DomainError> {
+        for listed in self.store.list_endpoints(tenant).await? {
+            let target = format!("tenants/{tenant}/webhook-endpoints/{}", listed.id);
+            let aad = super::webhooks::secret_aad(tenant, &listed.id);
+            let mut done = false;
+            for _ in 0..TENANT_ATTEMPTS {
+                let Some(current) = self.store.get_endpoint(tenant, &listed.id).await? else {
+                    done = true;
+                    break;
+                };
+                let mut next = current.clone();
+                let mut unopened = false;
+                for s in &mut next.secrets {
+                    match self.sealer.open(&s.sealed, &aad) {
+                        Ok(plain) => {
+                            s.sealed = self
+                                .sealer
+                                .seal(secrecy::ExposeSecret::expose_secret(&plain), &aad);
+                        }
+                        Err(_) => unopened = true,
+                    }
+                }
+                if unopened {
+                    report.failures.push(ResealFailure {
+                        target: target.clone(),
+                        reason: "a signing secret opens under neither master key".into(),
+                    });
+                }
+                let audit = self.audit(
+                    actor,
+                    Some(tenant),
+                    "webhook_endpoint.reseal",
+                    target.clone(),
+                    "success",
+                );
+                match self
+                    .store
+                    .update_endpoint(&next, current.version, &audit)
+                    .await
+                {
+                    Ok(()) => {
+                        report.webhook_endpoints += 1;
+                        done = true;
+                        break;
+                    }
+                    Err(StoreError::Stale | StoreError::NotFound) => continue,
+                    Err(e) => {
+                        report.failures.push(ResealFailure {
+                            target: target.clone(),
+                            reason: e.to_string(),
+                        });
+                        done = true;
+                        break;
+                    }
+                }
+            }
+            if !done {
+                report.failures.push(ResealFailure {
+                    target,
+                    reason: "the endpoint kept changing; run the re-seal again".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn open_or_legacy(
         &self,
         sealed: &[u8],

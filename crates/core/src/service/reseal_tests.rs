@@ -203,6 +203,7 @@ async fn a_reseal_moves_every_secret_to_the_new_key() {
             tenants: 2,
             users: 3,
             keys: 4,
+            webhook_endpoints: 0,
             skipped_busy: 0,
             failures: vec![],
         }
@@ -462,4 +463,50 @@ async fn a_failed_write_releases_the_lease_and_is_reported() {
     assert!(user(&before, "acme", "u1").await.lease.is_none());
     // Nothing was lost: the old key still opens everything.
     assert!(reveal(&before, "acme", "u1").await.is_ok());
+}
+
+/// Webhook endpoint secrets are re-sealed too: after the re-seal, a service holding only the
+/// new master key signs deliveries with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_endpoint_secrets_are_resealed() {
+    let w = World::new();
+    let (a, b) = (MasterKey::generate(), MasterKey::generate());
+    let before = w.only(&a);
+    create_tenant(&before, "acme").await;
+    let ep = before
+        .service
+        .create_webhook_endpoint(
+            &actor(),
+            &tid("acme"),
+            NewEndpoint {
+                url: "https://hooks.example/x".into(),
+                description: None,
+                event_types: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    let during = w.rotating(&b, &a);
+    let report = during.service.reseal(&actor()).await.unwrap();
+    assert_eq!(report.webhook_endpoints, 1);
+    assert!(report.is_complete(), "{report:?}");
+    let after = w.only(&b);
+    let sender = Arc::new(crate::testing::FakeSender::default());
+    let d = WebhookDeliverer::new(
+        after.store.clone(),
+        sender.clone(),
+        after.sealer.clone(),
+        after.clock.clone(),
+        DeliveryConfig::default(),
+    );
+    after
+        .service
+        .provision(&actor(), &tid("acme"), &ext("ann"), put_default())
+        .await
+        .unwrap();
+    assert_eq!(d.run_pass(10).await.unwrap().delivered, 1);
+    assert_eq!(
+        sender.sent()[0].secrets,
+        vec![secrecy::ExposeSecret::expose_secret(&ep.secret).to_owned()]
+    );
 }
