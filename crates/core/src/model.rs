@@ -256,6 +256,11 @@ pub struct ScopeProfile {
     pub name: ProfileName,
     /// The scopes.
     pub scopes: ScopeSet,
+    /// Key-age policy: a key of a user of this profile older than this (seconds) is rotated by
+    /// the service (`None`: keys never expire).
+    pub max_key_age_secs: Option<i64>,
+    /// How long a key replaced by the key-age policy stays valid (seconds, 0-86,400).
+    pub rotation_grace_secs: i64,
     /// Created.
     pub created_at: Timestamp,
     /// Last changed.
@@ -314,6 +319,9 @@ pub struct User {
     pub generation: i64,
     /// Scopes the user's key has (or is being created with).
     pub scopes: ScopeSet,
+    /// The scope profile its scopes came from (`None`: explicit scopes), for the profile's
+    /// key-age policy.
+    pub profile: Option<ProfileName>,
     /// The current key, once created.
     pub key: Option<StoredKey>,
     /// A key replaced by rotation, awaiting deletion.

@@ -182,6 +182,16 @@ pub trait UserStore: Send + Sync {
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<(TenantId, ExternalId)>, StoreError>;
+    /// Active users of a tenant and profile whose current key was created before `before`, with
+    /// no operation pending (step `idle` or `sweep_keys`), oldest key first: due for rotation by
+    /// the profile's key-age policy.
+    async fn keys_older_than(
+        &self,
+        tenant: &TenantId,
+        profile: &ProfileName,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ExternalId>, StoreError>;
     /// Number of users of a tenant per status.
     async fn count_users_by_status(
         &self,

@@ -100,6 +100,10 @@ pub struct Settings {
     /// `PROVISIONER_WEBHOOK_CONCURRENCY`: webhook deliveries this instance sends at once; 0 = no
     /// delivery worker on this instance.
     pub webhook_concurrency: u32,
+    /// `PROVISIONER_KEY_AGE_INTERVAL_SECS`: how often keys past their scope profile's
+    /// maximum age are looked for and rotated (one replica at a time); 0 = never on this
+    /// instance.
+    pub key_age_interval_secs: u64,
     /// `PROVISIONER_WEBHOOK_TIMEOUT_SECS`: how long one delivery may take (connect to response
     /// headers) before it counts as failed.
     pub webhook_timeout_secs: u64,
@@ -166,6 +170,7 @@ impl Default for Settings {
             job_concurrency: 16,
             scim_concurrency: 8,
             webhook_concurrency: 8,
+            key_age_interval_secs: 60,
             webhook_timeout_secs: 15,
             webhook_allow_private_targets: false,
             webhook_allow_http: false,
@@ -336,6 +341,7 @@ const KNOWN_VARS: &[&str] = &[
     "JOB_CONCURRENCY",
     "SCIM_CONCURRENCY",
     "WEBHOOK_CONCURRENCY",
+    "KEY_AGE_INTERVAL_SECS",
     "WEBHOOK_TIMEOUT_SECS",
     "WEBHOOK_ALLOW_PRIVATE_TARGETS",
     "WEBHOOK_ALLOW_HTTP",

@@ -29,6 +29,7 @@ pub struct Application {
     job_concurrency: u32,
     scim_concurrency: u32,
     webhook_concurrency: u32,
+    key_age_interval: Duration,
     deliverer: provisioner_core::service::WebhookDeliverer,
     drift_interval: Duration,
     shutdown_timeout: Duration,
@@ -178,6 +179,7 @@ impl Application {
             job_concurrency: settings.job_concurrency,
             scim_concurrency: settings.scim_concurrency,
             webhook_concurrency: settings.webhook_concurrency,
+            key_age_interval: Duration::from_secs(settings.key_age_interval_secs),
             deliverer,
             drift_interval: Duration::from_secs(settings.drift_check_interval_secs),
             shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs.max(1)),
@@ -235,6 +237,14 @@ impl Application {
             workers.push(tokio::spawn(async move {
                 service.run_scim_worker(concurrency, stop).await;
             }));
+        }
+        if !self.key_age_interval.is_zero() {
+            workers.push(tokio::spawn(key_age_worker(
+                self.service.clone(),
+                self.store.clone(),
+                self.key_age_interval,
+                stop_rx.clone(),
+            )));
         }
         if self.webhook_concurrency > 0 {
             let (deliverer, concurrency, stop) = (
@@ -465,6 +475,41 @@ async fn recovery_worker(
 /// the counts of findings (never repairs: drift is reported, not silently fixed).
 /// The name of the drift check's claim: one replica at a time runs it.
 const DRIFT_CLAIM: &str = "drift_check";
+
+/// Key-age policies: one replica at a time (the claim row `key-age`) rotates the keys past
+/// their profile's maximum age, every `interval`.
+async fn key_age_worker(
+    service: Provisioner,
+    store: SqlStore,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let holder = uuid::Uuid::new_v4().to_string();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        match store.claim_periodic("key-age", &holder, interval * 2).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(error.message = %e, "key-age policy: could not claim the pass");
+                continue;
+            }
+        }
+        match service.run_key_age_pass(500).await {
+            Ok(r) if r.due > 0 => tracing::info!(
+                key_age.due = r.due,
+                key_age.rotated = r.rotated,
+                key_age.failed = r.failed,
+                "key-age policy pass"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error.message = %e, "key-age policy pass failed"),
+        }
+    }
+}
 
 async fn drift_worker(
     service: Provisioner,

@@ -137,6 +137,8 @@ pub(crate) struct ProfileRow {
     pub tenant_id: String,
     pub name: String,
     pub scopes: String,
+    pub max_key_age_secs: Option<i64>,
+    pub rotation_grace_secs: i64,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -150,6 +152,8 @@ impl TryFrom<ProfileRow> for ScopeProfile {
             tenant_id: id!(TenantId, row, "tenant_id", &r.tenant_id)?,
             name: id!(ProfileName, row, "name", &r.name)?,
             scopes: json::<ScopeSet>(row, "scopes", &r.scopes)?,
+            max_key_age_secs: r.max_key_age_secs,
+            rotation_grace_secs: r.rotation_grace_secs,
             created_at: time(row, "created_at", r.created_at)?,
             updated_at: time(row, "updated_at", r.updated_at)?,
         })
@@ -183,6 +187,7 @@ pub(crate) struct UserRow {
     pub next_attempt_at: Option<i64>,
     pub rotation_grace_secs: i64,
     pub secret_pending: i64,
+    pub profile: Option<String>,
     pub version: i64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -218,6 +223,7 @@ impl UserRow {
             next_attempt_at: u.next_attempt_at.map(ms),
             rotation_grace_secs: u.rotation_grace_secs,
             secret_pending: i64::from(u.secret_pending),
+            profile: u.profile.as_ref().map(|p| p.as_str().to_owned()),
             version: u.version,
             created_at: ms(u.created_at),
             updated_at: ms(u.updated_at),
@@ -297,6 +303,11 @@ impl TryFrom<UserRow> for User {
                 .transpose()?,
             rotation_grace_secs: r.rotation_grace_secs,
             secret_pending: r.secret_pending != 0,
+            profile: r
+                .profile
+                .as_deref()
+                .map(|p| id!(ProfileName, row, "profile", p))
+                .transpose()?,
             version: r.version,
             created_at: time(row, "created_at", r.created_at)?,
             updated_at: time(row, "updated_at", r.updated_at)?,
@@ -372,6 +383,7 @@ mod tests {
             next_attempt_at: None,
             rotation_grace_secs: 0,
             secret_pending: 0,
+            profile: None,
             version: 0,
             created_at: 0,
             updated_at: 0,

@@ -15,14 +15,17 @@ use crate::{Backend, SqlStore};
 /// Inserts a profile unless (tenant, name) exists; returns whether it inserted.
 async fn insert_profile(conn: &mut AnyConnection, p: &ScopeProfile) -> Result<bool, StoreError> {
     let done = sqlx::query(
-        "INSERT INTO scope_profiles (tenant_id, name, scopes, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, name) DO NOTHING",
+        "INSERT INTO scope_profiles (tenant_id, name, scopes, created_at, updated_at, \
+         max_key_age_secs, rotation_grace_secs) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, name) DO NOTHING",
     )
     .bind(p.tenant_id.as_str().to_owned())
     .bind(p.name.as_str().to_owned())
     .bind(to_json(&p.scopes)?)
     .bind(ms(p.created_at))
     .bind(ms(p.updated_at))
+    .bind(p.max_key_age_secs)
+    .bind(p.rotation_grace_secs)
     .execute(conn)
     .await
     .map_err(ctx("inserting a scope profile"))?;
@@ -231,11 +234,16 @@ impl TenantStore for SqlStore {
             let created = insert_profile(&mut tx, profile).await?;
             if !created {
                 // A replaced profile keeps its created_at.
-                sqlx::query("UPDATE scope_profiles SET scopes = $3, updated_at = $4 WHERE tenant_id = $1 AND name = $2")
+                sqlx::query(
+                    "UPDATE scope_profiles SET scopes = $3, updated_at = $4, max_key_age_secs = $5, \
+                     rotation_grace_secs = $6 WHERE tenant_id = $1 AND name = $2",
+                )
                     .bind(profile.tenant_id.as_str().to_owned())
                     .bind(profile.name.as_str().to_owned())
                     .bind(to_json(&profile.scopes)?)
                     .bind(ms(profile.updated_at))
+                    .bind(profile.max_key_age_secs)
+                    .bind(profile.rotation_grace_secs)
                     .execute(&mut *tx)
                     .await
                     .map_err(backend("replacing a scope profile"))?;

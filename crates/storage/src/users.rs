@@ -16,8 +16,8 @@ use crate::rows::{UserRow, ms};
 
 pub(crate) type AnyQuery = Query<'static, Any, AnyArguments>;
 
-/// Binds, in this order, the 24 columns shared by the insert and the update:
-/// tenant_id, external_id, then the mutable fields up to secret_pending.
+/// Binds, in this order, the 25 columns shared by the insert and the update:
+/// tenant_id, external_id, then the mutable fields up to secret_pending, then profile.
 fn bind_user(q: AnyQuery, r: UserRow) -> AnyQuery {
     q.bind(r.tenant_id)
         .bind(r.external_id)
@@ -43,25 +43,27 @@ fn bind_user(q: AnyQuery, r: UserRow) -> AnyQuery {
         .bind(r.next_attempt_at)
         .bind(r.rotation_grace_secs)
         .bind(r.secret_pending)
+        .bind(r.profile)
 }
 
 const INSERT_USER: &str = "INSERT INTO users (tenant_id, external_id, app_id, status, step, \
      generation, scopes, key_sealed, key_fingerprint, key_scopes, key_generation, key_created_at, \
      retired_key_sealed, retired_key_fingerprint, retired_key_delete_after, display_name, metadata, \
      lease_owner, lease_expires_at, last_error, attempts, next_attempt_at, rotation_grace_secs, \
-     secret_pending, created_at, updated_at, version) \
+     secret_pending, profile, created_at, updated_at, version) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-     $20, $21, $22, $23, $24, $25, $26, $27)";
+     $20, $21, $22, $23, $24, $25, $26, $27, $28)";
 
 /// Every mutable column (all but tenant_id, external_id and created_at), conditioned on the
-/// lease owner ($26); bumps the version.
+/// lease owner ($27); bumps the version.
 const UPDATE_USER: &str = "UPDATE users SET app_id = $3, status = $4, step = $5, generation = $6, \
      scopes = $7, key_sealed = $8, key_fingerprint = $9, key_scopes = $10, key_generation = $11, \
      key_created_at = $12, retired_key_sealed = $13, retired_key_fingerprint = $14, \
      retired_key_delete_after = $15, display_name = $16, metadata = $17, lease_owner = $18, \
      lease_expires_at = $19, last_error = $20, attempts = $21, next_attempt_at = $22, \
-     rotation_grace_secs = $23, secret_pending = $24, updated_at = $25, version = version + 1 \
-     WHERE tenant_id = $1 AND external_id = $2 AND lease_owner = $26";
+     rotation_grace_secs = $23, secret_pending = $24, profile = $25, updated_at = $26, \
+     version = version + 1 \
+     WHERE tenant_id = $1 AND external_id = $2 AND lease_owner = $27";
 
 /// The rule for work due at $1 (shared by the scan and the claim): a pending step, or a retired
 /// key whose grace period ended; either way not backed off (`next_attempt_at`) and not leased
@@ -148,6 +150,34 @@ fn parse_key(tenant: &str, external: &str) -> Result<(TenantId, ExternalId), Sto
 
 #[async_trait]
 impl UserStore for SqlStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant.id = %tenant))]
+    async fn keys_older_than(
+        &self,
+        tenant: &TenantId,
+        profile: &provisioner_core::ids::ProfileName,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ExternalId>, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT external_id FROM users WHERE tenant_id = $1 AND profile = $2 \
+             AND status = 'active' AND profile IS NOT NULL AND step IN ('idle', 'sweep_keys') \
+             AND key_created_at < $3 ORDER BY key_created_at, external_id LIMIT $4",
+        )
+        .bind(tenant.as_str().to_owned())
+        .bind(profile.as_str().to_owned())
+        .bind(ms(before))
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(backend("listing keys past their age"))?;
+        rows.into_iter()
+            .map(|(e,)| {
+                ExternalId::parse(&e)
+                    .map_err(|err| StoreError::Backend(format!("users.external_id: {err}")))
+            })
+            .collect()
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(tenant.id = %tenant))]
     async fn get_user(
         &self,

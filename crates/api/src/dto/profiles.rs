@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use provisioner_core::model::ScopeProfile;
 use provisioner_core::scope::ScopeSet;
+use provisioner_core::service::KeyAgePolicy;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -16,14 +17,32 @@ pub struct ProfileIn {
     /// The scopes (within the tenant's allowed scopes).
     #[schema(example = json!(["Predict", "Inputs:Get"]))]
     pub scopes: Vec<String>,
+    /// Key-age policy: the service rotates a key of this profile's users once it is this old
+    /// (3,600 to 315,360,000 s; absent or `null`: keys never expire).
+    #[serde(default)]
+    #[schema(minimum = 3600, maximum = 315360000, example = 7776000)]
+    pub max_key_age_seconds: Option<i64>,
+    /// How long a key the policy replaces stays valid (0 to 86,400 s, shorter than
+    /// `max_key_age_seconds`); 0 by default.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 86400)]
+    pub rotation_grace_seconds: i64,
 }
 
-impl TryFrom<ProfileIn> for ScopeSet {
-    type Error = ApiError;
-
-    fn try_from(v: ProfileIn) -> Result<Self, ApiError> {
+impl ProfileIn {
+    /// The scopes and the key-age policy.
+    pub fn parts(self) -> Result<(ScopeSet, KeyAgePolicy), ApiError> {
         let mut c = Check::default();
-        c.scopes("/scopes", &v.scopes).ok_or_else(|| c.into_error())
+        let scopes = c
+            .scopes("/scopes", &self.scopes)
+            .ok_or_else(|| c.into_error())?;
+        Ok((
+            scopes,
+            KeyAgePolicy {
+                max_key_age_secs: self.max_key_age_seconds,
+                rotation_grace_secs: self.rotation_grace_seconds,
+            },
+        ))
     }
 }
 
@@ -36,6 +55,10 @@ pub struct ProfileOut {
     pub name: String,
     /// Scopes, sorted.
     pub scopes: Vec<String>,
+    /// Key-age policy (`null`: keys never expire).
+    pub max_key_age_seconds: Option<i64>,
+    /// How long a key the policy replaces stays valid.
+    pub rotation_grace_seconds: i64,
     /// Created.
     pub created_at: DateTime<Utc>,
     /// Last changed.
@@ -48,6 +71,8 @@ impl From<ScopeProfile> for ProfileOut {
             tenant_id: p.tenant_id.to_string(),
             name: p.name.to_string(),
             scopes: p.scopes.names(),
+            max_key_age_seconds: p.max_key_age_secs,
+            rotation_grace_seconds: p.rotation_grace_secs,
             created_at: p.created_at,
             updated_at: p.updated_at,
         }

@@ -151,6 +151,10 @@ pub struct KeyOut {
     pub scopes: Vec<String>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// When the service rotates it under its scope profile's key-age policy (shown by `GET` of
+    /// one user; absent elsewhere, and when the profile has no policy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_due_at: Option<DateTime<Utc>>,
 }
 
 /// An end user. `secret` appears only on the 201 of a PUT and on rotate-key.
@@ -207,6 +211,7 @@ impl UserOut {
                 fingerprint: short_fingerprint(&k.fingerprint),
                 scopes: k.scopes.names(),
                 created_at: k.created_at,
+                rotation_due_at: None,
             }),
             display_name: u.display_name,
             metadata: u.metadata,

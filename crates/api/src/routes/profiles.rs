@@ -3,7 +3,6 @@
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpResponse, web};
 use provisioner_core::ids::ProfileName;
-use provisioner_core::scope::ScopeSet;
 use serde::Deserialize;
 
 use crate::ApiState;
@@ -48,10 +47,10 @@ pub async fn put_profile(
     JsonBody(body): JsonBody<ProfileIn>,
 ) -> Result<HttpResponse, ApiError> {
     let name = path.parse()?;
-    let scopes = ScopeSet::try_from(body)?;
+    let (scopes, policy) = body.parts()?;
     let (profile, created) = state
         .service
-        .put_profile(&auth.caller.actor(), &auth.tenant, name, scopes)
+        .put_profile(&auth.caller.actor(), &auth.tenant, name, scopes, policy)
         .await?;
     let out = ProfileOut::from(profile);
     if created {

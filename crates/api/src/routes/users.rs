@@ -189,7 +189,12 @@ pub async fn get_user(
     let external_id = path.parse()?;
     let owner = app_user_id(&state, &auth.tenant).await?;
     let user = state.service.get_user(&auth.tenant, &external_id).await?;
-    Ok(HttpResponse::Ok().json(UserOut::new(user, &owner, None)))
+    let due = state.service.key_rotation_due(&user).await?;
+    let mut out = UserOut::new(user, &owner, None);
+    if let Some(k) = out.key.as_mut() {
+        k.rotation_due_at = due;
+    }
+    Ok(HttpResponse::Ok().json(out))
 }
 
 /// A tenant's users by external id (keyset pagination), optionally of one status.

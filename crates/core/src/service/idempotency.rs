@@ -295,6 +295,7 @@ impl Provisioner {
                     grace_seconds,
                     revoke_previous,
                     Some(ticket),
+                    super::rotation::Background::No,
                 )
                 .await
             }

@@ -438,33 +438,30 @@ impl Provisioner {
         item: &JobItem,
         rot: &crate::jobs::RotateItem,
     ) -> Result<(), DomainError> {
-        let user = self.get_user(&item.tenant_id, &item.external_id).await;
-        match user {
+        match self.get_user(&item.tenant_id, &item.external_id).await {
             Err(DomainError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e),
             Ok(u) if !matches!(u.status, UserStatus::Active | UserStatus::Rotating) => {
                 return Ok(());
             }
-            Ok(u)
-                if u.status == UserStatus::Active
-                    && u.key
-                        .as_ref()
-                        .is_some_and(|k| k.created_at >= rot.keys_before) =>
-            {
-                return Ok(());
-            }
             Ok(_) => {}
         }
-        self.rotate_key_with(
-            actor,
-            &item.tenant_id,
-            &item.external_id,
-            rot.grace_seconds,
-            true,
-            None,
-        )
-        .await
-        .map(|_| ())
+        match self
+            .rotate_key_with(
+                actor,
+                &item.tenant_id,
+                &item.external_id,
+                rot.grace_seconds,
+                true,
+                None,
+                super::rotation::Background::KeysBefore(rot.keys_before),
+            )
+            .await
+        {
+            // Deprovisioned (or deactivated) since the job began: nothing to rotate.
+            Err(DomainError::Conflict(m)) if m.starts_with("user is ") => Ok(()),
+            other => other.map(|_| ()),
+        }
     }
 
     /// Starts a job that rotates the key of every user of the tenant active now (the answer

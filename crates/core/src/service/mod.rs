@@ -8,6 +8,7 @@ mod deprovision;
 mod fence;
 mod idempotency;
 mod jobs;
+mod key_age;
 mod purge;
 mod reconcile;
 mod recovery;
@@ -38,6 +39,7 @@ pub use idempotency::{
     IdempotencyStart, IdempotencyTicket, IdempotentOperation, IdempotentRequest, ReplayedResponse,
 };
 pub use jobs::{BatchUser, JobPassReport, JobView, MAX_BATCH};
+pub use key_age::KeyAgeReport;
 pub use purge::LEARN_CLEAN_CHECKS;
 pub use reconcile::{
     DriftCounts, OrphanApp, OrphanKey, ReconcileReport, ScopeDrift, UnmanagedApp, UnmarkedKey,
@@ -50,7 +52,9 @@ pub use scim::{
 };
 pub use scim_sync::ScimSyncReport;
 pub use suspension::Transition;
-pub use tenants::{NewTenant, TenantPatch, TenantView, default_app_defaults};
+pub use tenants::{
+    KEY_AGE_BOUNDS, KeyAgePolicy, NewTenant, TenantPatch, TenantView, default_app_defaults,
+};
 pub use users::{ProvisionRequest, Provisioned, ScopeRequest};
 pub use webhooks::{EndpointPatch, IssuedEndpoint, MAX_ENDPOINTS, NewEndpoint, SECRET_OVERLAP};
 

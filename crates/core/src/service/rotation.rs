@@ -12,6 +12,16 @@ use super::idempotency::IdempotencyTicket;
 use super::steps::{Fail, lease_lost};
 use super::users::{MAX_GRACE_SECONDS, Provisioned, check_deadline, lease_live, lease_owner};
 
+/// Who asks for a rotation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Background {
+    /// A caller who receives the new secret.
+    No,
+    /// The service (a key-age policy, a tenant-wide rotation): the new secret reaches no one
+    /// (recorded as undelivered), and only a key created before this instant is replaced.
+    KeysBefore(crate::model::Timestamp),
+}
+
 impl Provisioner {
     /// Replaces an active user's key with a new one of the same scopes. The old key is deleted
     /// upstream at once, or once `grace_seconds` have passed (kept in the row, so a rotation
@@ -33,6 +43,7 @@ impl Provisioner {
             grace_seconds,
             revoke_previous,
             None,
+            Background::No,
         )
         .await
     }
@@ -47,7 +58,12 @@ impl Provisioner {
         grace_seconds: u32,
         revoke_previous: bool,
         keyed: Option<&IdempotencyTicket>,
+        background: Background,
     ) -> Result<Provisioned, DomainError> {
+        let (delivers, keys_before) = match background {
+            Background::No => (true, None),
+            Background::KeysBefore(t) => (false, Some(t)),
+        };
         if grace_seconds > MAX_GRACE_SECONDS {
             return Err(DomainError::Validation(format!(
                 "grace_seconds must be 0-{MAX_GRACE_SECONDS}"
@@ -67,6 +83,18 @@ impl Provisioner {
                 self.wait_for_release(tenant_id, external_id, deadline)
                     .await?;
                 continue;
+            }
+            // A background rotation replaces only a key older than it asks for: a key rotated
+            // meanwhile (by anyone, or by an earlier run of this one) is left alone.
+            if let Some(before) = keys_before
+                && user.status == UserStatus::Active
+                && user.key.as_ref().is_some_and(|k| k.created_at >= before)
+            {
+                return Ok(Provisioned {
+                    user,
+                    secret: None,
+                    created: false,
+                });
             }
             if !matches!(user.status, UserStatus::Active | UserStatus::Rotating) {
                 return Err(DomainError::Conflict(format!(
@@ -100,7 +128,7 @@ impl Provisioner {
                 self.drive(&mut run, u).await?;
                 continue;
             }
-            let mut run = self.run(&tenant, actor, owner, false, "user.rotate_key", true)?;
+            let mut run = self.run(&tenant, actor, owner, false, "user.rotate_key", delivers)?;
             // Never more than two keys: a key still recorded as replaced goes first, with the
             // rotation's intent on record before it is deleted (audit fails closed).
             let intent = self.intent_event(actor, &u, "user.rotate_key");

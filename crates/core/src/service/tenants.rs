@@ -25,6 +25,46 @@ const PAT_NEEDS: &[&str] = &[
     "Keys:Delete",
 ];
 
+/// A scope profile's key-age policy (docs/api.md, "Key-age policies").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyAgePolicy {
+    /// Keys older than this (seconds) are rotated by the service; `None`: never.
+    pub max_key_age_secs: Option<i64>,
+    /// How long a key replaced by the policy stays valid (seconds).
+    pub rotation_grace_secs: i64,
+}
+
+/// Shortest `max_key_age` (an hour) and longest (ten years), in seconds.
+pub const KEY_AGE_BOUNDS: (i64, i64) = (3_600, 315_360_000);
+
+impl KeyAgePolicy {
+    fn check(&self) -> Result<(), DomainError> {
+        if let Some(age) = self.max_key_age_secs
+            && !(KEY_AGE_BOUNDS.0..=KEY_AGE_BOUNDS.1).contains(&age)
+        {
+            return Err(DomainError::Validation(format!(
+                "max_key_age_seconds must be {}-{}",
+                KEY_AGE_BOUNDS.0, KEY_AGE_BOUNDS.1
+            )));
+        }
+        let max_grace = i64::from(super::users::MAX_GRACE_SECONDS);
+        if !(0..=max_grace).contains(&self.rotation_grace_secs) {
+            return Err(DomainError::Validation(format!(
+                "rotation_grace_seconds must be 0-{max_grace}"
+            )));
+        }
+        if self
+            .max_key_age_secs
+            .is_some_and(|age| self.rotation_grace_secs >= age)
+        {
+            return Err(DomainError::Validation(
+                "rotation_grace_seconds must be shorter than max_key_age_seconds".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A tenant to create.
 #[derive(Debug, Clone)]
 pub struct NewTenant {
@@ -155,6 +195,8 @@ impl Provisioner {
                 tenant_id: tenant.id.clone(),
                 name,
                 scopes,
+                max_key_age_secs: None,
+                rotation_grace_secs: 0,
                 created_at: now,
                 updated_at: now,
             })
@@ -340,16 +382,19 @@ impl Provisioner {
         }
     }
 
-    /// Creates or replaces a scope profile; returns it and whether it was created.
+    /// Creates or replaces a scope profile with its key-age policy; returns it and whether it
+    /// was created.
     pub async fn put_profile(
         &self,
         actor: &Actor,
         tenant_id: &TenantId,
         name: ProfileName,
         scopes: ScopeSet,
+        policy: KeyAgePolicy,
     ) -> Result<(ScopeProfile, bool), DomainError> {
         let tenant = self.tenant(tenant_id).await?;
         check_profile(&name, &scopes, &tenant.allowed_scopes)?;
+        policy.check()?;
         let now = self.clock.now();
         let created_at = match self.store.get_profile(tenant_id, &name).await? {
             Some(p) => p.created_at,
@@ -359,6 +404,8 @@ impl Provisioner {
             tenant_id: tenant_id.clone(),
             name,
             scopes,
+            max_key_age_secs: policy.max_key_age_secs,
+            rotation_grace_secs: policy.rotation_grace_secs,
             created_at,
             updated_at: now,
         };

@@ -531,6 +531,7 @@ async fn audit_fails_closed() {
             &tid(),
             ProfileName::parse("x").unwrap(),
             scopes(&["Predict"]),
+            KeyAgePolicy::default(),
         )
         .await
         .unwrap_err();

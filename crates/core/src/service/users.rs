@@ -236,6 +236,7 @@ impl Provisioner {
                     u.step = Step::CreateApp;
                     u.generation += 1;
                     u.scopes = scopes.clone();
+                    u.profile = profile_name(&tenant, &req.scopes);
                     u.key = None;
                     u.retired_key = None;
                     u.rotation_grace_secs = 0;
@@ -506,6 +507,7 @@ impl Provisioner {
             step: Step::CreateApp,
             generation: 1,
             scopes: scopes.clone(),
+            profile: profile_name(tenant, &req.scopes),
             key: None,
             retired_key: None,
             display_name: None,
@@ -653,6 +655,16 @@ impl Provisioner {
                 _ => return Ok(()),
             }
         }
+    }
+}
+
+/// The profile a scope request names (the tenant's default for none; `None` for explicit
+/// scopes).
+pub(super) fn profile_name(tenant: &Tenant, req: &ScopeRequest) -> Option<ProfileName> {
+    match req {
+        ScopeRequest::Profile(p) => Some(p.clone()),
+        ScopeRequest::Default => tenant.default_scope_profile.clone(),
+        ScopeRequest::Scopes(_) => None,
     }
 }
 

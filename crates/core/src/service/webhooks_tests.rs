@@ -600,3 +600,149 @@ async fn a_tenant_wide_rotation_replaces_every_active_key_once() {
         Err(DomainError::Validation(_))
     ));
 }
+
+/// Key-age policy on a virtual clock: keys past the profile's maximum age are rotated once
+/// each, the replaced key kept for the profile's grace, the rest left alone until their turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_past_their_profiles_maximum_age_are_rotated_once_with_the_grace() {
+    let t = with_tenant().await;
+    endpoint(&t, &[EventType::UserKeyRotated]).await;
+    let sender = Arc::new(FakeSender::default());
+    let d = deliverer(&t, &sender);
+    let day = chrono::Duration::days(1);
+    let standard = crate::ids::ProfileName::parse("standard").unwrap();
+    let scopes = crate::scope::ScopeSet::parse(["Predict", "Inputs:Get"]).unwrap();
+    t.service
+        .put_profile(
+            &actor(),
+            &tid(),
+            standard.clone(),
+            scopes,
+            KeyAgePolicy {
+                max_key_age_secs: Some(90 * 86_400),
+                rotation_grace_secs: 3_600,
+            },
+        )
+        .await
+        .unwrap();
+    let t0 = t.clock.now();
+    for n in ["a", "b", "c"] {
+        t.service
+            .provision(&actor(), &tid(), &ext(n), put_default())
+            .await
+            .unwrap();
+    }
+    // Explicit scopes: no profile, no policy.
+    t.service
+        .provision(
+            &actor(),
+            &tid(),
+            &ext("free"),
+            ProvisionRequest {
+                scopes: ScopeRequest::Scopes(crate::scope::ScopeSet::parse(["Predict"]).unwrap()),
+                display_name: None,
+                metadata: None,
+            },
+        )
+        .await
+        .unwrap();
+    t.clock.advance(day * 30);
+    t.service
+        .provision(&actor(), &tid(), &ext("late"), put_default())
+        .await
+        .unwrap();
+    let a = t.store.get_user(&tid(), &ext("a")).await.unwrap().unwrap();
+    assert_eq!(
+        t.service.key_rotation_due(&a).await.unwrap(),
+        Some(t0 + day * 90),
+        "GET shows when the key is due"
+    );
+    let fp = |n: &'static str| {
+        let store = t.store.clone();
+        async move {
+            store
+                .get_user(&tid(), &ext(n))
+                .await
+                .unwrap()
+                .unwrap()
+                .key
+                .unwrap()
+                .fingerprint
+        }
+    };
+    let before: Vec<String> = vec![
+        fp("a").await,
+        fp("b").await,
+        fp("c").await,
+        fp("late").await,
+    ];
+    let free = fp("free").await;
+
+    // Not yet due.
+    t.clock.advance(day * 59);
+    assert_eq!(t.service.run_key_age_pass(100).await.unwrap().due, 0);
+    // Past 90 days: a, b, c (not "late", not "free").
+    t.clock.advance(day + chrono::Duration::seconds(1));
+    let r = t.service.run_key_age_pass(100).await.unwrap();
+    assert_eq!((r.due, r.rotated, r.failed), (3, 3, 0), "{r:?}");
+    for (i, n) in ["a", "b", "c"].into_iter().enumerate() {
+        let u = t.store.get_user(&tid(), &ext(n)).await.unwrap().unwrap();
+        assert_ne!(u.key.as_ref().unwrap().fingerprint, before[i]);
+        let old = u.retired_key.expect("kept for the grace");
+        assert_eq!(old.fingerprint, before[i]);
+        assert_eq!(old.delete_after, t.clock.now() + chrono::Duration::hours(1));
+        assert!(u.secret_pending, "the new secret reached no one yet");
+    }
+    assert_eq!(fp("late").await, before[3]);
+    assert_eq!(fp("free").await, free);
+    // Once each: nothing is due again.
+    assert_eq!(t.service.run_key_age_pass(100).await.unwrap().due, 0);
+    // The grace ends: recovery deletes the replaced keys upstream.
+    t.clock
+        .advance(chrono::Duration::hours(1) + chrono::Duration::seconds(1));
+    t.service.run_recovery_pass(100).await.unwrap();
+    for n in ["a", "b", "c"] {
+        let u = t.store.get_user(&tid(), &ext(n)).await.unwrap().unwrap();
+        assert!(u.retired_key.is_none());
+        let keys = t
+            .upstream
+            .keys()
+            .into_iter()
+            .filter(|k| k.app_id == u.app_id.as_str())
+            .count();
+        assert_eq!(keys, 1, "{n}");
+    }
+    // "late" reaches its age 30 days later.
+    t.clock.advance(day * 30);
+    let r = t.service.run_key_age_pass(100).await.unwrap();
+    assert_eq!((r.due, r.rotated), (1, 1));
+    assert_ne!(fp("late").await, before[3]);
+    d.run_pass(50).await.unwrap();
+    assert_eq!(
+        types_sent(&sender)
+            .iter()
+            .filter(|t| *t == "user.key_rotated")
+            .count(),
+        4
+    );
+    // Bounds of the policy.
+    for (age, grace) in [(Some(60), 0), (Some(7_200), 7_200), (None, 90_000)] {
+        let r = t
+            .service
+            .put_profile(
+                &actor(),
+                &tid(),
+                standard.clone(),
+                crate::scope::ScopeSet::parse(["Predict"]).unwrap(),
+                KeyAgePolicy {
+                    max_key_age_secs: age,
+                    rotation_grace_secs: grace,
+                },
+            )
+            .await;
+        assert!(
+            matches!(r, Err(DomainError::Validation(_))),
+            "{age:?} {grace}: {r:?}"
+        );
+    }
+}

@@ -201,6 +201,17 @@ impl TenantStore for SimStore {
 
 #[async_trait]
 impl UserStore for SimStore {
+    async fn keys_older_than(
+        &self,
+        tenant: &TenantId,
+        profile: &ProfileName,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ExternalId>, StoreError> {
+        self.inner
+            .keys_older_than(tenant, profile, before, limit)
+            .await
+    }
     async fn get_user(
         &self,
         tenant: &TenantId,

@@ -270,6 +270,38 @@ impl TenantStore for MemStore {
 
 #[async_trait]
 impl UserStore for MemStore {
+    async fn keys_older_than(
+        &self,
+        tenant: &TenantId,
+        profile: &ProfileName,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ExternalId>, StoreError> {
+        let st = lock(&self.state);
+        let mut due: Vec<(Timestamp, ExternalId)> = st
+            .users
+            .values()
+            .filter(|u| {
+                &u.tenant_id == tenant
+                    && u.profile.as_ref() == Some(profile)
+                    && u.status == UserStatus::Active
+                    && matches!(
+                        u.step,
+                        crate::model::Step::Idle | crate::model::Step::SweepKeys
+                    )
+            })
+            .filter_map(|u| {
+                let k = u.key.as_ref()?;
+                (k.created_at < before).then(|| (k.created_at, u.external_id.clone()))
+            })
+            .collect();
+        due.sort();
+        Ok(due
+            .into_iter()
+            .take(limit as usize)
+            .map(|(_, e)| e)
+            .collect())
+    }
     async fn get_user(
         &self,
         tenant: &TenantId,

@@ -74,6 +74,8 @@ pub fn profile(tenant: &str, name: &str, names: &[&str]) -> ScopeProfile {
         tenant_id: tid(tenant),
         name: pname(name),
         scopes: scopes(names),
+        max_key_age_secs: None,
+        rotation_grace_secs: 0,
         created_at: at,
         updated_at: at,
     }
@@ -91,6 +93,7 @@ pub fn user(tenant: &str, external: &str, owner: &str) -> User {
         step: Step::CreateApp,
         generation: 1,
         scopes: scopes(&["Predict"]),
+        profile: None,
         key: None,
         retired_key: None,
         display_name: None,

@@ -8,6 +8,7 @@ mod budget;
 mod fixtures;
 mod idempotency;
 mod jobs;
+mod key_age;
 mod leases;
 mod scim;
 mod sqlite_only;
@@ -108,4 +109,6 @@ contract!(
     webhooks::webhook_requeue_resends_one_delivery_or_recovers_failed_ones,
     webhooks::deleting_an_endpoint_or_tenant_takes_its_webhook_records,
     webhooks::a_webhook_endpoint_deleted_during_a_write_gets_no_delivery,
+    key_age::a_profiles_key_age_policy_round_trips,
+    key_age::keys_older_than_finds_only_idle_active_users_of_the_profile,
 );

@@ -109,6 +109,7 @@ pub async fn every_user_field_round_trips(store: &SqlStore) {
     u.next_attempt_at = Some(ms(at.timestamp_millis() + 1234));
     u.rotation_grace_secs = 86_400;
     u.secret_pending = true;
+    u.profile = Some(pname("standard"));
     u.version = 41;
     u.updated_at = ms(at.timestamp_millis() + 1);
 
