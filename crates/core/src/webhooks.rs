@@ -225,11 +225,24 @@ pub struct AttemptOutcome {
     pub status: DeliveryStatus,
     /// When to try again (`Pending` only).
     pub next_attempt_at: Option<Timestamp>,
-    /// The endpoint's new `failing_since` (`None`: it works).
+    /// `None`: it worked (the endpoint's failure clock stops); `Some(at)`: it failed (the clock
+    /// starts at `at` unless it runs already).
     pub failing_since: Option<Timestamp>,
-    /// Disable the endpoint, for this reason, and write this event
-    /// (`webhook_endpoint.disabled`) in the same transaction.
-    pub disable: Option<(String, OutboxEvent)>,
+    /// Disable the endpoint (and write its `webhook_endpoint.disabled` event in the same
+    /// transaction), if its failure clock, as stored after this attempt, started no later than
+    /// `if_failing_since` (so a success or a re-enable meanwhile keeps it enabled).
+    pub disable: Option<Disable>,
+}
+
+/// A disable an attempt asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Disable {
+    /// Why (shown on the endpoint).
+    pub reason: String,
+    /// The `webhook_endpoint.disabled` event.
+    pub event: OutboxEvent,
+    /// Only if the endpoint has failed since this instant or earlier.
+    pub if_failing_since: Timestamp,
 }
 
 /// A request to send one delivery.

@@ -97,7 +97,8 @@ impl Application {
             sealer.clone(),
             settings.service(),
         )
-        .allow_http_webhooks(settings.webhook_allow_http);
+        .allow_http_webhooks(settings.webhook_allow_http)
+        .allow_private_webhook_targets(settings.webhook_allow_private_targets);
         let sender =
             provisioner_webhooks::HttpWebhookSender::new(provisioner_webhooks::SenderConfig {
                 timeout: Duration::from_secs(settings.webhook_timeout_secs.max(1)),

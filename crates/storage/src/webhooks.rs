@@ -72,7 +72,7 @@ pub(crate) async fn insert_outbox(
         .execute(&mut *conn)
         .await
         .map_err(backend("writing a webhook event"))?;
-        sqlx::query(sqlx::AssertSqlSafe(deliveries.clone()))
+        let fanned = sqlx::query(sqlx::AssertSqlSafe(deliveries.clone()))
             .bind(e.id.clone())
             .bind(e.tenant_id.as_str().to_owned())
             .bind(e.event_type.as_str())
@@ -81,6 +81,14 @@ pub(crate) async fn insert_outbox(
             .execute(&mut *conn)
             .await
             .map_err(backend("writing a webhook event's deliveries"))?;
+        // An event no endpoint wants is not kept.
+        if fanned.rows_affected() == 0 {
+            sqlx::query("DELETE FROM webhook_events WHERE id = $1")
+                .bind(e.id.clone())
+                .execute(&mut *conn)
+                .await
+                .map_err(backend("dropping an event nobody receives"))?;
+        }
     }
     Ok(())
 }
@@ -543,12 +551,33 @@ impl WebhookStore for SqlStore {
             let mut tx = self.begin_write().await?;
             // The endpoint first, then its delivery: the order an endpoint's deletion locks
             // them in (PostgreSQL), so the two cannot deadlock.
+            // A late attempt (a lapsed claim, a resend racing a send) never undoes a delivery:
+            // it is not recorded at all.
+            if outcome.status != DeliveryStatus::Delivered {
+                let current: Option<(String,)> = sqlx::query_as(
+                    "SELECT status FROM webhook_deliveries \
+                     WHERE tenant_id = $1 AND event_id = $2 AND endpoint_id = $3",
+                )
+                .bind(tenant_s.clone())
+                .bind(a.event_id.clone())
+                .bind(a.endpoint_id.clone())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend("reading a webhook delivery"))?;
+                if current.is_some_and(|(st,)| st == DeliveryStatus::Delivered.as_str()) {
+                    return Ok(());
+                }
+            }
+            // The failure clock, kept by the database: a success stops it, a failure starts
+            // it unless it runs (a stale read of it never moves it).
             sqlx::query(
-                "UPDATE webhook_endpoints SET failing_since = $3 WHERE tenant_id = $1 AND id = $2",
+                "UPDATE webhook_endpoints SET failing_since = CASE WHEN $4 = 1 THEN NULL \
+                 ELSE COALESCE(failing_since, $3) END WHERE tenant_id = $1 AND id = $2",
             )
             .bind(tenant_s.clone())
             .bind(a.endpoint_id.clone())
-            .bind(outcome.failing_since.map(ms))
+            .bind(ms(outcome.failing_since.unwrap_or(a.at)))
+            .bind(i64::from(outcome.failing_since.is_none()))
             .execute(&mut *tx)
             .await
             .map_err(backend("recording a webhook endpoint's failures"))?;
@@ -556,16 +585,18 @@ impl WebhookStore for SqlStore {
             // enabled endpoint is disabled (and its event written): of two workers disabling
             // it at once, or a worker and an operator, the first one's reason stands.
             let disabled = match &outcome.disable {
-                Some((reason, _)) => {
+                Some(dis) => {
                     sqlx::query(
                         "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = $3, \
                          updated_at = $4, version = version + 1 \
-                         WHERE tenant_id = $1 AND id = $2 AND enabled = 1",
+                         WHERE tenant_id = $1 AND id = $2 AND enabled = 1 \
+                         AND failing_since IS NOT NULL AND failing_since <= $5",
                     )
                     .bind(tenant_s.clone())
                     .bind(a.endpoint_id.clone())
-                    .bind(reason.clone())
+                    .bind(dis.reason.clone())
                     .bind(ms(a.at))
+                    .bind(ms(dis.if_failing_since))
                     .execute(&mut *tx)
                     .await
                     .map_err(backend("disabling a webhook endpoint"))?
@@ -613,8 +644,8 @@ impl WebhookStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(backend("recording a webhook attempt"))?;
-            if disabled && let Some((_, event)) = &outcome.disable {
-                insert_outbox(&mut tx, std::slice::from_ref(event)).await?;
+            if disabled && let Some(dis) = &outcome.disable {
+                insert_outbox(&mut tx, std::slice::from_ref(&dis.event)).await?;
             }
             tx.commit()
                 .await

@@ -25,8 +25,8 @@ use crate::model::Timestamp;
 use crate::ports::{Clock, Store, WebhookSender};
 use crate::secret::Sealer;
 use crate::webhooks::{
-    AttemptOutcome, Delivery, DeliveryAttempt, DeliveryStatus, EventType, OutboxEvent, SendResult,
-    WebhookRequest,
+    AttemptOutcome, Delivery, DeliveryAttempt, DeliveryStatus, Disable, EventType, OutboxEvent,
+    SendResult, WebhookRequest,
 };
 
 use super::webhooks::secret_aad;
@@ -243,12 +243,14 @@ impl WebhookDeliverer {
         } else {
             None
         };
+        let window = chrono::Duration::from_std(self.config.disable_after)
+            .unwrap_or(chrono::Duration::days(5));
+        // The store disables only if its own clock (the earliest failure since the last
+        // success) agrees: a success or a re-enable this read missed keeps the endpoint.
+        let mut if_failing_since = at;
         let next = match (next, failing_since) {
-            (Next::Retry { error, .. }, Some(since))
-                if at - since
-                    >= chrono::Duration::from_std(self.config.disable_after)
-                        .unwrap_or(chrono::Duration::days(5)) =>
-            {
+            (Next::Retry { error, .. }, Some(since)) if at - since >= window => {
+                if_failing_since = at - window;
                 Next::Disable(format!(
                     "every attempt failed for {} days (last: {error})",
                     self.config.disable_after.as_secs() / 86_400
@@ -256,6 +258,7 @@ impl WebhookDeliverer {
             }
             (n, _) => n,
         };
+        let failing_since = failing.then_some(at);
         let (status, next_attempt_at, error, disable) = match next {
             Next::Delivered => (DeliveryStatus::Delivered, None, None, None),
             Next::Retry { at: t, error } => (DeliveryStatus::Pending, Some(t), Some(error), None),
@@ -275,7 +278,11 @@ impl WebhookDeliverer {
                     DeliveryStatus::Failed,
                     None,
                     Some(reason.clone()),
-                    Some((reason, event)),
+                    Some(Disable {
+                        reason,
+                        event,
+                        if_failing_since,
+                    }),
                 )
             }
         };

@@ -107,6 +107,8 @@ pub struct Provisioner {
     scim_wake: Arc<tokio::sync::Notify>,
     /// Whether webhook endpoints may use `http://` URLs.
     webhook_allow_http: bool,
+    /// Whether webhook endpoints may name loopback and private addresses.
+    webhook_allow_private: bool,
 }
 
 impl std::fmt::Debug for Provisioner {
@@ -136,6 +138,7 @@ impl Provisioner {
             instance,
             scim_wake: Arc::new(tokio::sync::Notify::new()),
             webhook_allow_http: false,
+            webhook_allow_private: false,
         }
     }
 

@@ -243,11 +243,36 @@ impl Provisioner {
         // Rotation with no grace period (or one that ended while the rotation was resumed):
         // record the new key first (the old one stays recorded as retired, due now), then
         // delete the old key. If the delete fails or is cut off, recovery deletes it later.
+        let kind = match (started_as, user.status) {
+            (UserStatus::Provisioning, UserStatus::Active) => Some(EventType::UserProvisioned),
+            (UserStatus::Rotating, UserStatus::Active) => Some(EventType::UserKeyRotated),
+            (UserStatus::Reactivating, UserStatus::Active) => Some(EventType::UserReactivated),
+            (UserStatus::Suspending, UserStatus::Suspended) => Some(EventType::UserKeyRevoked),
+            (UserStatus::Deprovisioning, UserStatus::Deleted) => Some(EventType::UserDeprovisioned),
+            _ => None,
+        };
+        // Whether the change's event is written yet (it rides on the first write that commits
+        // the change: a crash after it must not lose the event).
+        let mut event_written = false;
         if user.status == UserStatus::Active
             && let Some(old) = user.retired_key.clone()
             && old.delete_after <= self.clock.now()
         {
-            self.save(&run.owner, &mut user, true, None).await?;
+            // The new key is recorded here, before the old one is deleted: this write commits
+            // the change, so it carries the change's event.
+            let mut recorded = self.audit(
+                run.actor,
+                Some(&run.tenant.id),
+                "user.key_recorded",
+                user_target(&user),
+                "success",
+            );
+            recorded
+                .events
+                .extend(kind.map(|k| self.user_event(k, &user)));
+            event_written = kind.is_some();
+            self.save(&run.owner, &mut user, true, Some(&recorded))
+                .await?;
             match self.delete_retired(run, &user, &old).await {
                 Ok(()) => user.retired_key = None,
                 Err(Fail::LeaseLost) => return Err(lease_lost()),
@@ -270,15 +295,9 @@ impl Provisioner {
             user_target(&user),
             "success",
         );
-        let kind = match (started_as, user.status) {
-            (UserStatus::Provisioning, UserStatus::Active) => Some(EventType::UserProvisioned),
-            (UserStatus::Rotating, UserStatus::Active) => Some(EventType::UserKeyRotated),
-            (UserStatus::Reactivating, UserStatus::Active) => Some(EventType::UserReactivated),
-            (UserStatus::Suspending, UserStatus::Suspended) => Some(EventType::UserKeyRevoked),
-            (UserStatus::Deprovisioning, UserStatus::Deleted) => Some(EventType::UserDeprovisioned),
-            _ => None,
-        };
-        audit.events.extend(kind.map(|k| self.user_event(k, &user)));
+        if !event_written {
+            audit.events.extend(kind.map(|k| self.user_event(k, &user)));
+        }
         self.save(&run.owner, &mut user, false, Some(&audit))
             .await?;
         Ok(Outcome { user, secret })
@@ -604,10 +623,12 @@ impl Provisioner {
     ) -> Result<Outcome, DomainError> {
         let now = self.clock.now();
         let failed_as = user.status;
-        let credential_rejected = matches!(
-            &fail,
-            Fail::Permanent(DomainError::UpstreamRejected(m)) if m.starts_with(CREDENTIAL_REJECTED)
-        );
+        // Once per operation, not on every retry of a deletion that keeps being refused.
+        let credential_rejected = user.attempts == 0
+            && matches!(
+                &fail,
+                Fail::Permanent(DomainError::UpstreamRejected(m)) if m.starts_with(CREDENTIAL_REJECTED)
+            );
         let (err, outcome) = match fail {
             Fail::LeaseLost => return Err(lease_lost()),
             Fail::Busy(m) => {

@@ -68,19 +68,61 @@ pub(super) fn secret_aad(tenant: &TenantId, endpoint: &str) -> String {
 
 /// A new `whsec_` secret: base64 of 32 bytes from the operating system's random source.
 fn new_secret() -> SecretString {
-    let mut bytes = [0u8; 32];
-    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    // Two v4 uuids (244 bits from the operating system), hashed into 32 uniform bytes so no
+    // fixed uuid bits show in the secret.
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(uuid::Uuid::new_v4().as_bytes());
+    h.update(uuid::Uuid::new_v4().as_bytes());
     SecretString::from(format!(
         "whsec_{}",
-        base64::engine::general_purpose::STANDARD.encode(bytes)
+        base64::engine::general_purpose::STANDARD.encode(h.finalize())
     ))
+}
+
+/// Whether `host` (a URL's host: a name, an IPv4 literal, or a bracketed IPv6 literal) names a
+/// loopback, private, link-local or unspecified address, or `localhost`. The sender checks
+/// resolved addresses too; this refuses the obvious ones when the endpoint is created.
+fn private_host(host: &str) -> bool {
+    let h = host.trim_end_matches('.').to_ascii_lowercase();
+    if h == "localhost" || h.ends_with(".localhost") {
+        return true;
+    }
+    let literal = h.trim_start_matches('[').trim_end_matches(']');
+    match literal.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || (v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1]))
+        }
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let seg = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (seg & 0xfe00) == 0xfc00
+                || (seg & 0xffc0) == 0xfe80
+                || v6.to_ipv4_mapped().is_some_and(|v4| {
+                    v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified()
+                })
+        }
+        Err(_) => false,
+    }
 }
 
 impl Provisioner {
     /// Lets endpoints use `http://` URLs (tests and closed networks); off by default.
     pub fn allow_http_webhooks(mut self, allow: bool) -> Self {
         self.webhook_allow_http = allow;
+        self
+    }
+
+    /// Lets endpoints name loopback and private addresses (tests and closed networks); off by
+    /// default (the sender refuses them at delivery either way unless allowed there too).
+    pub fn allow_private_webhook_targets(mut self, allow: bool) -> Self {
+        self.webhook_allow_private = allow;
         self
     }
 
@@ -103,6 +145,29 @@ impl Provisioner {
         {
             return Err(DomainError::Validation(
                 "url must be an absolute URL of at most 2048 characters, without spaces".into(),
+            ));
+        }
+        let authority = url[host_start..]
+            .split(['/', '?', '#'])
+            .next()
+            .unwrap_or_default();
+        if authority.contains('@') {
+            return Err(DomainError::Validation(
+                "url must not carry a user name or password (put a token in the path or query)"
+                    .into(),
+            ));
+        }
+        let host = if authority.starts_with('[') {
+            authority.split_inclusive(']').next().unwrap_or(authority)
+        } else {
+            authority.split(':').next().unwrap_or(authority)
+        };
+        if host.is_empty() {
+            return Err(DomainError::Validation("url must name a host".into()));
+        }
+        if !self.webhook_allow_private && private_host(host) {
+            return Err(DomainError::Validation(
+                "url must not name a loopback, private or link-local address".into(),
             ));
         }
         Ok(())
@@ -180,6 +245,11 @@ impl Provisioner {
         tenant_id: &TenantId,
         id: &str,
     ) -> Result<WebhookEndpoint, DomainError> {
+        if id.len() > 100 || id.chars().any(char::is_control) {
+            return Err(DomainError::NotFound(format!(
+                "webhook endpoint {id:?} not found"
+            )));
+        }
         self.store
             .get_endpoint(tenant_id, id)
             .await?
@@ -395,6 +465,18 @@ impl Provisioner {
         event_id: &str,
     ) -> Result<(), DomainError> {
         self.get_webhook_endpoint(tenant_id, endpoint).await?;
+        let unknown = || {
+            DomainError::NotFound(format!(
+                "message {event_id} was never sent to endpoint {endpoint}"
+            ))
+        };
+        if event_id.len() > 100 || event_id.chars().any(char::is_control) {
+            return Err(unknown());
+        }
+        match self.store.get_event(event_id).await? {
+            Some((e, _)) if &e.tenant_id == tenant_id => {}
+            _ => return Err(unknown()),
+        }
         let audit = self.audit(
             actor,
             Some(tenant_id),

@@ -134,7 +134,15 @@ async fn filters_failures_and_credentials_and_drift_write_their_events() {
         .find(|k| k.app_id == u.app_id.as_str())
         .unwrap();
     t.upstream.remove_key(&key.id);
+    // A report by a caller changes nothing; the periodic check sends what it finds.
     t.service.reconcile(&actor(), &tid(), false).await.unwrap();
+    assert!(
+        !t.store
+            .audit_events()
+            .iter()
+            .any(|a| a.action == "reconcile.drift_detected")
+    );
+    t.service.drift_counts(&tid()).await.unwrap();
     d.run_pass(10).await.unwrap();
     let mut got = types_sent(&sender);
     got.sort();
@@ -437,7 +445,11 @@ async fn endpoint_urls_must_be_https_unless_allowed() {
             .await;
         assert!(matches!(r, Err(DomainError::Validation(_))), "{bad}: {r:?}");
     }
-    let svc = t.service.clone().allow_http_webhooks(true);
+    let svc = t
+        .service
+        .clone()
+        .allow_http_webhooks(true)
+        .allow_private_webhook_targets(true);
     svc.create_webhook_endpoint(
         &actor(),
         &tid(),
@@ -745,4 +757,119 @@ async fn keys_past_their_profiles_maximum_age_are_rotated_once_with_the_grace() 
             "{age:?} {grace}: {r:?}"
         );
     }
+}
+
+/// Found in review: a rotation with no grace records the new key before deleting the old one;
+/// that write commits the change, so it carries the event: a crash before the final write
+/// loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_cut_off_after_recording_its_key_still_sends_its_event() {
+    let t = with_tenant().await;
+    endpoint(&t, &[EventType::UserKeyRotated]).await;
+    let sender = Arc::new(FakeSender::default());
+    let d = deliverer(&t, &sender);
+    t.service
+        .provision(&actor(), &tid(), &ext("ann"), put_default())
+        .await
+        .unwrap();
+    t.store
+        .fail_audit_if(|a| a.action == "user.rotate_key" && a.outcome == "success");
+    assert!(
+        t.service
+            .rotate_key(&actor(), &tid(), &ext("ann"), 0, false)
+            .await
+            .is_err()
+    );
+    t.store.fail_audit_if(|_| false);
+    t.clock.advance(chrono::Duration::seconds(30));
+    t.service.run_recovery_pass(100).await.unwrap();
+    d.run_pass(10).await.unwrap();
+    assert_eq!(types_sent(&sender), ["user.key_rotated"]);
+}
+
+/// Found in review: a tenant-wide rotation whose first attempt at a user failed transiently
+/// (the user left `rotating`) finishes that rotation and does not rotate again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_wide_rotation_retried_after_a_stall_rotates_once() {
+    let t = with_tenant().await;
+    endpoint(&t, &[EventType::UserKeyRotated]).await;
+    let sender = Arc::new(FakeSender::default());
+    let d = deliverer(&t, &sender);
+    t.service
+        .provision(&actor(), &tid(), &ext("ann"), put_default())
+        .await
+        .unwrap();
+    let before = t
+        .store
+        .get_user(&tid(), &ext("ann"))
+        .await
+        .unwrap()
+        .unwrap();
+    t.clock.advance(chrono::Duration::seconds(1));
+    let job = t
+        .service
+        .rotate_all_keys(&actor(), &tid(), 600)
+        .await
+        .unwrap();
+    t.upstream.fault_on(
+        Call::CreateKey,
+        Fault::Fail(UpstreamError::Unavailable {
+            message: "down".into(),
+            ambiguous: false,
+        }),
+        1,
+    );
+    for _ in 0..6 {
+        t.service.run_job_pass(100).await.unwrap();
+        t.clock.advance(chrono::Duration::seconds(30));
+    }
+    assert!(
+        t.service
+            .get_job(&job.id)
+            .await
+            .unwrap()
+            .job
+            .finished_at
+            .is_some()
+    );
+    let after = t
+        .store
+        .get_user(&tid(), &ext("ann"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.generation, before.generation + 1, "rotated once");
+    assert_eq!(
+        after.retired_key.map(|k| k.fingerprint),
+        before.key.map(|k| k.fingerprint),
+        "the original key kept for the grace"
+    );
+    d.run_pass(10).await.unwrap();
+    assert_eq!(types_sent(&sender), ["user.key_rotated"]);
+}
+
+/// Found in review: a deletion refused again and again by a rejected PAT flags the tenant's
+/// credential once, not on every retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_credential_is_flagged_once_per_operation() {
+    let t = with_tenant().await;
+    endpoint(&t, &[EventType::TenantUpstreamCredentialRejected]).await;
+    let sender = Arc::new(FakeSender::default());
+    let d = deliverer(&t, &sender);
+    t.service
+        .provision(&actor(), &tid(), &ext("ann"), put_default())
+        .await
+        .unwrap();
+    t.upstream.fault_on(
+        Call::DeleteKey,
+        Fault::Fail(UpstreamError::Unauthorized("revoked".into())),
+        100,
+    );
+    let _ = t.service.deprovision(&actor(), &tid(), &ext("ann")).await;
+    for _ in 0..5 {
+        t.clock.advance(chrono::Duration::minutes(6));
+        t.service.run_recovery_pass(100).await.unwrap();
+    }
+    d.run_pass(10).await.unwrap();
+    assert_eq!(types_sent(&sender), ["tenant.upstream_credential_rejected"]);
 }

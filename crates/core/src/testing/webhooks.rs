@@ -16,13 +16,17 @@ use crate::webhooks::{
 
 /// Writes an event and one pending delivery per enabled endpoint of its tenant that wants it.
 pub(super) fn write_event(st: &mut MemState, e: &OutboxEvent) {
-    st.events.insert(e.id.clone(), (e.clone(), e.body()));
     let targets: Vec<String> = st
         .endpoints
         .values()
         .filter(|ep| ep.tenant_id == e.tenant_id && ep.enabled && ep.wants(e.event_type))
         .map(|ep| ep.id.clone())
         .collect();
+    // An event no endpoint wants is not kept.
+    if targets.is_empty() {
+        return;
+    }
+    st.events.insert(e.id.clone(), (e.clone(), e.body()));
     for ep in targets {
         st.deliveries.insert(
             (e.id.clone(), ep.clone()),
@@ -172,6 +176,10 @@ impl WebhookStore for MemStore {
         else {
             return Err(StoreError::NotFound);
         };
+        // A late attempt (a lapsed claim, a resend racing a send) never undoes a delivery.
+        if d.status == DeliveryStatus::Delivered && outcome.status != DeliveryStatus::Delivered {
+            return Ok(());
+        }
         d.status = outcome.status;
         d.next_attempt_at = outcome.next_attempt_at;
         d.last_status = a.status_code;
@@ -179,17 +187,25 @@ impl WebhookStore for MemStore {
         d.attempts += 1;
         d.updated_at = a.at;
         st.attempts.push(a.clone());
+        let mut disabled = false;
         if let Some(ep) = st.endpoints.get_mut(&a.endpoint_id) {
-            ep.failing_since = outcome.failing_since;
-            if let Some((reason, _)) = &outcome.disable {
+            ep.failing_since = match outcome.failing_since {
+                None => None,
+                Some(at) => Some(ep.failing_since.map_or(at, |f| f.min(at))),
+            };
+            if let Some(dis) = &outcome.disable
+                && ep.enabled
+                && ep.failing_since.is_some_and(|f| f <= dis.if_failing_since)
+            {
                 ep.enabled = false;
-                ep.disabled_reason = Some(reason.clone());
+                ep.disabled_reason = Some(dis.reason.clone());
                 ep.updated_at = a.at;
                 ep.version += 1;
+                disabled = true;
             }
         }
-        if let Some((_, event)) = &outcome.disable {
-            write_event(&mut st, event);
+        if disabled && let Some(dis) = &outcome.disable {
+            write_event(&mut st, &dis.event);
         }
         Ok(())
     }

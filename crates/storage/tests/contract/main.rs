@@ -109,6 +109,7 @@ contract!(
     webhooks::webhook_requeue_resends_one_delivery_or_recovers_failed_ones,
     webhooks::deleting_an_endpoint_or_tenant_takes_its_webhook_records,
     webhooks::a_webhook_endpoint_deleted_during_a_write_gets_no_delivery,
+    webhooks::late_attempts_and_stale_failure_clocks_change_nothing,
     key_age::a_profiles_key_age_policy_round_trips,
     key_age::keys_older_than_finds_only_idle_active_users_of_the_profile,
 );

@@ -8,7 +8,7 @@ use provisioner_core::StoreError;
 use provisioner_core::model::{AuditEvent, Step, Timestamp, UserStatus};
 use provisioner_core::ports::{AuditStore, TenantDeletion, TenantStore, UserStore, WebhookStore};
 use provisioner_core::webhooks::{
-    AttemptOutcome, Delivery, DeliveryAttempt, DeliveryStatus, EndpointSecret, EventType,
+    AttemptOutcome, Delivery, DeliveryAttempt, DeliveryStatus, Disable, EndpointSecret, EventType,
     OutboxEvent, WebhookEndpoint,
 };
 use provisioner_storage::SqlStore;
@@ -826,7 +826,11 @@ pub async fn disabling_a_webhook_endpoint_writes_its_event_to_the_other_endpoint
         plus(t0, 5),
     );
     let outcome = AttemptOutcome {
-        disable: Some(("the endpoint answered 410 Gone".into(), gone.clone())),
+        disable: Some(Disable {
+            reason: "the endpoint answered 410 Gone".into(),
+            event: gone.clone(),
+            if_failing_since: plus(t0, 5),
+        }),
         ..failed(
             attempt("msg_1", "ep_a", 1, plus(t0, 5), Some(410)),
             plus(t0, 5),
@@ -882,15 +886,16 @@ pub async fn disabling_a_webhook_endpoint_writes_its_event_to_the_other_endpoint
     // ep_b fails for days and is disabled: its event goes to ep_dis only (ep_a and ep_b are
     // disabled by then).
     let again = AttemptOutcome {
-        disable: Some((
-            "failing for 5 days".into(),
-            outbox(
+        disable: Some(Disable {
+            reason: "failing for 5 days".into(),
+            event: outbox(
                 "acme",
                 "msg_gone2",
                 EventType::WebhookEndpointDisabled,
                 plus(t0, 6),
             ),
-        )),
+            if_failing_since: plus(t0, 6),
+        }),
         ..failed(
             attempt("msg_gone", "ep_b", 1, plus(t0, 6), Some(500)),
             plus(t0, 6),
@@ -908,15 +913,16 @@ pub async fn disabling_a_webhook_endpoint_writes_its_event_to_the_other_endpoint
     assert!(!b.enabled);
     // Another worker disabling it late changes nothing and writes no second event.
     let again2 = AttemptOutcome {
-        disable: Some((
-            "failing for 6 days".into(),
-            outbox(
+        disable: Some(Disable {
+            reason: "failing for 6 days".into(),
+            event: outbox(
                 "acme",
                 "msg_gone3",
                 EventType::WebhookEndpointDisabled,
                 plus(t0, 7),
             ),
-        )),
+            if_failing_since: plus(t0, 7),
+        }),
         ..failed(
             attempt("msg_1", "ep_b", 1, plus(t0, 7), Some(500)),
             plus(t0, 6),
@@ -1288,4 +1294,132 @@ pub async fn a_webhook_endpoint_deleted_during_a_write_gets_no_delivery(store: &
         pairs(store, "acme").await,
         BTreeSet::from([pair("msg_1", "ep_a")])
     );
+}
+
+/// Found in review: a late failure never undoes a delivery; the failure clock is the
+/// database's (a stale read cannot restart or keep it); a disable asked on a stale read of the
+/// clock does nothing after a success; an event no endpoint wants is not kept.
+pub async fn late_attempts_and_stale_failure_clocks_change_nothing(store: &SqlStore) {
+    with_tenants(store, &["acme", "beta"]).await;
+    let t0 = now();
+    add(store, &endpoint("acme", "ep_a", &[], t0)).await;
+    emit(
+        store,
+        "acme",
+        vec![outbox("acme", "msg_1", EventType::UserProvisioned, t0)],
+    )
+    .await;
+    // A failure starts the clock at t0+1; a later failure (its read older) keeps t0+1.
+    store
+        .record_attempt(
+            &tid("acme"),
+            &retry(
+                attempt("msg_1", "ep_a", 1, plus(t0, 1), Some(500)),
+                plus(t0, 60),
+                plus(t0, 1),
+            ),
+        )
+        .await
+        .expect("record");
+    store
+        .record_attempt(
+            &tid("acme"),
+            &retry(
+                attempt("msg_1", "ep_a", 2, plus(t0, 2), Some(500)),
+                plus(t0, 60),
+                plus(t0, 2),
+            ),
+        )
+        .await
+        .expect("record");
+    let ep = store
+        .get_endpoint(&tid("acme"), "ep_a")
+        .await
+        .expect("get")
+        .expect("ep");
+    assert_eq!(ep.failing_since, Some(plus(t0, 1)));
+    // Delivered: the clock stops; then a late failure (a resend racing the send) changes
+    // nothing, and a disable asked on a stale read does nothing either.
+    store
+        .record_attempt(
+            &tid("acme"),
+            &delivered(attempt("msg_1", "ep_a", 3, plus(t0, 3), Some(200))),
+        )
+        .await
+        .expect("record");
+    let mut late = failed(
+        attempt("msg_1", "ep_a", 4, plus(t0, 4), Some(500)),
+        plus(t0, 1),
+    );
+    late.disable = Some(Disable {
+        reason: "failing for 5 days".into(),
+        event: outbox(
+            "acme",
+            "msg_dis",
+            EventType::WebhookEndpointDisabled,
+            plus(t0, 4),
+        ),
+        if_failing_since: plus(t0, 1),
+    });
+    store
+        .record_attempt(&tid("acme"), &late)
+        .await
+        .expect("record");
+    assert_eq!(
+        get_delivery(store, "acme", "msg_1", "ep_a").await.status,
+        DeliveryStatus::Delivered
+    );
+    let ep = store
+        .get_endpoint(&tid("acme"), "ep_a")
+        .await
+        .expect("get")
+        .expect("ep");
+    assert!(ep.enabled, "disabled on a stale clock");
+    assert_eq!(ep.failing_since, None);
+    // A failure on another delivery now restarts the clock; a disable asking for a clock
+    // older than it does nothing.
+    emit(
+        store,
+        "acme",
+        vec![outbox(
+            "acme",
+            "msg_2",
+            EventType::UserProvisioned,
+            plus(t0, 5),
+        )],
+    )
+    .await;
+    let mut stale = failed(
+        attempt("msg_2", "ep_a", 1, plus(t0, 6), Some(500)),
+        plus(t0, 6),
+    );
+    stale.disable = Some(Disable {
+        reason: "failing for 5 days".into(),
+        event: outbox(
+            "acme",
+            "msg_dis2",
+            EventType::WebhookEndpointDisabled,
+            plus(t0, 6),
+        ),
+        if_failing_since: plus(t0, 1),
+    });
+    store
+        .record_attempt(&tid("acme"), &stale)
+        .await
+        .expect("record");
+    let ep = store
+        .get_endpoint(&tid("acme"), "ep_a")
+        .await
+        .expect("get")
+        .expect("ep");
+    assert!(ep.enabled);
+    assert!(store.get_event("msg_dis2").await.expect("get").is_none());
+    // beta has no endpoint: its events are not kept.
+    emit(
+        store,
+        "beta",
+        vec![outbox("beta", "msg_nobody", EventType::UserProvisioned, t0)],
+    )
+    .await;
+    assert!(store.get_event("msg_nobody").await.expect("get").is_none());
 }

@@ -307,22 +307,12 @@ impl Provisioner {
         // A scan reads the whole account: it queues with bulk work, not ahead of users.
         let account = self.account(&tenant, crate::budget::Lane::Bulk)?;
         let scan = self.scan(&tenant, &account).await?;
-        let drift = self.drift_event(&tenant.id, &scan.report.counts());
+        // A report changes nothing (a `read` caller may ask for it): `drift.detected` is sent
+        // by the periodic drift check (`drift_counts`) and by a repair.
         if !repair {
-            if let Some(event) = drift {
-                // Recorded (and delivered to webhooks) only when there is something to see.
-                let mut audit = self.audit(
-                    actor,
-                    Some(tenant_id),
-                    "reconcile.drift_detected",
-                    format!("tenants/{tenant_id}"),
-                    "success",
-                );
-                audit.events.push(event);
-                self.store.append_audit(&audit).await?;
-            }
             return Ok(scan.report);
         }
+        let drift = self.drift_event(&tenant.id, &scan.report.counts());
         let mut report = scan.report;
         // Before any change, so that nothing is repaired if the audit log cannot be written.
         let c = report.counts();
