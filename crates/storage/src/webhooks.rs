@@ -496,7 +496,7 @@ impl WebhookStore for SqlStore {
                      SELECT d.event_id, d.endpoint_id FROM webhook_deliveries d \
                      JOIN webhook_endpoints e ON e.id = d.endpoint_id \
                      WHERE d.status = 'pending' \
-                       AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= $1) \
+                       AND COALESCE(d.next_attempt_at, d.created_at) <= $1 \
                        AND e.enabled = 1 \
                      ORDER BY COALESCE(d.next_attempt_at, d.created_at), d.event_id, \
                        d.endpoint_id \

@@ -283,8 +283,6 @@ impl Provisioner {
         }
     }
 
-    /// Opens a value under its binding or, failing that, under the legacy binding of versions
-    /// before it. Only the re-seal may do this: the request path opens under the binding alone.
     /// Re-seals every webhook endpoint's secrets (on the version read; a concurrent change is
     /// read again).
     async fn reseal_endpoints(
@@ -358,6 +356,8 @@ impl Provisioner {
         Ok(())
     }
 
+    /// Opens a value under its binding or, failing that, under the legacy binding of versions
+    /// before it. Only the re-seal may do this: the request path opens under the binding alone.
     fn open_or_legacy(
         &self,
         sealed: &[u8],
