@@ -564,6 +564,9 @@ pub trait WebhookStore: Send + Sync {
         event_id: &str,
         endpoint: Option<&str>,
     ) -> Result<Vec<DeliveryAttempt>, StoreError>;
+    /// Deletes deliveries that ended (`delivered` or `failed`) and last changed before `before`,
+    /// with their attempts, and then the events left with no delivery; how many deliveries.
+    async fn purge_webhook_history(&self, before: Timestamp) -> Result<u64, StoreError>;
     /// Makes deliveries of `endpoint` `pending` and due at `now`, with the audit event: the
     /// one of `event_id` whatever its status (a resend), or else every `failed` one whose event
     /// is not older than `failed_since` (a recovery). How many.

@@ -308,6 +308,43 @@ const DUE: &str = "status = 'pending' AND (next_attempt_at IS NULL OR next_attem
 
 #[async_trait]
 impl WebhookStore for SqlStore {
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn purge_webhook_history(&self, before: Timestamp) -> Result<u64, StoreError> {
+        retrying(|| async move {
+            let mut tx = self.begin_write().await?;
+            sqlx::query(
+                "DELETE FROM webhook_attempts WHERE (event_id, endpoint_id) IN \
+                 (SELECT event_id, endpoint_id FROM webhook_deliveries \
+                  WHERE status <> 'pending' AND updated_at < $1)",
+            )
+            .bind(ms(before))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("deleting old webhook attempts"))?;
+            let n = sqlx::query(
+                "DELETE FROM webhook_deliveries WHERE status <> 'pending' AND updated_at < $1",
+            )
+            .bind(ms(before))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("deleting old webhook deliveries"))?
+            .rows_affected();
+            sqlx::query(
+                "DELETE FROM webhook_events WHERE at < $1 AND NOT EXISTS \
+                 (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)",
+            )
+            .bind(ms(before))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("deleting old webhook events"))?;
+            tx.commit()
+                .await
+                .map_err(backend("committing a webhook purge"))?;
+            Ok(n)
+        })
+        .await
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(tenant.id = %endpoint.tenant_id))]
     async fn insert_endpoint(
         &self,

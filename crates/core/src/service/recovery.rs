@@ -37,6 +37,7 @@ impl Provisioner {
     pub async fn run_recovery_pass(&self, limit: u32) -> Result<RecoveryReport, DomainError> {
         let actor = Actor::system("recovery");
         self.purge_idempotency_records().await;
+        self.purge_webhook_history().await;
         let mut tenants: BTreeMap<TenantId, Option<Tenant>> = BTreeMap::new();
         let mut report = RecoveryReport::default();
         for _ in 0..limit {

@@ -17,6 +17,10 @@ use super::{Provisioner, bound, check_limit, check_text, decode_cursor, encode_c
 /// How long a replaced endpoint secret keeps signing.
 pub const SECRET_OVERLAP: chrono::Duration = chrono::Duration::hours(24);
 
+/// How long ended deliveries (and their attempts and events) are kept for listing, resending
+/// and recovering.
+pub const WEBHOOK_RETENTION: chrono::Duration = chrono::Duration::days(30);
+
 /// Most endpoints per tenant.
 pub const MAX_ENDPOINTS: usize = 20;
 
@@ -113,6 +117,18 @@ fn private_host(host: &str) -> bool {
 }
 
 impl Provisioner {
+    /// Deletes delivered and failed messages older than [`WEBHOOK_RETENTION`] (run with each
+    /// recovery pass; a failure is logged and tried again next pass).
+    pub(super) async fn purge_webhook_history(&self) {
+        if let Err(e) = self
+            .store
+            .purge_webhook_history(self.clock.now() - WEBHOOK_RETENTION)
+            .await
+        {
+            tracing::warn!(error.message = %e, "could not delete old webhook messages");
+        }
+    }
+
     /// Lets endpoints use `http://` URLs (tests and closed networks); off by default.
     pub fn allow_http_webhooks(mut self, allow: bool) -> Self {
         self.webhook_allow_http = allow;

@@ -804,6 +804,9 @@ impl crate::ports::WebhookStore for SimStore {
     ) -> Result<Vec<crate::webhooks::DeliveryAttempt>, StoreError> {
         self.inner.list_attempts(tenant, event_id, endpoint).await
     }
+    async fn purge_webhook_history(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.inner.purge_webhook_history(before).await
+    }
     async fn requeue_deliveries(
         &self,
         tenant: &TenantId,

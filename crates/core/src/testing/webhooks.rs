@@ -267,6 +267,24 @@ impl WebhookStore for MemStore {
             .cloned()
             .collect())
     }
+    async fn purge_webhook_history(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let mut st = lock(&self.state);
+        let gone: Vec<(String, String)> = st
+            .deliveries
+            .iter()
+            .filter(|(_, d)| d.status != DeliveryStatus::Pending && d.updated_at < before)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &gone {
+            st.deliveries.remove(k);
+            st.attempts
+                .retain(|a| !(a.event_id == k.0 && a.endpoint_id == k.1));
+        }
+        let live: std::collections::BTreeSet<String> =
+            st.deliveries.keys().map(|(e, _)| e.clone()).collect();
+        st.events.retain(|id, _| live.contains(id));
+        Ok(gone.len() as u64)
+    }
     async fn requeue_deliveries(
         &self,
         tenant: &TenantId,

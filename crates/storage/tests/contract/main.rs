@@ -110,6 +110,7 @@ contract!(
     webhooks::deleting_an_endpoint_or_tenant_takes_its_webhook_records,
     webhooks::a_webhook_endpoint_deleted_during_a_write_gets_no_delivery,
     webhooks::late_attempts_and_stale_failure_clocks_change_nothing,
+    webhooks::old_ended_webhook_messages_are_purged,
     key_age::a_profiles_key_age_policy_round_trips,
     key_age::keys_older_than_finds_only_idle_active_users_of_the_profile,
 );

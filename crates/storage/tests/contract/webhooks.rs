@@ -1423,3 +1423,74 @@ pub async fn late_attempts_and_stale_failure_clocks_change_nothing(store: &SqlSt
     .await;
     assert!(store.get_event("msg_nobody").await.expect("get").is_none());
 }
+
+/// Ended deliveries older than the retention go with their attempts, and events left without a
+/// delivery with them; pending ones and recent ones stay.
+pub async fn old_ended_webhook_messages_are_purged(store: &SqlStore) {
+    with_tenants(store, &["acme"]).await;
+    let t0 = now();
+    add(store, &endpoint("acme", "ep_a", &[], t0)).await;
+    emit(
+        store,
+        "acme",
+        vec![
+            outbox("acme", "msg_old_ok", EventType::UserProvisioned, t0),
+            outbox("acme", "msg_old_failed", EventType::UserProvisioned, t0),
+            outbox("acme", "msg_old_pending", EventType::UserProvisioned, t0),
+            outbox("acme", "msg_new_ok", EventType::UserProvisioned, t0),
+        ],
+    )
+    .await;
+    let rec = |o: AttemptOutcome| async move {
+        store
+            .record_attempt(&tid("acme"), &o)
+            .await
+            .expect("record")
+    };
+    rec(delivered(attempt(
+        "msg_old_ok",
+        "ep_a",
+        1,
+        plus(t0, 1),
+        Some(200),
+    )))
+    .await;
+    rec(failed(
+        attempt("msg_old_failed", "ep_a", 1, plus(t0, 1), Some(500)),
+        plus(t0, 1),
+    ))
+    .await;
+    rec(delivered(attempt(
+        "msg_new_ok",
+        "ep_a",
+        1,
+        plus(t0, 100),
+        Some(200),
+    )))
+    .await;
+    let n = store
+        .purge_webhook_history(plus(t0, 50))
+        .await
+        .expect("purge");
+    assert_eq!(n, 2);
+    let left: BTreeSet<(String, String)> = pairs(store, "acme").await;
+    assert_eq!(
+        left,
+        BTreeSet::from([pair("msg_new_ok", "ep_a"), pair("msg_old_pending", "ep_a")])
+    );
+    assert!(store.get_event("msg_old_ok").await.expect("get").is_none());
+    assert!(
+        store
+            .get_event("msg_old_pending")
+            .await
+            .expect("get")
+            .is_some()
+    );
+    assert!(
+        store
+            .list_attempts(&tid("acme"), "msg_old_failed", None)
+            .await
+            .expect("attempts")
+            .is_empty()
+    );
+}
