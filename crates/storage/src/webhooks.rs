@@ -590,11 +590,27 @@ impl WebhookStore for SqlStore {
             // them in (PostgreSQL), so the two cannot deadlock.
             // A late attempt (a lapsed claim, a resend racing a send) never undoes a delivery:
             // it is not recorded at all.
+            // PostgreSQL: the endpoint's row, then the delivery's, locked in the order a
+            // deletion takes them, so a concurrent record of the same delivery (a resend's)
+            // waits here and its outcome is seen below.
+            let lock = if self.backend() == Backend::Postgres {
+                "FOR UPDATE"
+            } else {
+                ""
+            };
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT id FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2 {lock}"
+            )))
+            .bind(tenant_s.clone())
+            .bind(a.endpoint_id.clone())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend("locking a webhook endpoint"))?;
             if outcome.status != DeliveryStatus::Delivered {
-                let current: Option<(String,)> = sqlx::query_as(
+                let current: Option<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT status FROM webhook_deliveries \
-                     WHERE tenant_id = $1 AND event_id = $2 AND endpoint_id = $3",
-                )
+                     WHERE tenant_id = $1 AND event_id = $2 AND endpoint_id = $3 {lock}"
+                )))
                 .bind(tenant_s.clone())
                 .bind(a.event_id.clone())
                 .bind(a.endpoint_id.clone())

@@ -181,6 +181,22 @@ impl Provisioner {
         if host.is_empty() {
             return Err(DomainError::Validation("url must name a host".into()));
         }
+        // A host whose last label is a number is an IPv4 address to URL parsers (`127.1`,
+        // `2130706433`, `0x7f.1`): only the dotted-quad form is accepted, so the check below
+        // sees what the sender will connect to.
+        let last = host
+            .trim_end_matches('.')
+            .rsplit('.')
+            .next()
+            .unwrap_or_default();
+        let numeric = !last.is_empty()
+            && (last.chars().all(|c| c.is_ascii_digit())
+                || last.to_ascii_lowercase().starts_with("0x"));
+        if !host.starts_with('[') && numeric && host.parse::<std::net::Ipv4Addr>().is_err() {
+            return Err(DomainError::Validation(
+                "url must name its host by name or as a dotted-quad IPv4 address".into(),
+            ));
+        }
         if !self.webhook_allow_private && private_host(host) {
             return Err(DomainError::Validation(
                 "url must not name a loopback, private or link-local address".into(),

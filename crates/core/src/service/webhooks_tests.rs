@@ -430,6 +430,16 @@ async fn endpoint_urls_must_be_https_unless_allowed() {
         "https://",
         "https://a b",
         "hooks.example",
+        "https://127.0.0.1/hook",
+        "https://localhost:8443/hook",
+        "https://[::1]/hook",
+        "https://10.1.2.3/hook",
+        "https://169.254.169.254/latest",
+        "https://[::ffff:127.0.0.1]/x",
+        "https://user:pass@hooks.example/x",
+        "https://127.1/x",
+        "https://2130706433/x",
+        "https://0x7f.1/x",
     ] {
         let r = t
             .service

@@ -282,7 +282,7 @@ async fn reseal_moves_every_secret_to_a_new_master_key() {
         assert!(out.status.success(), "{stdout}{stderr}");
         assert!(
             stdout.contains(
-                "1 tenant PAT(s), 1 user(s) (2 key(s)); 0 user(s) skipped (busy); 0 failure(s)"
+                "1 tenant PAT(s), 1 user(s) (2 key(s)), 0 webhook endpoint(s); 0 user(s) skipped (busy); 0 failure(s)"
             ),
             "{stdout}"
         );

@@ -24,6 +24,8 @@ mod scim;
 mod secrets;
 mod tenants;
 mod users;
+mod webhook_receiver;
+mod webhooks;
 
 /// Runs each listed `async fn(TestApp)` case on SQLite and on PostgreSQL; with
 /// `settings = f;` first, each app is built with `spawn_app_with(db, f)` (`f` is resolved

@@ -43,6 +43,8 @@ pub struct ServerEnv {
     pub short_leases: bool,
     /// Where the child's stderr goes (appended: one file across restarts).
     pub log_file: PathBuf,
+    /// More variables (e.g. `PROVISIONER_WEBHOOK_*`), set last (they override the above).
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl ServerEnv {
@@ -56,6 +58,7 @@ impl ServerEnv {
             lease_wait_secs: 5,
             short_leases: true,
             log_file: log_file.to_owned(),
+            extra_env: Vec::new(),
         }
     }
 
@@ -95,6 +98,9 @@ impl ServerEnv {
             cmd.env_remove("PROVISIONER_LEASE_TTL_SECS")
                 .env_remove("PROVISIONER_RECOVERY_INTERVAL_SECS");
         }
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
         cmd
     }
 }
@@ -125,6 +131,11 @@ impl Server {
     /// The child's base URL.
     pub fn base(&self) -> String {
         self.env.base()
+    }
+
+    /// The configuration the next [`Server::start`] uses (e.g. other `extra_env`).
+    pub fn env_mut(&mut self) -> &mut ServerEnv {
+        &mut self.env
     }
 
     /// Spawns the child and polls `GET /readyz` until it answers 200 (at most 20 s).
