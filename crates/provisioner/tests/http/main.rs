@@ -12,6 +12,7 @@ mod faults;
 mod isolation;
 mod jobs;
 mod jwks;
+mod key_lifecycle;
 mod kill9;
 mod observability;
 mod operations;
