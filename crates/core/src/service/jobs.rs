@@ -127,7 +127,29 @@ impl Provisioner {
                 resolved.insert(key, scopes);
             }
         }
-        let now = self.clock.now();
+        let (job, items) = self.new_job(
+            actor,
+            tenant_id,
+            users.into_iter().map(|u| (u.external_id, u.request)),
+        );
+        let audit = self.audit(
+            actor,
+            Some(tenant_id),
+            "job.create",
+            format!("jobs/{}", job.id),
+            &format!("success: {} users", job.total),
+        );
+        self.store.insert_job(&job, &items, &audit).await?;
+        Ok(job)
+    }
+
+    /// A running job of `actor` over `users` (each with what its item asks), and its items.
+    fn new_job(
+        &self,
+        actor: &Actor,
+        tenant_id: &TenantId,
+        users: impl ExactSizeIterator<Item = (ExternalId, ItemRequest)>,
+    ) -> (Job, Vec<JobItem>) {
         let job = Job {
             id: uuid::Uuid::now_v7().to_string(),
             tenant_id: tenant_id.clone(),
@@ -139,18 +161,17 @@ impl Provisioner {
             cancel_requested: false,
             created_by: actor.subject.clone(),
             request_id: actor.request_id.clone(),
-            created_at: now,
+            created_at: self.clock.now(),
             finished_at: None,
         };
-        let items: Vec<JobItem> = users
-            .into_iter()
+        let items = users
             .enumerate()
-            .map(|(i, u)| JobItem {
+            .map(|(i, (external_id, request))| JobItem {
                 job_id: job.id.clone(),
                 idx: i64::try_from(i).unwrap_or(i64::MAX),
                 tenant_id: tenant_id.clone(),
-                external_id: u.external_id,
-                request: u.request,
+                external_id,
+                request,
                 status: crate::jobs::ItemStatus::Pending,
                 error_code: None,
                 error_detail: None,
@@ -158,15 +179,7 @@ impl Provisioner {
                 next_attempt_at: None,
             })
             .collect();
-        let audit = self.audit(
-            actor,
-            Some(tenant_id),
-            "job.create",
-            format!("jobs/{}", job.id),
-            &format!("success: {} users", job.total),
-        );
-        self.store.insert_job(&job, &items, &audit).await?;
-        Ok(job)
+        (job, items)
     }
 
     /// One job with its errors. The caller checks the job's tenant against the token's
@@ -511,20 +524,6 @@ impl Provisioner {
                 "tenant {tenant_id} has no active user to rotate"
             )));
         }
-        let job = Job {
-            id: uuid::Uuid::now_v7().to_string(),
-            tenant_id: tenant_id.clone(),
-            status: JobStatus::Running,
-            total: i64::try_from(users.len()).unwrap_or(i64::MAX),
-            done: 0,
-            failed: 0,
-            cancelled: 0,
-            cancel_requested: false,
-            created_by: actor.subject.clone(),
-            request_id: actor.request_id.clone(),
-            created_at: now,
-            finished_at: None,
-        };
         let request = crate::jobs::ItemRequest {
             rotate: Some(crate::jobs::RotateItem {
                 grace_seconds,
@@ -532,22 +531,11 @@ impl Provisioner {
             }),
             ..Default::default()
         };
-        let items: Vec<JobItem> = users
-            .into_iter()
-            .enumerate()
-            .map(|(i, external_id)| JobItem {
-                job_id: job.id.clone(),
-                idx: i64::try_from(i).unwrap_or(i64::MAX),
-                tenant_id: tenant_id.clone(),
-                external_id,
-                request: request.clone(),
-                status: crate::jobs::ItemStatus::Pending,
-                error_code: None,
-                error_detail: None,
-                attempts: 0,
-                next_attempt_at: None,
-            })
-            .collect();
+        let (job, items) = self.new_job(
+            actor,
+            tenant_id,
+            users.into_iter().map(|e| (e, request.clone())),
+        );
         let audit = self.audit(
             actor,
             Some(tenant_id),
