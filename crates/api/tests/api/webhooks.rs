@@ -789,3 +789,19 @@ async fn rotate_keys_starts_a_job_for_admins_only() {
         .await;
     assert_eq!(job.json()["total"], json!(2));
 }
+
+/// Found by schemathesis: a body whose fields are all optional was read from a JSON array.
+#[actix_web::test]
+async fn bodies_must_be_json_objects() {
+    let app = setup().await;
+    for (method, path) in [
+        ("POST", "/v1/tenants/acme/rotate-keys"),
+        ("POST", "/v1/tenants/acme/scim/tokens"),
+        ("PUT", "/v1/tenants/acme/scim"),
+    ] {
+        let r = app
+            .call(method, path, Some(&admin()), Some(json!([])))
+            .await;
+        assert_eq!(r.status, 400, "{method} {path}: {}", r.text());
+    }
+}
