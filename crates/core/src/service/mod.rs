@@ -5,6 +5,7 @@
 
 mod delivery;
 mod deprovision;
+mod events;
 mod fence;
 mod idempotency;
 mod jobs;

@@ -86,6 +86,30 @@ fn assert_gone(t: &TestService, name: &str) {
     assert!(t.upstream.keys().is_empty());
 }
 
+/// Changes a user's recorded scopes behind the service's back (as an operator's repair or a
+/// tenant change would leave them), under a lease as every writer does; the previous scopes.
+async fn force_scopes(
+    t: &TestService,
+    external_id: &crate::ids::ExternalId,
+    scopes: crate::scope::ScopeSet,
+) -> crate::scope::ScopeSet {
+    let now = t.clock.now();
+    let lease = crate::model::Lease {
+        owner: "test-owner".into(),
+        expires_at: now + chrono::Duration::seconds(5),
+    };
+    let mut row = t
+        .store
+        .acquire_lease(&tid(), external_id, &lease, now, None)
+        .await
+        .unwrap()
+        .expect("leased");
+    let previous = std::mem::replace(&mut row.scopes, scopes);
+    row.lease = None;
+    t.store.update_user(&row, "test-owner", None).await.unwrap();
+    previous
+}
+
 fn futures_block<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
@@ -698,33 +722,12 @@ async fn reactivation_respects_the_scopes_the_tenant_allows_now() {
     quiesce(&t).await;
     set_active(&t, &u.id, false).await;
     quiesce(&t).await;
-    let mut row = t
-        .store
-        .get_user(&tid(), &u.external_id)
-        .await
-        .unwrap()
-        .unwrap();
-    row.scopes = crate::scope::ScopeSet::parse(&["Predict", "Models:Add"]).unwrap();
-    let lease_owner = "test-owner";
-    let now = t.clock.now();
-    let leased = t
-        .store
-        .acquire_lease(
-            &tid(),
-            &u.external_id,
-            &crate::model::Lease {
-                owner: lease_owner.into(),
-                expires_at: now + chrono::Duration::seconds(5),
-            },
-            now,
-            None,
-        )
-        .await
-        .unwrap()
-        .unwrap();
-    row.version = leased.version;
-    row.lease = None;
-    t.store.update_user(&row, lease_owner, None).await.unwrap();
+    force_scopes(
+        &t,
+        &u.external_id,
+        crate::scope::ScopeSet::parse(&["Predict", "Models:Add"]).unwrap(),
+    )
+    .await;
     set_active(&t, &u.id, true).await;
     quiesce(&t).await;
     assert!(t.upstream.keys().is_empty(), "{:?}", t.upstream.keys());
@@ -819,62 +822,18 @@ async fn profiles_in_use_by_scim_and_refused_syncs_recover() {
     // A refusal (scopes no longer allowed at reactivation) is retried on an identical write.
     set_active(&t, &u.id, false).await;
     quiesce(&t).await;
-    let mut r = t
-        .store
-        .get_user(&tid(), &u.external_id)
-        .await
-        .unwrap()
-        .unwrap();
-    let leased = t
-        .store
-        .acquire_lease(
-            &tid(),
-            &u.external_id,
-            &crate::model::Lease {
-                owner: "o".into(),
-                expires_at: t.clock.now() + chrono::Duration::seconds(5),
-            },
-            t.clock.now(),
-            None,
-        )
-        .await
-        .unwrap()
-        .unwrap();
-    let good = r.scopes.clone();
-    r.scopes = crate::scope::ScopeSet::parse(&["Predict", "Models:Add"]).unwrap();
-    r.version = leased.version;
-    r.lease = None;
-    t.store.update_user(&r, "o", None).await.unwrap();
+    let good = force_scopes(
+        &t,
+        &u.external_id,
+        crate::scope::ScopeSet::parse(&["Predict", "Models:Add"]).unwrap(),
+    )
+    .await;
     set_active(&t, &u.id, true).await;
     quiesce(&t).await;
     let s = t.store.get_scim_user(&tid(), &u.id).await.unwrap().unwrap();
     assert!(s.sync_error.is_some());
     // The operator fixes the cause; the identity provider sends the same state again.
-    let mut r = t
-        .store
-        .get_user(&tid(), &u.external_id)
-        .await
-        .unwrap()
-        .unwrap();
-    let leased = t
-        .store
-        .acquire_lease(
-            &tid(),
-            &u.external_id,
-            &crate::model::Lease {
-                owner: "o2".into(),
-                expires_at: t.clock.now() + chrono::Duration::seconds(5),
-            },
-            t.clock.now(),
-            None,
-        )
-        .await
-        .unwrap()
-        .unwrap();
-    r.scopes = good;
-    r.version = leased.version;
-    r.lease = None;
-    t.store.update_user(&r, "o2", None).await.unwrap();
+    force_scopes(&t, &u.external_id, good).await;
     set_active(&t, &u.id, true).await;
     quiesce(&t).await;
     assert_one_app_one_key(&t, "nia");

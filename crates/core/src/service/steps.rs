@@ -243,14 +243,7 @@ impl Provisioner {
         // Rotation with no grace period (or one that ended while the rotation was resumed):
         // record the new key first (the old one stays recorded as retired, due now), then
         // delete the old key. If the delete fails or is cut off, recovery deletes it later.
-        let kind = match (started_as, user.status) {
-            (UserStatus::Provisioning, UserStatus::Active) => Some(EventType::UserProvisioned),
-            (UserStatus::Rotating, UserStatus::Active) => Some(EventType::UserKeyRotated),
-            (UserStatus::Reactivating, UserStatus::Active) => Some(EventType::UserReactivated),
-            (UserStatus::Suspending, UserStatus::Suspended) => Some(EventType::UserKeyRevoked),
-            (UserStatus::Deprovisioning, UserStatus::Deleted) => Some(EventType::UserDeprovisioned),
-            _ => None,
-        };
+        let kind = super::events::operation_event(started_as, user.status);
         // Whether the change's event is written yet (it rides on the first write that commits
         // the change: a crash after it must not lose the event).
         let mut event_written = false;
@@ -803,28 +796,6 @@ pub(super) fn lease_lost() -> DomainError {
     DomainError::UpstreamUnavailable(
         "the operation was taken over by another worker before it finished; retry".into(),
     )
-}
-
-impl Provisioner {
-    /// A thin user event: ids, state, and the row's version after the write that carries it
-    /// (increasing with every write of the user, so receivers can drop stale events). Never a
-    /// secret: the key appears by its short fingerprint only.
-    pub(super) fn user_event(&self, kind: EventType, user: &User) -> OutboxEvent {
-        OutboxEvent::new(
-            &user.tenant_id,
-            kind,
-            self.clock.now(),
-            serde_json::json!({
-                "tenant_id": user.tenant_id.as_str(),
-                "external_id": user.external_id.as_str(),
-                "status": user.status.as_str(),
-                "app_id": user.app_id.as_str(),
-                "key_fingerprint": user.key.as_ref().and_then(|k| k.fingerprint.get(..8)),
-                "generation": user.generation,
-                "version": user.version + 1,
-            }),
-        )
-    }
 }
 
 /// `users/<external id>`, the audit target of a user.
